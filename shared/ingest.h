@@ -1,0 +1,36 @@
+/* ingest.h: turns an uploaded archive (tar, tar.gz/bz2/xz/zst or zip, spooled to a file)
+ * into contents and directories with git's ids: each file stored once in the store,
+ * every row written in one transaction, so a bad archive stores nothing in Postgres. */
+#ifndef BV_INGEST_H
+#define BV_INGEST_H
+
+#include <stdint.h>
+
+#include "shared/db.h"
+#include "shared/store.h"
+
+struct ingest_limits {
+	int64_t max_entries;	/* entries in the archive */
+	int64_t max_unpacked;	/* bytes, sum of regular files' sizes */
+};
+
+struct ingest_result {
+	unsigned char root[20];	/* sha1_git of the root tree */
+	int64_t files;		/* regular files and symlinks */
+	int64_t directories;	/* trees, the root included */
+	int64_t bytes;		/* sum of file sizes */
+	int64_t new_contents;	/* contents not stored before */
+};
+
+/* Reads the archive at path. Entries: regular files (mode 100644 or 100755 from the owner
+ * execute bit), symlinks (target as blob content), directories, hard links (same bytes
+ * as their target). Refused with *http_status 400 and a message for the client: absolute
+ * paths, ".." components, paths through a symlink, a path both file and directory,
+ * devices/fifos/sockets, a corrupt or unknown archive; 413 past the limits. Empty
+ * directories are left out, as git does. A leading "./" is ignored. On a server-side
+ * failure *http_status is 500 (or 507 when the disk is full, 503 when Postgres is down). */
+int ingest_archive(struct store *st, struct db *db, const char *path,
+    const struct ingest_limits *limits, struct ingest_result *out, int *http_status,
+    char **errstr) BV_MUSTCHECK;
+
+#endif

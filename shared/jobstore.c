@@ -1,0 +1,420 @@
+/* jobstore.c: the jobs and bundles tables. Every state change goes through
+ * jobstore_patch, which validates it against shared/jobs.c inside a transaction. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shared/jobstore.h"
+#include "shared/log.h"
+
+#define JOB_COLUMNS                                                                         \
+	"j.id, j.kind, j.dedup_key, j.state, j.params::text, j.result::text,"               \
+	" j.progress_message, j.error, j.attempts, j.worker,"                               \
+	" extract(epoch from j.created_at), extract(epoch from j.updated_at),"              \
+	" coalesce(extract(epoch from j.started_at), 0),"                                   \
+	" coalesce(extract(epoch from j.finished_at), 0),"                                  \
+	" encode(b.sha256, 'hex'), b.size"
+#define JOB_FROM " FROM jobs j LEFT JOIN bundles b ON b.job_id = j.id "
+#define LIVE_STATES "('queued', 'running', 'done')"
+
+/* Frees a job. */
+void
+job_free(struct job *job)
+{
+	if (job == NULL)
+		return;
+	free(job->kind);
+	free(job->dedup_key);
+	json_decref(job->params);
+	json_decref(job->result);
+	free(job->progress_message);
+	free(job->error);
+	free(job->worker);
+	free(job);
+}
+
+/* A text column, or NULL for SQL NULL. */
+static char *
+col_str(const PGresult *res, int row, int col)
+{
+	return PQgetisnull(res, row, col) ? NULL : xstrdup(PQgetvalue(res, row, col));
+}
+
+/* A job from one row of JOB_COLUMNS. */
+static struct job *
+job_from_row(const PGresult *res, int row)
+{
+	struct job *job = xcalloc(1, sizeof *job);
+	int64_t v = 0;
+
+	if (!parse_int64(PQgetvalue(res, row, 0), &job->id))
+		job->id = 0;
+	job->kind = col_str(res, row, 1);
+	job->dedup_key = col_str(res, row, 2);
+	job->state = job_state_parse(PQgetvalue(res, row, 3));
+	job->params = json_loads(PQgetvalue(res, row, 4), 0, NULL);
+	if (job->params == NULL)
+		job->params = json_object();
+	job->result = PQgetisnull(res, row, 5) ? NULL : json_loads(PQgetvalue(res, row, 5), 0, NULL);
+	job->progress_message = col_str(res, row, 6);
+	job->error = col_str(res, row, 7);
+	job->attempts = atoi(PQgetvalue(res, row, 8));
+	job->worker = col_str(res, row, 9);
+	job->created_at = atof(PQgetvalue(res, row, 10));
+	job->updated_at = atof(PQgetvalue(res, row, 11));
+	job->started_at = atof(PQgetvalue(res, row, 12));
+	job->finished_at = atof(PQgetvalue(res, row, 13));
+	if (!PQgetisnull(res, row, 14)) {
+		job->has_bundle = true;
+		snprintf(job->bundle_sha256, sizeof job->bundle_sha256, "%s",
+		    PQgetvalue(res, row, 14));
+		if (parse_int64(PQgetvalue(res, row, 15), &v))
+			job->bundle_size = v;
+	}
+	return job;
+}
+
+/* Runs a query of JOB_COLUMNS; 1 with *out when a row came back, 0 when none, -1. */
+static int
+query_one(struct db *db, const char *sql, int nparams, const char *const *params,
+    struct job **out, char **errstr)
+{
+	PGresult *res = db_exec(db, sql, nparams, params, false, errstr);
+	int found;
+
+	if (res == NULL)
+		return -1;
+	found = PQntuples(res) > 0;
+	*out = found ? job_from_row(res, 0) : NULL;
+	PQclear(res);
+	return found;
+}
+
+/* By id. */
+int
+jobstore_get(struct db *db, int64_t id, struct job **out, char **errstr)
+{
+	char ids[24];
+	const char *p[] = {ids};
+
+	snprintf(ids, sizeof ids, "%lld", (long long)id);
+	return query_one(db, "SELECT " JOB_COLUMNS JOB_FROM "WHERE j.id = $1", 1, p, out, errstr);
+}
+
+/* Newest job for a key. */
+int
+jobstore_find(struct db *db, const char *dedup_key, struct job **out, char **errstr)
+{
+	const char *p[] = {dedup_key};
+	return query_one(db,
+	    "SELECT " JOB_COLUMNS JOB_FROM "WHERE j.dedup_key = $1 ORDER BY j.id DESC LIMIT 1", 1,
+	    p, out, errstr);
+}
+
+/* Insert unless a live job has the key; the partial unique index settles races. */
+int
+jobstore_create(struct db *db, const char *kind, const char *dedup_key, const json_t *params,
+    struct job **out, bool *created, char **errstr)
+{
+	char *ptext = json_dumps(params, JSON_COMPACT);
+	const char *p[] = {kind, dedup_key, ptext};
+	int rc = -1;
+
+	*out = NULL;
+	*created = false;
+	/* A live job with the key may turn failed between our INSERT and SELECT: retry. */
+	for (int attempt = 0; attempt < 5; attempt++) {
+		PGresult *res = db_exec(db,
+		    "INSERT INTO jobs (kind, dedup_key, params) VALUES ($1, $2, $3::jsonb)"
+		    " ON CONFLICT (dedup_key) WHERE state IN " LIVE_STATES " DO NOTHING"
+		    " RETURNING id",
+		    3, p, false, errstr);
+		if (res == NULL)
+			goto out;
+		if (PQntuples(res) == 1) {
+			int64_t id = 0;
+			bool ok = parse_int64(PQgetvalue(res, 0, 0), &id);
+			PQclear(res);
+			if (!ok || jobstore_get(db, id, out, errstr) != 1) {
+				if (ok && *errstr == NULL)
+					*errstr = xstrdup("job vanished after insert");
+				goto out;
+			}
+			*created = true;
+			rc = 0;
+			goto out;
+		}
+		PQclear(res);
+		const char *q[] = {dedup_key};
+		int found = query_one(db,
+		    "SELECT " JOB_COLUMNS JOB_FROM "WHERE j.dedup_key = $1 AND j.state IN " LIVE_STATES
+		    " ORDER BY j.id DESC LIMIT 1",
+		    1, q, out, errstr);
+		if (found < 0)
+			goto out;
+		if (found == 1) {
+			rc = 0;
+			goto out;
+		}
+	}
+	*errstr = xstrdup("could not create the job: its key kept changing state");
+out:
+	free(ptext);
+	return rc;
+}
+
+/* A cook's result must name its bundle: {"bundle_sha256": 64 hex, "bundle_size": >= 0}. */
+static int
+check_cook_result(const json_t *result, const char **sha, json_int_t *size, char **errstr)
+{
+	json_t *s = json_object_get(result, "bundle_sha256");
+	json_t *n = json_object_get(result, "bundle_size");
+
+	if (!json_is_string(s) || !is_hex(json_string_value(s), 64) || !json_is_integer(n) ||
+	    json_integer_value(n) < 0) {
+		*errstr = xstrdup("result must have bundle_sha256 (64 hex digits) and bundle_size "
+				  "(an integer >= 0)");
+		return -1;
+	}
+	*sha = json_string_value(s);
+	*size = json_integer_value(n);
+	return 0;
+}
+
+/* The body of jobstore_patch, inside the transaction. Returns 0 or -1 with *http_status. */
+static int
+patch_locked(struct db *db, int64_t id, enum job_state to, const char *worker,
+    const char *progress, const char *error, const json_t *result, int max_attempts,
+    int *http_status, char **errstr)
+{
+	char ids[24], att[16];
+	const char *p1[] = {ids};
+	PGresult *res;
+	enum job_state from;
+	int attempts;
+	char *kind, *last_error;
+
+	snprintf(ids, sizeof ids, "%lld", (long long)id);
+	res = db_exec(db, "SELECT state, attempts, kind, error FROM jobs WHERE id = $1 FOR UPDATE",
+	    1, p1, false, errstr);
+	if (res == NULL) {
+		*http_status = 503;
+		return -1;
+	}
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		*http_status = 404;
+		*errstr = xasprintf("job %lld not found", (long long)id);
+		return -1;
+	}
+	from = job_state_parse(PQgetvalue(res, 0, 0));
+	attempts = atoi(PQgetvalue(res, 0, 1));
+	kind = xstrdup(PQgetvalue(res, 0, 2));
+	last_error = col_str(res, 0, 3);
+	PQclear(res);
+
+	int rc = -1;
+	*http_status = 500;
+	if (to == JOB_STATE_INVALID) {
+		/* A progress report: only a running job has progress. */
+		if (from != JOB_RUNNING) {
+			*http_status = 400;
+			*errstr = xasprintf("job %lld is %s, not running", (long long)id,
+			    job_state_name(from));
+			goto out;
+		}
+		if (progress == NULL) {
+			rc = 0;
+			goto out;
+		}
+		const char *p[] = {ids, progress};
+		if (db_run(db,
+			"UPDATE jobs SET progress_message = $2, updated_at = now() WHERE id = $1", 2,
+			p, errstr) != 0)
+			goto dberr;
+		rc = 0;
+		goto out;
+	}
+	switch (job_transition_check(from, to)) {
+	case JOB_TRANSITION_NOOP:
+		rc = 0;
+		goto out;
+	case JOB_TRANSITION_ILLEGAL:
+		*http_status = 400;
+		*errstr = xasprintf("invalid state transition from %s to %s", job_state_name(from),
+		    job_state_name(to));
+		goto out;
+	case JOB_TRANSITION_OK:
+		break;
+	}
+
+	if (to == JOB_RUNNING && attempts + 1 > max_attempts) {
+		/* Every attempt so far died or was released: give up with the last reason. */
+		char *reason = xasprintf("gave up after %d attempts: %s", attempts,
+		    last_error ? last_error : "the worker stopped before finishing");
+		const char *p[] = {ids, reason};
+		int r = db_run(db,
+		    "UPDATE jobs SET state = 'failed', error = $2, progress_message = $2,"
+		    " finished_at = now(), updated_at = now() WHERE id = $1",
+		    2, p, errstr);
+		free(reason);
+		if (r != 0)
+			goto dberr;
+		rc = 0;
+		goto out;
+	}
+	snprintf(att, sizeof att, "%d", attempts + 1);
+	switch (to) {
+	case JOB_RUNNING: {
+		const char *p[] = {ids, worker, progress, att};
+		if (db_run(db,
+			"UPDATE jobs SET state = 'running', worker = $2,"
+			" progress_message = coalesce($3, progress_message), attempts = $4,"
+			" started_at = coalesce(started_at, now()), updated_at = now() WHERE id = $1",
+			4, p, errstr) != 0)
+			goto dberr;
+		break;
+	}
+	case JOB_DONE: {
+		char *rtext = result ? json_dumps(result, JSON_COMPACT) : NULL;
+		const char *p[] = {ids, rtext, progress};
+		if (strcmp(kind, "cook") == 0) {
+			const char *sha;
+			json_int_t size;
+			char sizes[24];
+			if (check_cook_result(result, &sha, &size, errstr) != 0) {
+				free(rtext);
+				*http_status = 400;
+				goto out;
+			}
+			snprintf(sizes, sizeof sizes, "%lld", (long long)size);
+			const char *bp[] = {ids, sha, sizes};
+			if (db_run(db,
+				"INSERT INTO bundles (job_id, sha256, size)"
+				" VALUES ($1, decode($2, 'hex'), $3)"
+				" ON CONFLICT (job_id) DO UPDATE SET sha256 = EXCLUDED.sha256,"
+				" size = EXCLUDED.size",
+				3, bp, errstr) != 0) {
+				free(rtext);
+				goto dberr;
+			}
+		}
+		int r = db_run(db,
+		    "UPDATE jobs SET state = 'done', result = $2::jsonb, progress_message = $3,"
+		    " error = NULL, finished_at = now(), updated_at = now() WHERE id = $1",
+		    3, p, errstr);
+		free(rtext);
+		if (r != 0)
+			goto dberr;
+		break;
+	}
+	case JOB_FAILED: {
+		const char *reason = error && *error ? error : "the job failed for an unknown reason";
+		const char *p[] = {ids, reason};
+		if (db_run(db,
+			"UPDATE jobs SET state = 'failed', error = $2, progress_message = $2,"
+			" finished_at = now(), updated_at = now() WHERE id = $1",
+			2, p, errstr) != 0)
+			goto dberr;
+		break;
+	}
+	case JOB_QUEUED: {
+		/* Released by its worker: keep the reason so a later give-up can name it. */
+		const char *p[] = {ids, error, progress};
+		if (db_run(db,
+			"UPDATE jobs SET state = 'queued', worker = NULL,"
+			" error = coalesce($2, error), progress_message = $3, updated_at = now()"
+			" WHERE id = $1",
+			3, p, errstr) != 0)
+			goto dberr;
+		break;
+	}
+	case JOB_EXPIRED: {
+		if (db_run(db, "UPDATE jobs SET state = 'expired', updated_at = now() WHERE id = $1",
+			1, p1, errstr) != 0)
+			goto dberr;
+		break;
+	}
+	default:
+		*http_status = 400;
+		*errstr = xstrdup("unknown state");
+		goto out;
+	}
+	rc = 0;
+	goto out;
+dberr:
+	*http_status = 503;
+out:
+	free(kind);
+	free(last_error);
+	return rc;
+}
+
+/* A validated change of state or progress. */
+int
+jobstore_patch(struct db *db, int64_t id, enum job_state state, const char *worker,
+    const char *progress_message, const char *error, const json_t *result, int max_attempts,
+    struct job **out, int *http_status, char **errstr)
+{
+	*out = NULL;
+	if (db_begin(db, errstr) != 0) {
+		*http_status = 503;
+		return -1;
+	}
+	if (patch_locked(db, id, state, worker, progress_message, error, result, max_attempts,
+		http_status, errstr) != 0) {
+		db_rollback(db);
+		return -1;
+	}
+	if (db_commit(db, errstr) != 0) {
+		db_rollback(db);
+		*http_status = 503;
+		return -1;
+	}
+	int found = jobstore_get(db, id, out, errstr);
+	if (found != 1) {
+		if (found == 0)
+			*errstr = xasprintf("job %lld not found", (long long)id);
+		*http_status = found == 0 ? 404 : 503;
+		return -1;
+	}
+	return 0;
+}
+
+/* Queued or running jobs untouched for min_age_s seconds. */
+int
+jobstore_list_unfinished(struct db *db, int64_t min_age_s, int64_t **ids, size_t *n,
+    char **errstr)
+{
+	char age[24];
+	const char *p[] = {age};
+	PGresult *res;
+
+	snprintf(age, sizeof age, "%lld", (long long)min_age_s);
+	res = db_exec(db,
+	    "SELECT id FROM jobs WHERE state IN ('queued', 'running')"
+	    " AND updated_at < now() - make_interval(secs => $1::double precision)"
+	    " ORDER BY id LIMIT 10000",
+	    1, p, false, errstr);
+	if (res == NULL)
+		return -1;
+	*n = (size_t)PQntuples(res);
+	*ids = xcalloc(*n ? *n : 1, sizeof **ids);
+	for (size_t i = 0; i < *n; i++)
+		if (!parse_int64(PQgetvalue(res, (int)i, 0), &(*ids)[i]))
+			(*ids)[i] = 0;
+	PQclear(res);
+	return 0;
+}
+
+/* Records a download. */
+int
+jobstore_touch_bundle(struct db *db, int64_t job_id, char **errstr)
+{
+	char ids[24];
+	const char *p[] = {ids};
+
+	snprintf(ids, sizeof ids, "%lld", (long long)job_id);
+	return db_run(db, "UPDATE bundles SET last_download_at = now() WHERE job_id = $1", 1, p,
+	    errstr);
+}

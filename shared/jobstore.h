@@ -1,0 +1,71 @@
+/* jobstore.h: the one place that knows the jobs and bundles tables' columns. Used by the
+ * API (create, read, validated PATCH) and by workers (read params, find lost jobs). */
+#ifndef BV_JOBSTORE_H
+#define BV_JOBSTORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "shared/db.h"
+#include "shared/jobs.h"
+
+struct job {
+	int64_t id;
+	char *kind;		/* "cook", later "load", "request", ... */
+	char *dedup_key;	/* "cook:directory:<hex>:tar.gz"; NULL when none */
+	enum job_state state;
+	json_t *params;		/* owned */
+	json_t *result;		/* owned; NULL until done */
+	char *progress_message;	/* NULL when none */
+	char *error;		/* failure reason a user can read; NULL when none */
+	int attempts;
+	char *worker;		/* last worker that claimed it */
+	double created_at;	/* unix seconds */
+	double updated_at;
+	double started_at;	/* 0 when never */
+	double finished_at;	/* 0 when not final */
+	/* bundle, for cook jobs that are done */
+	bool has_bundle;
+	char bundle_sha256[65];
+	int64_t bundle_size;
+};
+
+void job_free(struct job *job);
+
+/* Inserts a queued job unless a live one (queued, running or done) has the same
+ * dedup_key; either way *out is that job and *created says which. Safe under concurrent
+ * calls: one row per key. 0 or -1 + *errstr. */
+int jobstore_create(struct db *db, const char *kind, const char *dedup_key,
+    const json_t *params, struct job **out, bool *created, char **errstr) BV_MUSTCHECK;
+/* By id: 1 found, 0 not found, -1 error. */
+int jobstore_get(struct db *db, int64_t id, struct job **out, char **errstr) BV_MUSTCHECK;
+/* Newest job with that dedup_key (any state): 1, 0 or -1. */
+int jobstore_find(struct db *db, const char *dedup_key, struct job **out,
+    char **errstr) BV_MUSTCHECK;
+
+/* A worker's PATCH, validated against the state machine inside one transaction
+ * (SELECT ... FOR UPDATE):
+ *   state            new state or JOB_STATE_INVALID for "no state change"
+ *   worker           the worker's name (recorded on running)
+ *   progress_message replaces the message when non-NULL
+ *   error            the failure reason when state is failed
+ *   result           stored when done; for cook jobs {"bundle_sha256", "bundle_size"}
+ *                    also creates the bundles row
+ *   max_attempts     a claim (-> running) past this many attempts fails the job instead
+ * Returns 0 with *out the job after the change; -1 with *http_status 404 (no job),
+ * 400 (illegal transition or bad result, *errstr says which in words for the client)
+ * or 503/500 (database, *errstr). */
+int jobstore_patch(struct db *db, int64_t id, enum job_state state, const char *worker,
+    const char *progress_message, const char *error, const json_t *result, int max_attempts,
+    struct job **out, int *http_status, char **errstr) BV_MUSTCHECK;
+
+/* Jobs queued or running whose updated_at is older than min_age_s: ids into a new array
+ * (*n entries), for the reconciler. 0 or -1. */
+int jobstore_list_unfinished(struct db *db, int64_t min_age_s, int64_t **ids, size_t *n,
+    char **errstr) BV_MUSTCHECK;
+/* Records a download of the job's bundle (for expiry by last use). */
+int jobstore_touch_bundle(struct db *db, int64_t job_id, char **errstr) BV_MUSTCHECK;
+
+#endif

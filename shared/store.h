@@ -1,0 +1,49 @@
+/* store.h: blobs addressed by sha256. Callers see only this interface; the local backend
+ * keeps objects/ab/cd/<sha256> under its root, writes each blob to a temp file in the same
+ * file system, fsyncs and renames it, so a crash never leaves a partial blob under a real
+ * name. An S3-compatible backend can implement the same vtable later. */
+#ifndef BV_STORE_H
+#define BV_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "shared/util.h"
+
+struct store;
+struct store_writer;
+
+/* Opens (creating) a local store rooted at root ("<data_dir>/store"). NULL + *errstr. */
+struct store *store_open_local(const char *root, char **errstr) BV_MUSTCHECK;
+void store_free(struct store *st);
+/* Removes temp files left by a crash (older than max_age_s seconds; 0 = all). Returns how
+ * many were removed, or -1. Call at process start. */
+int store_clean_tmp(struct store *st, int64_t max_age_s, char **errstr) BV_MUSTCHECK;
+
+/* Streaming put: bytes are hashed (sha256, and sha1) while written to a temp file. */
+struct store_writer *store_writer_new(struct store *st, char **errstr) BV_MUSTCHECK;
+int store_writer_write(struct store_writer *w, const void *data, size_t len,
+    char **errstr) BV_MUSTCHECK;
+uint64_t store_writer_size(const struct store_writer *w);
+/* Finishes: fsync, rename to the blob's name (or drop the temp when the blob already
+ * exists), fsync the folder. Fills sha256 (and sha1 when non-NULL) and frees w, success
+ * or not. 0 or -1 + *errstr (ENOSPC is reported as "no space left on device"). */
+int store_writer_commit(struct store_writer *w, unsigned char sha256[32], unsigned char sha1[20],
+    char **errstr) BV_MUSTCHECK;
+/* Drops the temp file and frees w; w == NULL does nothing. */
+void store_writer_abort(struct store_writer *w);
+
+/* Opens a blob for reading: fd (caller closes) and size; -1 + *errstr, with errno ENOENT
+ * when the blob is absent. */
+int store_open_blob(struct store *st, const unsigned char sha256[32], uint64_t *size,
+    char **errstr) BV_MUSTCHECK;
+bool store_exists(struct store *st, const unsigned char sha256[32]);
+int store_delete(struct store *st, const unsigned char sha256[32], char **errstr) BV_MUSTCHECK;
+/* Free and total bytes of the file system under the store; 0 or -1. */
+int store_space(struct store *st, uint64_t *free_bytes, uint64_t *total_bytes,
+    char **errstr) BV_MUSTCHECK;
+/* Writable check for /status: creates and removes a probe temp file. 0 or -1. */
+int store_probe(struct store *st, char **errstr) BV_MUSTCHECK;
+
+#endif

@@ -1,0 +1,161 @@
+/* check_config.c: defaults, the JSON file, environment overrides, and the messages that
+ * name a bad key. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shared/config.h"
+
+/* Writes text to a temp file and returns its path (static buffer). */
+static const char *
+temp_config(const char *text)
+{
+	static char path[64];
+	strcpy(path, "/tmp/bv-check-config-XXXXXX");
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	return path;
+}
+
+/* Clears every BITSVAULT_ variable so the host's environment cannot leak in. */
+static void
+clear_env(void)
+{
+	for (int i = 0; config_key_name(i) != NULL; i++) {
+		char env[128];
+		snprintf(env, sizeof env, "BITSVAULT_%s", config_key_name(i));
+		for (char *p = env + 10; *p; p++)
+			*p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+		unsetenv(env);
+	}
+	unsetenv("BITSVAULT_CONFIG");
+}
+
+START_TEST(test_defaults)
+{
+	struct config cfg;
+	char *err = NULL;
+	clear_env();
+	ck_assert_int_eq(config_load(&cfg, NULL, &err), 0);
+	ck_assert_str_eq(cfg.listen, "127.0.0.1:8080");
+	ck_assert_str_eq(cfg.data_dir, "./var");
+	ck_assert_int_eq(cfg.max_upload_size, 1LL << 30);
+	ck_assert_int_eq(cfg.job_max_attempts, 3);
+	ck_assert(cfg.anonymous_read);
+	config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_file_and_env)
+{
+	struct config cfg;
+	char *err = NULL;
+	clear_env();
+	const char *path = temp_config("{\"_comment\": \"x\", \"listen\": \"0.0.0.0:9000\","
+				       " \"max_upload_size\": \"64M\", \"job_lease\": 30,"
+				       " \"anonymous_read\": false}");
+	setenv("BITSVAULT_JOB_LEASE", "12", 1);
+	ck_assert_msg(config_load(&cfg, path, &err) == 0, "%s", err);
+	ck_assert_str_eq(cfg.listen, "0.0.0.0:9000");
+	ck_assert_int_eq(cfg.max_upload_size, 64LL << 20);
+	ck_assert_int_eq(cfg.job_lease, 12); /* the environment wins over the file */
+	ck_assert(!cfg.anonymous_read);
+	config_free(&cfg);
+	unlink(path);
+	unsetenv("BITSVAULT_JOB_LEASE");
+}
+END_TEST
+
+/* Each bad value is refused with a message that names its key. */
+START_TEST(test_bad_values)
+{
+	static const struct {
+		const char *env, *val, *key;
+	} cases[] = {
+	    {"BITSVAULT_JOB_LEASE", "0", "'job_lease'"},
+	    {"BITSVAULT_JOB_LEASE", "ten", "'job_lease'"},
+	    {"BITSVAULT_MAX_UPLOAD_SIZE", "12X", "'max_upload_size'"},
+	    {"BITSVAULT_MAX_UPLOAD_SIZE", "-5", "'max_upload_size'"},
+	    {"BITSVAULT_ANONYMOUS_READ", "maybe", "'anonymous_read'"},
+	    {"BITSVAULT_LOG_LEVEL", "loud", "'log_level'"},
+	    {"BITSVAULT_LISTEN", "8080", "'listen'"},
+	    {"BITSVAULT_API_THREADS", "1000", "'api_threads'"},
+	    {"BITSVAULT_ADMIN_TOKEN", "short", "'admin_token'"},
+	    {"BITSVAULT_PUBLIC_URL", "ftp://x", "'public_url'"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct config cfg;
+		char *err = NULL;
+		clear_env();
+		setenv(cases[i].env, cases[i].val, 1);
+		ck_assert_msg(config_load(&cfg, NULL, &err) == -1, "case %zu accepted", i);
+		ck_assert_msg(strstr(err, cases[i].key) != NULL, "case %zu: %s", i, err);
+		free(err);
+		config_free(&cfg);
+		unsetenv(cases[i].env);
+	}
+}
+END_TEST
+
+/* A secret's bad value is not echoed back. */
+START_TEST(test_secret_not_echoed)
+{
+	struct config cfg;
+	char *err = NULL;
+	clear_env();
+	const char *path = temp_config("{\"database_url\": 5}");
+	ck_assert_int_eq(config_load(&cfg, path, &err), -1);
+	ck_assert_ptr_nonnull(strstr(err, "database_url"));
+	free(err);
+	config_free(&cfg);
+	unlink(path);
+	ck_assert(config_key_secret("admin_token"));
+	ck_assert(config_key_secret("database_url"));
+	ck_assert(!config_key_secret("listen"));
+}
+END_TEST
+
+START_TEST(test_file_errors)
+{
+	struct config cfg;
+	char *err = NULL;
+	clear_env();
+	const char *path = temp_config("{\"lisen\": \"x\"}");
+	ck_assert_int_eq(config_load(&cfg, path, &err), -1);
+	ck_assert_ptr_nonnull(strstr(err, "unknown key 'lisen'"));
+	free(err), err = NULL;
+	config_free(&cfg);
+	unlink(path);
+	path = temp_config("{\"listen\": ");
+	ck_assert_int_eq(config_load(&cfg, path, &err), -1);
+	ck_assert_ptr_nonnull(strstr(err, "config file"));
+	free(err), err = NULL;
+	config_free(&cfg);
+	unlink(path);
+	ck_assert_int_eq(config_load(&cfg, "/nonexistent/bitsvault.json", &err), -1);
+	free(err);
+	config_free(&cfg);
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("config");
+	TCase *tc = tcase_create("core");
+	tcase_add_test(tc, test_defaults);
+	tcase_add_test(tc, test_file_and_env);
+	tcase_add_test(tc, test_bad_values);
+	tcase_add_test(tc, test_secret_not_echoed);
+	tcase_add_test(tc, test_file_errors);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
