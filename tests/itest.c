@@ -1,0 +1,539 @@
+/* itest.c: the integration-test harness (see itest.h). */
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "tests/itest.h"
+
+struct itest IT;
+static char *admin_db_url;
+
+/* Skips (77) or fails (1) when the servers are missing, as the environment asks. */
+static void __attribute__((noreturn))
+no_servers(const char *why)
+{
+	const char *req = getenv("BITSVAULT_TEST_REQUIRE");
+	if (req != NULL && strcmp(req, "1") == 0) {
+		fprintf(stderr, "%s: FAIL: %s (BITSVAULT_TEST_REQUIRE=1)\n", IT.name, why);
+		exit(1);
+	}
+	fprintf(stderr, "%s: SKIP: %s\n", IT.name, why);
+	exit(77);
+}
+
+/* A conninfo for dbname on the admin URL's server. */
+static char *
+conninfo_with_db(const char *url, const char *dbname)
+{
+	char *err = NULL;
+	PQconninfoOption *opts = PQconninfoParse(url, &err), *o;
+	struct buf b;
+
+	if (opts == NULL)
+		no_servers("BITSVAULT_TEST_DATABASE_URL is malformed");
+	buf_init(&b);
+	for (o = opts; o->keyword != NULL; o++) {
+		const char *v = strcmp(o->keyword, "dbname") == 0 ? dbname : o->val;
+		if (v == NULL || *v == '\0')
+			continue;
+		buf_printf(&b, "%s%s='", b.len ? " " : "", o->keyword);
+		for (const char *p = v; *p; p++) {
+			if (*p == '\'' || *p == '\\')
+				buf_addc(&b, '\\');
+			buf_addc(&b, *p);
+		}
+		buf_addc(&b, '\'');
+	}
+	PQconninfoFree(opts);
+	return buf_steal(&b, NULL);
+}
+
+/* Runs one statement on a conninfo; aborts the test on error. */
+static void
+admin_sql(const char *conninfo, const char *sql)
+{
+	PGconn *c = PQconnectdb(conninfo);
+	if (PQstatus(c) != CONNECTION_OK) {
+		PQfinish(c);
+		no_servers("Postgres is not reachable at BITSVAULT_TEST_DATABASE_URL");
+	}
+	PGresult *r = PQexec(c, sql);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+		fprintf(stderr, "%s: %s: %s", IT.name, sql, PQerrorMessage(c));
+		exit(1);
+	}
+	PQclear(r);
+	PQfinish(c);
+}
+
+/* A port the kernel says is free now. */
+static int
+free_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof a;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+		perror("free_port");
+		exit(1);
+	}
+	port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+/* Gives up on the whole program after a while: Check's timeouts do not work without fork. */
+static void
+on_alarm(int sig)
+{
+	static const char msg[] = "itest: the test program ran out of time\n";
+	ssize_t w = write(2, msg, sizeof msg - 1);
+	(void)w;
+	(void)sig;
+	itest_teardown();
+	_exit(1);
+}
+
+void
+itest_init(const char *name, int redis_db)
+{
+	const char *dburl = getenv("BITSVAULT_TEST_DATABASE_URL");
+	const char *rurl = getenv("BITSVAULT_TEST_REDIS_URL");
+	char dbname[96];
+
+	memset(&IT, 0, sizeof IT);
+	snprintf(IT.name, sizeof IT.name, "%s", name);
+	if (dburl == NULL || *dburl == '\0' || rurl == NULL || *rurl == '\0')
+		no_servers("BITSVAULT_TEST_DATABASE_URL and BITSVAULT_TEST_REDIS_URL are not set");
+	if (getenv("BV_TOP_BUILDDIR") == NULL || getenv("BV_TOP_SRCDIR") == NULL) {
+		fprintf(stderr, "%s: run through make check (BV_TOP_BUILDDIR unset)\n", name);
+		exit(1);
+	}
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGALRM, on_alarm);
+	alarm(600);
+
+	/* Our own database, made fresh. */
+	admin_db_url = conninfo_with_db(dburl, "postgres");
+	snprintf(dbname, sizeof dbname, "bvtest_%s_%d", name, (int)getpid());
+	char *sql = xasprintf("CREATE DATABASE %s", dbname);
+	admin_sql(admin_db_url, sql);
+	free(sql);
+	IT.db_url = conninfo_with_db(dburl, dbname);
+
+	/* Our own Redis db number, emptied. */
+	IT.redis_db = redis_db;
+	const char *r = rurl;
+	if (strncmp(r, "redis://", 8) == 0)
+		r += 8;
+	char hostport[128];
+	snprintf(hostport, sizeof hostport, "%.*s", (int)strcspn(r, "/"), r);
+	IT.redis_url = xasprintf("redis://%s/%d", hostport, redis_db);
+	char *host = xstrndup(hostport, strcspn(hostport, ":"));
+	const char *port = strchr(hostport, ':') ? strchr(hostport, ':') + 1 : "6379";
+	if (itest_sh("redis-cli -h %s -p %s -n %d FLUSHDB >/dev/null", host, port, redis_db) != 0)
+		no_servers("Redis is not reachable at BITSVAULT_TEST_REDIS_URL");
+	free(host);
+
+	snprintf(IT.dir, sizeof IT.dir, "/tmp/bvitest-%s-XXXXXX", name);
+	if (mkdtemp(IT.dir) == NULL) {
+		perror("mkdtemp");
+		exit(1);
+	}
+	snprintf(IT.data_dir, sizeof IT.data_dir, "%s/data", IT.dir);
+	snprintf(IT.listen, sizeof IT.listen, "127.0.0.1:%d", free_port());
+	snprintf(IT.url, sizeof IT.url, "http://%s", IT.listen);
+	itest_sh("mkdir -p data trees logs");
+}
+
+void
+itest_env(const char *kv)
+{
+	if (IT.nextra < (int)BV_NELEM(IT.extra_env))
+		snprintf(IT.extra_env[IT.nextra++], sizeof IT.extra_env[0], "%s", kv);
+}
+
+/* The environment every spawned process gets. */
+static void
+child_env(void)
+{
+	char *mig = xasprintf("%s/db/migrations", getenv("BV_TOP_SRCDIR"));
+	setenv("BITSVAULT_LISTEN", IT.listen, 1);
+	setenv("BITSVAULT_DATA_DIR", IT.data_dir, 1);
+	setenv("BITSVAULT_DATABASE_URL", IT.db_url, 1);
+	setenv("BITSVAULT_REDIS_URL", IT.redis_url, 1);
+	setenv("BITSVAULT_ADMIN_TOKEN", IT_ADMIN, 1);
+	setenv("BITSVAULT_WORKER_TOKEN", IT_WORKER, 1);
+	setenv("BITSVAULT_USER_TOKENS", IT_USER, 1);
+	setenv("BITSVAULT_API_URL", IT.url, 1);
+	setenv("BITSVAULT_MIGRATIONS_DIR", mig, 1);
+	setenv("BITSVAULT_LOG_LEVEL", "info", 1);
+	setenv("BITSVAULT_JOB_LEASE", "4", 1);
+	setenv("BITSVAULT_RECONCILE_INTERVAL", "1", 1);
+	setenv("BITSVAULT_WORKER_HEARTBEAT", "1", 1);
+	setenv("BITSVAULT_MAX_UPLOAD_SIZE", "32M", 1);
+	for (int i = 0; i < IT.nextra; i++)
+		putenv(IT.extra_env[i]);
+	free(mig);
+}
+
+/* fork + exec of a built binary with its output in logs/<log>.log. */
+static pid_t
+spawn(const char *binary, const char *log, const char *arg)
+{
+	char *path = xasprintf("%s/%s", getenv("BV_TOP_BUILDDIR"), binary);
+	char *logpath = xasprintf("%s/logs/%s.log", IT.dir, log);
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+			close(fd);
+		}
+		child_env();
+		execl(path, path, arg, (char *)NULL);
+		_exit(127);
+	}
+	free(path);
+	free(logpath);
+	return pid;
+}
+
+void
+itest_start_api(void)
+{
+	IT.api = spawn("api/bitsvault-api", "api", NULL);
+	for (int i = 0; i < 300; i++) {
+		struct itest_resp r;
+		itest_http(&r, "GET", "/status", NULL, NULL, 0, NULL);
+		long st = r.status;
+		itest_resp_free(&r);
+		if (st > 0)
+			return;
+		int wst;
+		if (waitpid(IT.api, &wst, WNOHANG) == IT.api) {
+			itest_sh("tail -n 30 logs/api.log >&2");
+			ck_abort_msg("bitsvault-api exited at start");
+		}
+		usleep(50000);
+	}
+	itest_sh("tail -n 30 logs/api.log >&2");
+	ck_abort_msg("bitsvault-api did not answer within 15 s");
+}
+
+int
+itest_start_worker(const char *name)
+{
+	int i = IT.nworkers++;
+	char env[64];
+
+	ck_assert_int_lt(i, (int)BV_NELEM(IT.workers));
+	snprintf(IT.worker_names[i], sizeof IT.worker_names[i], "%s", name);
+	snprintf(env, sizeof env, "BITSVAULT_WORKER_NAME=%s", name);
+	itest_env(env);
+	IT.workers[i] = spawn("worker/bitsvault-worker", name, NULL);
+	IT.nextra--; /* the name was for this worker only */
+	return i;
+}
+
+/* Waits for a child up to ms, then SIGKILLs it. */
+static void
+reap(pid_t pid, int ms)
+{
+	int st;
+	for (int waited = 0; waited < ms; waited += 20) {
+		if (waitpid(pid, &st, WNOHANG) == pid)
+			return;
+		usleep(20000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &st, 0);
+}
+
+void
+itest_stop_worker(int i, int sig)
+{
+	if (IT.workers[i] <= 0)
+		return;
+	kill(IT.workers[i], sig);
+	reap(IT.workers[i], 20000);
+	IT.workers[i] = 0;
+}
+
+void
+itest_teardown(void)
+{
+	static bool done;
+	if (done)
+		return;
+	done = true;
+	for (int i = 0; i < IT.nworkers; i++)
+		if (IT.workers[i] > 0)
+			kill(IT.workers[i], SIGTERM);
+	if (IT.api > 0)
+		kill(IT.api, SIGTERM);
+	for (int i = 0; i < IT.nworkers; i++)
+		if (IT.workers[i] > 0)
+			reap(IT.workers[i], 10000);
+	if (IT.api > 0)
+		reap(IT.api, 10000);
+	if (admin_db_url != NULL) {
+		char *sql = xasprintf("DROP DATABASE IF EXISTS bvtest_%s_%d WITH (FORCE)", IT.name,
+		    (int)getpid());
+		admin_sql(admin_db_url, sql);
+		free(sql);
+	}
+	if (IT.dir[0] != '\0' && getenv("BITSVAULT_TEST_KEEP") == NULL) {
+		/* Logs go to the test's own log first, so a failure can be read in CI. */
+		itest_sh("for f in logs/*.log; do echo \"--- $f\"; tail -n 40 \"$f\"; done >&2");
+		itest_sh("rm -rf '%s'", IT.dir);
+	}
+}
+
+/* Collects a response body. */
+static size_t
+on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+	buf_add(arg, data, size * nmemb);
+	return size * nmemb;
+}
+
+/* Runs one request already set up on c. */
+static void
+perform(CURL *c, struct itest_resp *r, const char *method, const char *path, const char *token,
+    const char *extra_header, struct curl_slist *hdrs)
+{
+	char *url = xasprintf("%s%s", IT.url, path);
+	char *auth = token ? xasprintf("Authorization: Bearer %s", token) : NULL;
+
+	memset(r, 0, sizeof *r);
+	buf_init(&r->body);
+	buf_init(&r->headers);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	if (strcmp(method, "HEAD") == 0)
+		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+	else
+		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &r->body);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, &r->headers);
+	if (auth != NULL)
+		hdrs = curl_slist_append(hdrs, auth);
+	if (extra_header != NULL)
+		hdrs = curl_slist_append(hdrs, extra_header);
+	hdrs = curl_slist_append(hdrs, "Expect:");
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+	/* A server that answers early (413) may make curl report a send error: the status
+	 * line it read is what the test checks. */
+	(void)curl_easy_perform(c);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+	curl_slist_free_all(hdrs);
+	curl_easy_cleanup(c);
+	if (r->body.len > 0 && r->body.data[0] == '{')
+		r->json = json_loadb(r->body.data, r->body.len, 0, NULL);
+	free(url);
+	free(auth);
+}
+
+void
+itest_http(struct itest_resp *r, const char *method, const char *path, const char *token,
+    const void *body, size_t body_len, const char *extra_header)
+{
+	CURL *c = curl_easy_init();
+	if (body != NULL) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+	}
+	perform(c, r, method, path, token, extra_header, NULL);
+}
+
+/* Reads the upload from a FILE*. */
+static size_t
+on_read(char *data, size_t size, size_t nmemb, void *arg)
+{
+	return fread(data, size, nmemb, arg);
+}
+
+void
+itest_http_file(struct itest_resp *r, const char *method, const char *path, const char *token,
+    const char *file)
+{
+	char *p = file[0] == '/' ? xstrdup(file) : xasprintf("%s/%s", IT.dir, file);
+	FILE *f = fopen(p, "rb");
+	struct stat st;
+
+	ck_assert_msg(f != NULL, "open %s", p);
+	ck_assert_int_eq(fstat(fileno(f), &st), 0);
+	CURL *c = curl_easy_init();
+	curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+	curl_easy_setopt(c, CURLOPT_READFUNCTION, on_read);
+	curl_easy_setopt(c, CURLOPT_READDATA, f);
+	curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)st.st_size);
+	perform(c, r, method, path, token, NULL, NULL);
+	fclose(f);
+	free(p);
+}
+
+void
+itest_resp_free(struct itest_resp *r)
+{
+	buf_free(&r->body);
+	buf_free(&r->headers);
+	json_decref(r->json);
+	r->json = NULL;
+}
+
+const char *
+itest_header(const struct itest_resp *r, const char *name)
+{
+	static char value[512];
+	size_t n = strlen(name);
+	const char *p = r->headers.data;
+
+	for (; p != NULL && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+		if (strncasecmp(p, name, n) == 0 && p[n] == ':') {
+			const char *v = p + n + 1;
+			while (*v == ' ')
+				v++;
+			size_t len = strcspn(v, "\r\n");
+			snprintf(value, sizeof value, "%.*s", (int)len, v);
+			return value;
+		}
+	}
+	return NULL;
+}
+
+/* Formats a command to run in IT.dir. */
+static char *
+command(const char *fmt, va_list ap)
+{
+	char *cmd = xvasprintf(fmt, ap);
+	char *full = xasprintf("cd '%s' && %s", IT.dir[0] ? IT.dir : "/tmp", cmd);
+	free(cmd);
+	return full;
+}
+
+int
+itest_sh(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *cmd = command(fmt, ap);
+	va_end(ap);
+	int st = system(cmd);
+	free(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+char *
+itest_sh_out(const char *fmt, ...)
+{
+	va_list ap;
+	struct buf b;
+	char chunk[4096];
+	size_t n;
+
+	va_start(ap, fmt);
+	char *cmd = command(fmt, ap);
+	va_end(ap);
+	FILE *p = popen(cmd, "r");
+	buf_init(&b);
+	while (p != NULL && (n = fread(chunk, 1, sizeof chunk, p)) > 0)
+		buf_add(&b, chunk, n);
+	if (p != NULL)
+		pclose(p);
+	free(cmd);
+	while (b.len > 0 && (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == ' '))
+		b.data[--b.len] = '\0';
+	return buf_steal(&b, NULL);
+}
+
+char *
+itest_sql(const char *sql)
+{
+	PGconn *c = PQconnectdb(IT.db_url);
+	ck_assert_msg(PQstatus(c) == CONNECTION_OK, "connect: %s", PQerrorMessage(c));
+	PGresult *r = PQexec(c, sql);
+	ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(c));
+	char *v = xstrdup(PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "");
+	PQclear(r);
+	PQfinish(c);
+	return v;
+}
+
+char *
+itest_git_tree_id(const char *dir)
+{
+	char *id = itest_sh_out("gd=$(mktemp -d) && git --git-dir=\"$gd\" init -q &&"
+				" git --git-dir=\"$gd\" --work-tree='%s' add -A &&"
+				" git --git-dir=\"$gd\" --work-tree='%s' write-tree; rm -rf \"$gd\"",
+	    dir, dir);
+	ck_assert_msg(is_hex(id, 40), "git write-tree gave '%s'", id);
+	return id;
+}
+
+char *
+itest_make_tree(const char *name, size_t big_bytes)
+{
+	int rc = itest_sh("set -e; t=trees/%s; mkdir -p $t/src/lib/deep/er $t/docs $t/empty-dir;"
+			  " printf 'hello\\n' > $t/README;"
+			  " printf '#!/bin/sh\\necho hi\\n' > $t/run.sh; chmod 755 $t/run.sh;"
+			  " : > $t/src/empty.txt;"
+			  " printf 'int main(void) { return 0; }\\n' > $t/src/main.c;"
+			  " printf '%%s\\n' '%s' > $t/src/lib/deep/er/name.txt;"
+			  " printf 'a\\n' > $t/a-b; printf 'b\\n' > $t/a.c;"
+			  " ln -s ../README $t/docs/readme-link;"
+			  " ln -s src/lib $t/lib-link;"
+			  " head -c %zu /dev/urandom > $t/src/lib/big.bin",
+	    name, name, big_bytes);
+	ck_assert_int_eq(rc, 0);
+	char *dir = xasprintf("%s/trees/%s", IT.dir, name);
+	char *id = itest_git_tree_id(dir);
+	free(dir);
+	return id;
+}
+
+json_t *
+itest_wait_cook(const char *kind, const char *id, int timeout_s)
+{
+	char *path = xasprintf("/vault/%s/%s/status", kind, id);
+	json_t *last = NULL;
+	uint64_t end = now_ms() + (uint64_t)timeout_s * 1000;
+
+	while (now_ms() < end) {
+		struct itest_resp r;
+		itest_http(&r, "GET", path, NULL, NULL, 0, NULL);
+		ck_assert_msg(r.status == 200, "status %ld: %s", r.status, r.body.data);
+		json_decref(last);
+		last = json_incref(r.json);
+		const char *st = json_string_value(json_object_get(r.json, "status"));
+		itest_resp_free(&r);
+		if (st != NULL && (strcmp(st, "done") == 0 || strcmp(st, "failed") == 0))
+			break;
+		usleep(50000);
+	}
+	free(path);
+	return last;
+}

@@ -1,0 +1,162 @@
+/* itest_faults.c: jobs survive a worker killed mid-cook and a flushed Redis. */
+#include <check.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/itest.h"
+
+/* Uploads trees/<name> as a tar and returns its id. */
+static char *
+upload_tree(const char *name)
+{
+	struct itest_resp r;
+	ck_assert_int_eq(itest_sh("tar cf %s.tar -C trees/%s .", name, name), 0);
+	char *file = xasprintf("%s.tar", name);
+	itest_http_file(&r, "POST", "/directories", IT_USER, file);
+	ck_assert_msg(r.status == 201, "upload: %ld %s", r.status, r.body.data);
+	char *id = xstrdup(json_string_value(json_object_get(r.json, "id")));
+	itest_resp_free(&r);
+	free(file);
+	return id;
+}
+
+/* POSTs a cook and returns the job id. */
+static json_int_t
+cook(const char *id)
+{
+	struct itest_resp r;
+	char *path = xasprintf("/vault/directory/%s", id);
+	itest_http(&r, "POST", path, IT_USER, NULL, 0, NULL);
+	ck_assert_msg(r.status == 201 || r.status == 200, "cook: %ld %s", r.status, r.body.data);
+	json_int_t job = json_integer_value(json_object_get(r.json, "id"));
+	itest_resp_free(&r);
+	free(path);
+	return job;
+}
+
+/* The job as the API's admin view shows it. */
+static json_t *
+job_json(json_int_t job)
+{
+	struct itest_resp r;
+	char *path = xasprintf("/jobs/%lld", (long long)job);
+	itest_http(&r, "GET", path, IT_ADMIN, NULL, 0, NULL);
+	ck_assert_msg(r.status == 200, "job: %ld %s", r.status, r.body.data);
+	json_t *j = json_incref(r.json);
+	itest_resp_free(&r);
+	free(path);
+	return j;
+}
+
+/* A worker killed with SIGKILL while it cooks: the other worker finishes the job after
+ * the lease, the bundle is whole, and no temp file stays under a real name. */
+START_TEST(test_worker_killed_mid_cook)
+{
+	/* Big enough that the cook is still running when we look: ~200 MB, incompressible. */
+	ck_assert_int_eq(itest_sh("mkdir -p trees/kill && for i in 1 2 3 4 5 6 7 8; do"
+				  " head -c 25000000 /dev/urandom > trees/kill/f$i.bin; done"),
+	    0);
+	char *dir = xasprintf("%s/trees/kill", IT.dir);
+	char *gitid = itest_git_tree_id(dir);
+	char *id = upload_tree("kill");
+	ck_assert_str_eq(id, gitid);
+
+	int w1 = itest_start_worker("faults-w1");
+	json_int_t job = cook(id);
+	/* Wait until w1 holds it. */
+	bool running = false;
+	for (int i = 0; i < 400 && !running; i++) {
+		json_t *j = job_json(job);
+		running = strcmp(json_string_value(json_object_get(j, "state")), "running") == 0;
+		json_decref(j);
+		if (!running)
+			usleep(10000);
+	}
+	ck_assert_msg(running, "the job never started");
+	itest_stop_worker(w1, SIGKILL);
+	json_t *j = job_json(job);
+	ck_assert_msg(strcmp(json_string_value(json_object_get(j, "state")), "running") == 0,
+	    "the cook ended before the kill: %s; make the tree bigger", json_dumps(j, 0));
+	json_decref(j);
+
+	itest_start_worker("faults-w2");
+	json_t *st = itest_wait_cook("directory", id, 120);
+	ck_assert_msg(strcmp(json_string_value(json_object_get(st, "status")), "done") == 0,
+	    "%s", json_dumps(st, 0));
+	json_decref(st);
+	j = job_json(job);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "worker")), "faults-w2");
+	ck_assert_int_eq(json_integer_value(json_object_get(j, "attempts")), 2);
+	json_decref(j);
+
+	/* The bundle is whole: it extracts and re-hashes to the id. */
+	ck_assert_int_eq(itest_sh("curl -sf -o kill.tar.gz %s/vault/directory/%s && mkdir -p kout"
+				  " && tar xzf kill.tar.gz -C kout",
+			     IT.url, id),
+	    0);
+	char *out = xasprintf("%s/kout/swh:1:dir:%s", IT.dir, id);
+	char *rehash = itest_git_tree_id(out);
+	ck_assert_str_eq(rehash, id);
+}
+END_TEST
+
+/* Redis flushed while jobs wait: the reconciler puts them back and each one completes. */
+START_TEST(test_redis_flushed)
+{
+	/* No worker runs while the jobs are queued and Redis is flushed. */
+	for (int i = 0; i < IT.nworkers; i++)
+		itest_stop_worker(i, SIGTERM);
+	char *ids[5];
+	for (int i = 0; i < 5; i++) {
+		char name[16];
+		snprintf(name, sizeof name, "flush%d", i);
+		free(itest_make_tree(name, 1000 + (size_t)i));
+		ids[i] = upload_tree(name);
+		cook(ids[i]);
+	}
+	const char *r = strstr(IT.redis_url, "://") + 3;
+	char *host = xstrndup(r, strcspn(r, ":"));
+	int port = atoi(strchr(r, ':') + 1);
+	ck_assert_int_eq(itest_sh("redis-cli -h %s -p %d -n %d FLUSHDB >/dev/null", host, port,
+			     IT.redis_db),
+	    0);
+	ck_assert_int_eq(itest_sh("test \"$(redis-cli -h %s -p %d -n %d DBSIZE)\" = 0", host,
+			     port, IT.redis_db),
+	    0);
+	itest_start_worker("faults-w3");
+	itest_start_worker("faults-w4");
+	for (int i = 0; i < 5; i++) {
+		json_t *st = itest_wait_cook("directory", ids[i], 60);
+		ck_assert_msg(strcmp(json_string_value(json_object_get(st, "status")), "done") == 0,
+		    "job %d: %s", i, json_dumps(st, 0));
+		json_decref(st);
+	}
+}
+END_TEST
+
+static void
+setup(void)
+{
+	itest_init("faults", 2);
+	itest_env("BITSVAULT_MAX_UPLOAD_SIZE=400M");
+	itest_start_api();
+}
+
+int
+main(void)
+{
+	Suite *s = suite_create("itest_faults");
+	TCase *tc = tcase_create("faults");
+	tcase_add_unchecked_fixture(tc, setup, itest_teardown);
+	tcase_add_test(tc, test_worker_killed_mid_cook);
+	tcase_add_test(tc, test_redis_flushed);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_set_fork_status(sr, CK_NOFORK);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

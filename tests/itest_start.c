@@ -1,0 +1,75 @@
+/* itest_start.c: starting up: two processes migrating one fresh database at once apply
+ * each migration once; a bad setting stops the process with a message naming the key. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/itest.h"
+
+START_TEST(test_concurrent_migrations)
+{
+	char *bin = xasprintf("%s/api/bitsvault-api", getenv("BV_TOP_BUILDDIR"));
+	char *mig = xasprintf("%s/db/migrations", getenv("BV_TOP_SRCDIR"));
+	int rc = itest_sh("export BITSVAULT_DATABASE_URL=\"%s\" BITSVAULT_MIGRATIONS_DIR='%s'"
+			  " BITSVAULT_DATA_DIR=data; for i in 1 2 3 4; do"
+			  " '%s' --migrate-only > logs/migrate$i.log 2>&1 & done;"
+			  " fail=0; for j in 1 2 3 4; do wait -n || fail=1; done; exit $fail",
+	    IT.db_url, mig, bin);
+	ck_assert_msg(rc == 0, "a --migrate-only process failed");
+	char *files = itest_sh_out("ls '%s' | grep -c '^[0-9][0-9][0-9][0-9]_.*\\.sql$'", mig);
+	char *rows = itest_sql("SELECT count(*) || '/' || count(DISTINCT version) FROM schema_migrations");
+	char *want = xasprintf("%s/%s", files, files);
+	ck_assert_str_eq(rows, want);
+	char *applied = itest_sh_out("cat logs/migrate*.log | grep -c 'applied migration'");
+	ck_assert_str_eq(applied, files);
+	/* Running again applies nothing. */
+	ck_assert_int_eq(itest_sh("BITSVAULT_DATABASE_URL=\"%s\" BITSVAULT_MIGRATIONS_DIR='%s'"
+				  " BITSVAULT_DATA_DIR=data '%s' --migrate-only > logs/again.log 2>&1",
+			     IT.db_url, mig, bin),
+	    0);
+	ck_assert_str_eq(itest_sh_out("grep -c 'applied migration' logs/again.log"), "0");
+}
+END_TEST
+
+/* Each bad setting: exit status 1 and the key named on stderr. */
+START_TEST(test_bad_config)
+{
+	static const struct {
+		const char *env, *key;
+	} cases[] = {
+	    {"BITSVAULT_JOB_LEASE=0", "job_lease"},
+	    {"BITSVAULT_MAX_UPLOAD_SIZE=lots", "max_upload_size"},
+	    {"BITSVAULT_REDIS_URL=redis://h:99999", "redis_url"},
+	    {"BITSVAULT_LISTEN=nowhere", "listen"},
+	};
+	char *bin[] = {xasprintf("%s/api/bitsvault-api", getenv("BV_TOP_BUILDDIR")),
+	    xasprintf("%s/worker/bitsvault-worker", getenv("BV_TOP_BUILDDIR"))};
+	for (size_t b = 0; b < 2; b++)
+		for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+			int rc = itest_sh("env %s BITSVAULT_DATABASE_URL=\"%s\" '%s' > logs/bad.log 2>&1",
+			    cases[i].env, IT.db_url, bin[b]);
+			ck_assert_msg(rc == 1, "%s with %s: exit %d", bin[b], cases[i].env, rc);
+			char *out = itest_sh_out("cat logs/bad.log");
+			ck_assert_msg(strstr(out, cases[i].key) != NULL, "%s: %s", cases[i].env, out);
+			free(out);
+		}
+}
+END_TEST
+
+int
+main(void)
+{
+	itest_init("start", 3);
+	Suite *s = suite_create("itest_start");
+	TCase *tc = tcase_create("start");
+	tcase_add_test(tc, test_concurrent_migrations);
+	tcase_add_test(tc, test_bad_config);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_set_fork_status(sr, CK_NOFORK);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	itest_teardown();
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
