@@ -19,7 +19,8 @@ struct ingest_result {
 	int64_t files;		/* regular files and symlinks */
 	int64_t directories;	/* trees, the root included */
 	int64_t bytes;		/* sum of file sizes */
-	int64_t new_contents;	/* contents not stored before */
+	int64_t new_contents;	/* distinct contents Postgres did not hold before (db == NULL:
+				 * every distinct content of the archive) */
 };
 
 /* Reads the archive at path. Entries: regular files (mode 100644 or 100755 from the owner
@@ -28,7 +29,10 @@ struct ingest_result {
  * paths, ".." components, paths through a symlink, a path both file and directory,
  * devices/fifos/sockets, a corrupt or unknown archive; 413 past the limits. Empty
  * directories are left out, as git does. A leading "./" is ignored. On a server-side
- * failure *http_status is 500 (or 507 when the disk is full, 503 when Postgres is down). */
+ * failure *http_status is 500 (or 507 when the disk is full, 503 when Postgres is down).
+ * db == NULL skips Postgres (tests and dry runs): blobs are stored and ids computed, no
+ * rows are written. limits == NULL or a limit <= 0 means no limit. On success
+ * *http_status is 200. */
 int ingest_archive(struct store *st, struct db *db, const char *path,
     const struct ingest_limits *limits, struct ingest_result *out, int *http_status,
     char **errstr) BV_MUSTCHECK;

@@ -1,0 +1,330 @@
+/* gitobj.c: git object ids (sha1 over "<type> <len>\0" + body), the canonical tree body
+ * and its entry order, a bounds-checked tree parser for untrusted bytes, and SWHIDs. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shared/gitobj.h"
+
+struct tree_entry {
+	char *name;
+	size_t name_len;
+	unsigned int mode;
+	unsigned char id[20];
+};
+
+struct tree_builder {
+	struct tree_entry *e;
+	size_t n, cap;
+	/* Open-addressing set of entry indexes + 1 (0 = empty), keyed by name, so adding
+	 * the entries of a huge folder stays linear. */
+	uint32_t *slots;
+	size_t nslots;
+};
+
+static const char *const swhid_kinds[] = {"cnt", "dir", "rev", "rel", "snp"};
+
+void
+gitobj_hasher_init(struct git_hasher *h, const char *type, uint64_t len)
+{
+	char hdr[64];
+	int n = snprintf(hdr, sizeof(hdr), "%s %" PRIu64, type, len);
+
+	/* A failed digest context is out of memory: abort like xmalloc. */
+	h->ctx = EVP_MD_CTX_new();
+	if (h->ctx == NULL || n < 0 || (size_t)n >= sizeof(hdr) ||
+	    EVP_DigestInit_ex(h->ctx, EVP_sha1(), NULL) != 1 ||
+	    EVP_DigestUpdate(h->ctx, hdr, (size_t)n + 1) != 1)
+		abort();
+}
+
+void
+gitobj_hasher_update(struct git_hasher *h, const void *data, size_t len)
+{
+	if (len > 0 && EVP_DigestUpdate(h->ctx, data, len) != 1)
+		abort();
+}
+
+/* Frees the context: a hasher is used once. */
+void
+gitobj_hasher_final(struct git_hasher *h, unsigned char id[20])
+{
+	if (EVP_DigestFinal_ex(h->ctx, id, NULL) != 1)
+		abort();
+	EVP_MD_CTX_free(h->ctx);
+	h->ctx = NULL;
+}
+
+void
+gitobj_hash(const char *type, const void *data, size_t len, unsigned char id[20])
+{
+	struct git_hasher h;
+
+	gitobj_hasher_init(&h, type, len);
+	gitobj_hasher_update(&h, data, len);
+	gitobj_hasher_final(&h, id);
+}
+
+struct tree_builder *
+tree_builder_new(void)
+{
+	return xcalloc(1, sizeof(struct tree_builder));
+}
+
+void
+tree_builder_free(struct tree_builder *tb)
+{
+	if (tb == NULL)
+		return;
+	for (size_t i = 0; i < tb->n; i++)
+		free(tb->e[i].name);
+	free(tb->e);
+	free(tb->slots);
+	free(tb);
+}
+
+/* FNV-1a: names are short and this table is private to one builder. */
+static uint64_t
+name_hash(const char *s, size_t len)
+{
+	uint64_t h = 14695981039346656037ULL;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+/* Slot holding name, or the empty slot where it would go. */
+static uint32_t *
+slot_find(struct tree_builder *tb, const char *name, size_t len)
+{
+	size_t mask = tb->nslots - 1;
+	size_t i = (size_t)name_hash(name, len) & mask;
+
+	for (;;) {
+		uint32_t v = tb->slots[i];
+		if (v == 0)
+			return &tb->slots[i];
+		const struct tree_entry *e = &tb->e[v - 1];
+		if (e->name_len == len && memcmp(e->name, name, len) == 0)
+			return &tb->slots[i];
+		i = (i + 1) & mask;
+	}
+}
+
+static void
+slots_grow(struct tree_builder *tb)
+{
+	size_t n = tb->nslots ? tb->nslots * 2 : 16;
+
+	while (n < (tb->n + 1) * 2)
+		n *= 2;
+	free(tb->slots);
+	tb->slots = xcalloc(n, sizeof(*tb->slots));
+	tb->nslots = n;
+	for (size_t i = 0; i < tb->n; i++)
+		*slot_find(tb, tb->e[i].name, tb->e[i].name_len) = (uint32_t)(i + 1);
+}
+
+static bool
+mode_valid(unsigned int mode)
+{
+	return mode == GIT_MODE_FILE || mode == GIT_MODE_EXEC || mode == GIT_MODE_LINK ||
+	    mode == GIT_MODE_DIR || mode == GIT_MODE_GITLINK;
+}
+
+/* The names git itself refuses in a tree (fsck: empty, ".", "..", containing '/'). */
+static bool
+name_valid(const char *name, size_t len)
+{
+	if (len == 0 || memchr(name, '/', len) != NULL || memchr(name, '\0', len) != NULL)
+		return false;
+	if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
+		return false;
+	return true;
+}
+
+bool
+tree_builder_add(struct tree_builder *tb, const char *name, size_t name_len, unsigned int mode,
+    const unsigned char id[20])
+{
+	uint32_t *slot;
+
+	if (!name_valid(name, name_len) || !mode_valid(mode) || tb->n >= UINT32_MAX - 1)
+		return false;
+	if ((tb->n + 1) * 2 > tb->nslots)
+		slots_grow(tb);
+	slot = slot_find(tb, name, name_len);
+	if (*slot != 0)
+		return false;
+	if (tb->n == tb->cap) {
+		tb->cap = tb->cap ? tb->cap * 2 : 16;
+		tb->e = xrealloc(tb->e, tb->cap * sizeof(*tb->e));
+	}
+	struct tree_entry *e = &tb->e[tb->n];
+	e->name = xstrndup(name, name_len);
+	e->name_len = name_len;
+	e->mode = mode;
+	memcpy(e->id, id, 20);
+	*slot = (uint32_t)(++tb->n);
+	return true;
+}
+
+size_t
+tree_builder_count(const struct tree_builder *tb)
+{
+	return tb->n;
+}
+
+/* git's base_name_compare: bytewise, a tree compares as if its name ended with '/'.
+ * Gitlinks (160000) are not trees here, exactly as in git. */
+static int
+entry_cmp(const void *pa, const void *pb)
+{
+	const struct tree_entry *a = pa, *b = pb;
+	size_t len = a->name_len < b->name_len ? a->name_len : b->name_len;
+	int cmp = memcmp(a->name, b->name, len);
+	unsigned char ca, cb;
+
+	if (cmp != 0)
+		return cmp;
+	ca = len < a->name_len ? (unsigned char)a->name[len] : (a->mode == GIT_MODE_DIR ? '/' : 0);
+	cb = len < b->name_len ? (unsigned char)b->name[len] : (b->mode == GIT_MODE_DIR ? '/' : 0);
+	return (int)ca - (int)cb;
+}
+
+void
+tree_builder_finish(
+    struct tree_builder *tb, unsigned char **out, size_t *out_len, unsigned char id[20])
+{
+	struct buf b;
+
+	/* The slot table holds indexes into e: it is stale once sorted. */
+	free(tb->slots);
+	tb->slots = NULL;
+	tb->nslots = 0;
+	if (tb->n > 1)
+		qsort(tb->e, tb->n, sizeof(*tb->e), entry_cmp);
+	buf_init(&b);
+	for (size_t i = 0; i < tb->n; i++) {
+		const struct tree_entry *e = &tb->e[i];
+		/* "%o" gives "40000" for trees: git writes no leading zero. */
+		buf_printf(&b, "%o ", e->mode);
+		buf_add(&b, e->name, e->name_len);
+		buf_addc(&b, '\0');
+		buf_add(&b, e->id, 20);
+	}
+	gitobj_hash("tree", b.data != NULL ? b.data : "", b.len, id);
+	*out = (unsigned char *)buf_steal(&b, out_len);
+	if (*out == NULL)
+		*out = xcalloc(1, 1);
+	buf_free(&b);
+	if (tb->n > 0)
+		slots_grow(tb);
+}
+
+/* p == NULL marks a malformed body, so raw == NULL (an empty tree) gets a real pointer. */
+void
+tree_iter_init(struct tree_iter *it, const unsigned char *raw, size_t len)
+{
+	static const unsigned char empty[1];
+
+	it->p = raw != NULL ? raw : empty;
+	it->end = raw != NULL ? raw + len : empty;
+}
+
+/* Every read is checked against end: tree bodies come from uploads and other servers.
+ * An entry is "<octal mode> <name>\0<20-byte id>"; the name must be one git accepts. */
+int
+tree_iter_next(struct tree_iter *it, unsigned int *mode, const char **name, size_t *name_len,
+    const unsigned char **id)
+{
+	const unsigned char *p = it->p, *nul;
+	unsigned int m = 0;
+	size_t digits = 0, left;
+
+	if (p == NULL)
+		return -1;
+	if (p >= it->end)
+		return 0;
+	while (p < it->end && *p != ' ') {
+		if (*p < '0' || *p > '7' || ++digits > 6)
+			goto bad;
+		m = m * 8 + (unsigned int)(*p - '0');
+		p++;
+	}
+	if (p >= it->end || digits == 0)
+		goto bad;
+	p++; /* the space */
+	left = (size_t)(it->end - p);
+	if ((nul = memchr(p, '\0', left)) == NULL)
+		goto bad;
+	if (!name_valid((const char *)p, (size_t)(nul - p)))
+		goto bad;
+	if ((size_t)(it->end - (nul + 1)) < 20)
+		goto bad;
+	*mode = m;
+	*name = (const char *)p;
+	*name_len = (size_t)(nul - p);
+	*id = nul + 1;
+	it->p = nul + 1 + 20;
+	return 1;
+bad:
+	/* The error sticks: a caller that calls again must not take it for a clean end. */
+	it->p = NULL;
+	it->end = NULL;
+	return -1;
+}
+
+const char *
+swhid_kind_name(enum swhid_kind kind)
+{
+	if ((unsigned int)kind >= BV_NELEM(swhid_kinds))
+		return NULL;
+	return swhid_kinds[kind];
+}
+
+bool
+swhid_parse(const char *s, int bare_kind, enum swhid_kind *kind, unsigned char id[20])
+{
+	size_t len;
+
+	if (s == NULL)
+		return false;
+	len = strlen(s);
+	if (len == 40 && bare_kind >= 0) {
+		if ((size_t)bare_kind >= BV_NELEM(swhid_kinds) || !is_hex(s, 40) ||
+		    !hex_decode(s, id, 20))
+			return false;
+		*kind = (enum swhid_kind)bare_kind;
+		return true;
+	}
+	/* "swh:1:" + 3-letter kind + ':' + 40 hex, nothing after (no ";qualifiers"). */
+	if (len != 6 + 3 + 1 + 40 || strncmp(s, "swh:1:", 6) != 0 || s[9] != ':')
+		return false;
+	for (size_t k = 0; k < BV_NELEM(swhid_kinds); k++) {
+		if (strncmp(s + 6, swhid_kinds[k], 3) != 0)
+			continue;
+		if (!is_hex(s + 10, 40) || !hex_decode(s + 10, id, 20))
+			return false;
+		*kind = (enum swhid_kind)k;
+		return true;
+	}
+	return false;
+}
+
+/* An unknown kind is a programming error, not input: abort. */
+void
+swhid_format(enum swhid_kind kind, const unsigned char id[20], char *out)
+{
+	const char *name = swhid_kind_name(kind);
+	char hex[41];
+
+	if (name == NULL)
+		abort();
+	hex_encode(id, 20, hex);
+	snprintf(out, 51, "swh:1:%s:%s", name, hex);
+}
