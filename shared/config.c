@@ -19,13 +19,15 @@ struct ckey {
 	const char *name;
 	enum ctype type;
 	size_t off;
-	const char *def;	/* default, as text (parsed like an environment value) */
-	int64_t min, max;	/* bounds for numbers */
+	const char *def; /* default, as text (parsed like an environment value) */
+	int64_t min, max; /* bounds for numbers */
 	bool secret;
 };
 
-#define K(name, type, def, min, max, secret) \
-	{#name, type, offsetof(struct config, name), def, min, max, secret}
+#define K(name, type, def, min, max, secret)                                                       \
+	{                                                                                          \
+#name, type, offsetof(struct config, name), def, min, max, secret                  \
+	}
 #define KIB 1024LL
 #define MIB (1024LL * KIB)
 #define GIB (1024LL * MIB)
@@ -93,12 +95,22 @@ parse_size(const char *s, int64_t *out)
 	if (errno != 0)
 		return false;
 	switch (toupper((unsigned char)*end)) {
-	case '\0': break;
-	case 'K': mult = KIB; break;
-	case 'M': mult = MIB; break;
-	case 'G': mult = GIB; break;
-	case 'T': mult = TIB; break;
-	default: return false;
+	case '\0':
+		break;
+	case 'K':
+		mult = KIB;
+		break;
+	case 'M':
+		mult = MIB;
+		break;
+	case 'G':
+		mult = GIB;
+		break;
+	case 'T':
+		mult = TIB;
+		break;
+	default:
+		return false;
 	}
 	if (*end != '\0') {
 		end++;
@@ -117,8 +129,8 @@ parse_size(const char *s, int64_t *out)
 
 /* Sets one key from text (defaults and environment). -1 + *errstr. */
 static int
-set_text(struct config *cfg, const struct ckey *k, const char *val, const char *origin,
-    char **errstr)
+set_text(
+    struct config *cfg, const struct ckey *k, const char *val, const char *origin, char **errstr)
 {
 	char *field = (char *)cfg + k->off;
 	int64_t v = 0;
@@ -154,15 +166,15 @@ set_text(struct config *cfg, const struct ckey *k, const char *val, const char *
 	}
 	*(int64_t *)field = v;
 	return 0;
-bad: {
+bad : {
 	static const char *const want[] = {"a string", "true or false", "an integer",
 	    "a size in bytes (suffix K, M, G or T allowed)", "a number of seconds"};
 	if (k->secret)
-		*errstr = xasprintf("config key '%s' (%s): expected %s", k->name, origin,
-		    want[k->type]);
+		*errstr =
+		    xasprintf("config key '%s' (%s): expected %s", k->name, origin, want[k->type]);
 	else
-		*errstr = xasprintf("config key '%s' (%s): '%s' is not %s", k->name, origin, val,
-		    want[k->type]);
+		*errstr = xasprintf(
+		    "config key '%s' (%s): '%s' is not %s", k->name, origin, val, want[k->type]);
 	return -1;
 }
 }
@@ -203,7 +215,8 @@ validate(struct config *cfg, char **errstr)
 {
 	if (log_level_parse(cfg->log_level) < 0) {
 		*errstr = xasprintf("config key 'log_level': '%s' is not one of debug, info, "
-				    "warn, error", cfg->log_level);
+				    "warn, error",
+		    cfg->log_level);
 		return -1;
 	}
 	if (strchr(cfg->listen, ':') == NULL) {
@@ -228,8 +241,8 @@ validate(struct config *cfg, char **errstr)
 	const char *tokname[] = {"admin_token", "worker_token"};
 	for (size_t i = 0; i < BV_NELEM(tok); i++)
 		if (*tok[i] != '\0' && strlen(tok[i]) < 16) {
-			*errstr = xasprintf("config key '%s': must be at least 16 characters",
-			    tokname[i]);
+			*errstr = xasprintf(
+			    "config key '%s': must be at least 16 characters", tokname[i]);
 			return -1;
 		}
 	if (*cfg->admin_token != '\0' && strcmp(cfg->admin_token, cfg->worker_token) == 0) {
@@ -261,8 +274,8 @@ config_load(struct config *cfg, const char *path, char **errstr)
 		json_t *v;
 
 		if (root == NULL) {
-			*errstr = xasprintf("config file %s: line %d: %s", path, jerr.line,
-			    jerr.text);
+			*errstr =
+			    xasprintf("config file %s: line %d: %s", path, jerr.line, jerr.text);
 			return -1;
 		}
 		if (!json_is_object(root)) {
@@ -270,7 +283,8 @@ config_load(struct config *cfg, const char *path, char **errstr)
 			json_decref(root);
 			return -1;
 		}
-		json_object_foreach(root, name, v) {
+		json_object_foreach(root, name, v)
+		{
 			const struct ckey *k = NULL;
 			if (name[0] == '_')
 				continue; /* "_comment" keys document the file */

@@ -11,38 +11,38 @@
 
 struct config {
 	/* network and paths */
-	char *listen;		/* "127.0.0.1:8080" */
-	char *public_url;	/* base URL in fetch_url etc.; "" = from the Host header */
-	char *api_url;		/* where workers send PATCHes; "" = http://<listen> */
-	char *data_dir;		/* store lives in <data_dir>/store */
-	char *migrations_dir;	/* numbered SQL files */
-	char *database_url;	/* libpq conninfo or postgresql:// URL (secret: has a password) */
-	char *redis_url;	/* redis://host:port[/db] */
+	char *listen; /* "127.0.0.1:8080" */
+	char *public_url; /* base URL in fetch_url etc.; "" = from the Host header */
+	char *api_url; /* where workers send PATCHes; "" = http://<listen> */
+	char *data_dir; /* store lives in <data_dir>/store */
+	char *migrations_dir; /* numbered SQL files */
+	char *database_url; /* libpq conninfo or postgresql:// URL (secret: has a password) */
+	char *redis_url; /* redis://host:port[/db] */
 	/* auth */
-	char *admin_token;	/* secret */
-	char *worker_token;	/* secret */
-	char *user_tokens;	/* secret: comma-separated list of tokens with role user */
-	bool anonymous_read;	/* GET/HEAD of status, bundles and objects without a token */
+	char *admin_token; /* secret */
+	char *worker_token; /* secret */
+	char *user_tokens; /* secret: comma-separated list of tokens with role user */
+	bool anonymous_read; /* GET/HEAD of status, bundles and objects without a token */
 	/* logging */
-	char *log_level;	/* debug, info, warn, error */
+	char *log_level; /* debug, info, warn, error */
 	/* HTTP limits */
-	int64_t max_upload_size;	/* bytes, archive and file uploads */
-	int64_t max_json_size;		/* bytes, JSON bodies */
-	int64_t http_timeout;		/* seconds of read/write inactivity */
+	int64_t max_upload_size; /* bytes, archive and file uploads */
+	int64_t max_json_size; /* bytes, JSON bodies */
+	int64_t http_timeout; /* seconds of read/write inactivity */
 	int64_t max_keepalive_requests;
-	int64_t shutdown_timeout;	/* seconds to finish in-flight requests on SIGTERM */
-	int64_t api_threads;		/* blocking pool threads, each with its own Postgres/Redis */
+	int64_t shutdown_timeout; /* seconds to finish in-flight requests on SIGTERM */
+	int64_t api_threads; /* blocking pool threads, each with its own Postgres/Redis */
 	/* archive uploads */
 	int64_t max_archive_entries;
-	int64_t max_archive_unpacked;	/* bytes, sum of the entries' sizes */
+	int64_t max_archive_unpacked; /* bytes, sum of the entries' sizes */
 	/* jobs */
-	int64_t job_lease;		/* seconds without progress before another worker claims */
+	int64_t job_lease; /* seconds without progress before another worker claims */
 	int64_t job_max_attempts;
-	int64_t reconcile_interval;	/* seconds between queue reconciliations */
-	int64_t worker_heartbeat;	/* seconds between worker heartbeats */
-	char *worker_name;		/* "" = <hostname>-<pid> */
-	int64_t max_bundle_size;	/* bytes; a cook past it fails with a reason */
-	int64_t gzip_level;		/* 1..9 for tar.gz bundles */
+	int64_t reconcile_interval; /* seconds between queue reconciliations */
+	int64_t worker_heartbeat; /* seconds between worker heartbeats */
+	char *worker_name; /* "" = <hostname>-<pid> */
+	int64_t max_bundle_size; /* bytes; a cook past it fails with a reason */
+	int64_t gzip_level; /* 1..9 for tar.gz bundles */
 };
 
 /* Fills every key with its default. */

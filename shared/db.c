@@ -22,8 +22,8 @@ struct db {
 static PGconn *
 db_connect(const char *conninfo)
 {
-	const char *kw[] = {"connect_timeout", "keepalives", "keepalives_idle",
-	    "application_name", "dbname", NULL};
+	const char *kw[] = {
+	    "connect_timeout", "keepalives", "keepalives_idle", "application_name", "dbname", NULL};
 	const char *val[] = {"5", "1", "30", "bitsvault", conninfo, NULL};
 	return PQconnectdbParams(kw, val, 1);
 }
@@ -52,8 +52,8 @@ db_new(const char *conninfo, char **errstr)
 
 	if (opts == NULL) {
 		/* The message never repeats the conninfo, which may hold a password. */
-		*errstr = xasprintf("malformed database_url: %s",
-		    perr ? pq_message(perr) : "cannot parse");
+		*errstr = xasprintf(
+		    "malformed database_url: %s", perr ? pq_message(perr) : "cannot parse");
 		PQfreemem(perr);
 		return NULL;
 	}
@@ -112,8 +112,8 @@ db_last_sqlstate(struct db *db)
 
 /* Runs one statement; retries once on a connection that broke outside a transaction. */
 PGresult *
-db_exec(struct db *db, const char *sql, int nparams, const char *const *params,
-    bool binary_result, char **errstr)
+db_exec(struct db *db, const char *sql, int nparams, const char *const *params, bool binary_result,
+    char **errstr)
 {
 	for (int attempt = 0;; attempt++) {
 		PGresult *res;
@@ -122,8 +122,8 @@ db_exec(struct db *db, const char *sql, int nparams, const char *const *params,
 		db->sqlstate[0] = '\0';
 		if (db_ensure(db, errstr) != 0)
 			return NULL;
-		res = PQexecParams(db->conn, sql, nparams, NULL, params, NULL, NULL,
-		    binary_result ? 1 : 0);
+		res = PQexecParams(
+		    db->conn, sql, nparams, NULL, params, NULL, NULL, binary_result ? 1 : 0);
 		st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 		if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
 			return res;
@@ -314,8 +314,8 @@ db_migrate(struct db *db, const char *dir, int *applied, char **errstr)
 		PGresult *res;
 
 		snprintf(vs, sizeof vs, "%d", version);
-		res = db_exec(db, "SELECT 1 FROM schema_migrations WHERE version = $1", 1, p, false,
-		    errstr);
+		res = db_exec(
+		    db, "SELECT 1 FROM schema_migrations WHERE version = $1", 1, p, false, errstr);
 		if (res == NULL)
 			goto unlock;
 		bool done = PQntuples(res) > 0;

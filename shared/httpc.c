@@ -100,7 +100,8 @@ httpc_json(struct httpc *hc, const char *method, const char *url, const char *js
 	curl_slist_free_all(hdrs);
 	if (rc != CURLE_OK) {
 		/* The URL is ours (api_url), never a secret; the token is not in messages. */
-		*errstr = xasprintf("%s %s: %s", method, url, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		*errstr = xasprintf(
+		    "%s %s: %s", method, url, errbuf[0] ? errbuf : curl_easy_strerror(rc));
 		return -1;
 	}
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);

@@ -10,16 +10,16 @@
 #include "shared/store.h"
 
 struct ingest_limits {
-	int64_t max_entries;	/* entries in the archive */
-	int64_t max_unpacked;	/* bytes, sum of regular files' sizes */
+	int64_t max_entries; /* entries in the archive */
+	int64_t max_unpacked; /* bytes, sum of regular files' sizes */
 };
 
 struct ingest_result {
-	unsigned char root[20];	/* sha1_git of the root tree */
-	int64_t files;		/* regular files and symlinks */
-	int64_t directories;	/* trees, the root included */
-	int64_t bytes;		/* sum of file sizes */
-	int64_t new_contents;	/* distinct contents Postgres did not hold before (db == NULL:
+	unsigned char root[20]; /* sha1_git of the root tree */
+	int64_t files; /* regular files and symlinks */
+	int64_t directories; /* trees, the root included */
+	int64_t bytes; /* sum of file sizes */
+	int64_t new_contents; /* distinct contents Postgres did not hold before (db == NULL:
 				 * every distinct content of the archive) */
 };
 

@@ -48,11 +48,16 @@ const char *
 job_state_vault_name(enum job_state s)
 {
 	switch (s) {
-	case JOB_QUEUED: return "new";
-	case JOB_RUNNING: return "pending";
-	case JOB_DONE: return "done";
-	case JOB_FAILED: return "failed";
-	default: return NULL;
+	case JOB_QUEUED:
+		return "new";
+	case JOB_RUNNING:
+		return "pending";
+	case JOB_DONE:
+		return "done";
+	case JOB_FAILED:
+		return "failed";
+	default:
+		return NULL;
 	}
 }
 

@@ -15,9 +15,9 @@ enum job_state {
 };
 
 enum job_transition {
-	JOB_TRANSITION_OK,	/* apply it */
-	JOB_TRANSITION_NOOP,	/* same state: answer 200 and change nothing */
-	JOB_TRANSITION_ILLEGAL	/* answer 400 */
+	JOB_TRANSITION_OK, /* apply it */
+	JOB_TRANSITION_NOOP, /* same state: answer 200 and change nothing */
+	JOB_TRANSITION_ILLEGAL /* answer 400 */
 };
 
 /* "queued" ... "expired" <-> enum; JOB_STATE_INVALID for unknown names. */

@@ -7,12 +7,12 @@
 #include "shared/jobstore.h"
 #include "shared/log.h"
 
-#define JOB_COLUMNS                                                                         \
-	"j.id, j.kind, j.dedup_key, j.state, j.params::text, j.result::text,"               \
-	" j.progress_message, j.error, j.attempts, j.worker,"                               \
-	" extract(epoch from j.created_at), extract(epoch from j.updated_at),"              \
-	" coalesce(extract(epoch from j.started_at), 0),"                                   \
-	" coalesce(extract(epoch from j.finished_at), 0),"                                  \
+#define JOB_COLUMNS                                                                                \
+	"j.id, j.kind, j.dedup_key, j.state, j.params::text, j.result::text,"                      \
+	" j.progress_message, j.error, j.attempts, j.worker,"                                      \
+	" extract(epoch from j.created_at), extract(epoch from j.updated_at),"                     \
+	" coalesce(extract(epoch from j.started_at), 0),"                                          \
+	" coalesce(extract(epoch from j.finished_at), 0),"                                         \
 	" encode(b.sha256, 'hex'), b.size"
 #define JOB_FROM " FROM jobs j LEFT JOIN bundles b ON b.job_id = j.id "
 #define LIVE_STATES "('queued', 'running', 'done')"
@@ -55,7 +55,8 @@ job_from_row(const PGresult *res, int row)
 	job->params = json_loads(PQgetvalue(res, row, 4), 0, NULL);
 	if (job->params == NULL)
 		job->params = json_object();
-	job->result = PQgetisnull(res, row, 5) ? NULL : json_loads(PQgetvalue(res, row, 5), 0, NULL);
+	job->result =
+	    PQgetisnull(res, row, 5) ? NULL : json_loads(PQgetvalue(res, row, 5), 0, NULL);
 	job->progress_message = col_str(res, row, 6);
 	job->error = col_str(res, row, 7);
 	job->attempts = atoi(PQgetvalue(res, row, 8));
@@ -66,8 +67,8 @@ job_from_row(const PGresult *res, int row)
 	job->finished_at = atof(PQgetvalue(res, row, 13));
 	if (!PQgetisnull(res, row, 14)) {
 		job->has_bundle = true;
-		snprintf(job->bundle_sha256, sizeof job->bundle_sha256, "%s",
-		    PQgetvalue(res, row, 14));
+		snprintf(
+		    job->bundle_sha256, sizeof job->bundle_sha256, "%s", PQgetvalue(res, row, 14));
 		if (parse_int64(PQgetvalue(res, row, 15), &v))
 			job->bundle_size = v;
 	}
@@ -76,8 +77,8 @@ job_from_row(const PGresult *res, int row)
 
 /* Runs a query of JOB_COLUMNS; 1 with *out when a row came back, 0 when none, -1. */
 static int
-query_one(struct db *db, const char *sql, int nparams, const char *const *params,
-    struct job **out, char **errstr)
+query_one(struct db *db, const char *sql, int nparams, const char *const *params, struct job **out,
+    char **errstr)
 {
 	PGresult *res = db_exec(db, sql, nparams, params, false, errstr);
 	int found;
@@ -147,7 +148,8 @@ jobstore_create(struct db *db, const char *kind, const char *dedup_key, const js
 		PQclear(res);
 		const char *q[] = {dedup_key};
 		int found = query_one(db,
-		    "SELECT " JOB_COLUMNS JOB_FROM "WHERE j.dedup_key = $1 AND j.state IN " LIVE_STATES
+		    "SELECT " JOB_COLUMNS JOB_FROM
+		    "WHERE j.dedup_key = $1 AND j.state IN " LIVE_STATES
 		    " ORDER BY j.id DESC LIMIT 1",
 		    1, q, out, errstr);
 		if (found < 0)
@@ -183,9 +185,8 @@ check_cook_result(const json_t *result, const char **sha, json_int_t *size, char
 
 /* The body of jobstore_patch, inside the transaction. Returns 0 or -1 with *http_status. */
 static int
-patch_locked(struct db *db, int64_t id, enum job_state to, const char *worker,
-    const char *progress, const char *error, const json_t *result, int max_attempts,
-    int *http_status, char **errstr)
+patch_locked(struct db *db, int64_t id, enum job_state to, const char *worker, const char *progress,
+    const char *error, const json_t *result, int max_attempts, int *http_status, char **errstr)
 {
 	char ids[24], att[16];
 	const char *p1[] = {ids};
@@ -219,8 +220,8 @@ patch_locked(struct db *db, int64_t id, enum job_state to, const char *worker,
 		/* A progress report: only a running job has progress. */
 		if (from != JOB_RUNNING) {
 			*http_status = 400;
-			*errstr = xasprintf("job %lld is %s, not running", (long long)id,
-			    job_state_name(from));
+			*errstr = xasprintf(
+			    "job %lld is %s, not running", (long long)id, job_state_name(from));
 			goto out;
 		}
 		if (progress == NULL) {
@@ -229,8 +230,8 @@ patch_locked(struct db *db, int64_t id, enum job_state to, const char *worker,
 		}
 		const char *p[] = {ids, progress};
 		if (db_run(db,
-			"UPDATE jobs SET progress_message = $2, updated_at = now() WHERE id = $1", 2,
-			p, errstr) != 0)
+			"UPDATE jobs SET progress_message = $2, updated_at = now() WHERE id = $1",
+			2, p, errstr) != 0)
 			goto dberr;
 		rc = 0;
 		goto out;
@@ -309,7 +310,8 @@ patch_locked(struct db *db, int64_t id, enum job_state to, const char *worker,
 		break;
 	}
 	case JOB_FAILED: {
-		const char *reason = error && *error ? error : "the job failed for an unknown reason";
+		const char *reason =
+		    error && *error ? error : "the job failed for an unknown reason";
 		const char *p[] = {ids, reason};
 		if (db_run(db,
 			"UPDATE jobs SET state = 'failed', error = $2, progress_message = $2,"
@@ -330,8 +332,9 @@ patch_locked(struct db *db, int64_t id, enum job_state to, const char *worker,
 		break;
 	}
 	case JOB_EXPIRED: {
-		if (db_run(db, "UPDATE jobs SET state = 'expired', updated_at = now() WHERE id = $1",
-			1, p1, errstr) != 0)
+		if (db_run(db,
+			"UPDATE jobs SET state = 'expired', updated_at = now() WHERE id = $1", 1,
+			p1, errstr) != 0)
 			goto dberr;
 		break;
 	}
@@ -383,8 +386,7 @@ jobstore_patch(struct db *db, int64_t id, enum job_state state, const char *work
 
 /* Queued or running jobs untouched for min_age_s seconds. */
 int
-jobstore_list_unfinished(struct db *db, int64_t min_age_s, int64_t **ids, size_t *n,
-    char **errstr)
+jobstore_list_unfinished(struct db *db, int64_t min_age_s, int64_t **ids, size_t *n, char **errstr)
 {
 	char age[24];
 	const char *p[] = {age};
@@ -415,6 +417,6 @@ jobstore_touch_bundle(struct db *db, int64_t job_id, char **errstr)
 	const char *p[] = {ids};
 
 	snprintf(ids, sizeof ids, "%lld", (long long)job_id);
-	return db_run(db, "UPDATE bundles SET last_download_at = now() WHERE job_id = $1", 1, p,
-	    errstr);
+	return db_run(
+	    db, "UPDATE bundles SET last_download_at = now() WHERE job_id = $1", 1, p, errstr);
 }

@@ -13,19 +13,19 @@
 
 struct job {
 	int64_t id;
-	char *kind;		/* "cook", later "load", "request", ... */
-	char *dedup_key;	/* "cook:directory:<hex>:tar.gz"; NULL when none */
+	char *kind; /* "cook", later "load", "request", ... */
+	char *dedup_key; /* "cook:directory:<hex>:tar.gz"; NULL when none */
 	enum job_state state;
-	json_t *params;		/* owned */
-	json_t *result;		/* owned; NULL until done */
-	char *progress_message;	/* NULL when none */
-	char *error;		/* failure reason a user can read; NULL when none */
+	json_t *params; /* owned */
+	json_t *result; /* owned; NULL until done */
+	char *progress_message; /* NULL when none */
+	char *error; /* failure reason a user can read; NULL when none */
 	int attempts;
-	char *worker;		/* last worker that claimed it */
-	double created_at;	/* unix seconds */
+	char *worker; /* last worker that claimed it */
+	double created_at; /* unix seconds */
 	double updated_at;
-	double started_at;	/* 0 when never */
-	double finished_at;	/* 0 when not final */
+	double started_at; /* 0 when never */
+	double finished_at; /* 0 when not final */
 	/* bundle, for cook jobs that are done */
 	bool has_bundle;
 	char bundle_sha256[65];
@@ -37,13 +37,13 @@ void job_free(struct job *job);
 /* Inserts a queued job unless a live one (queued, running or done) has the same
  * dedup_key; either way *out is that job and *created says which. Safe under concurrent
  * calls: one row per key. 0 or -1 + *errstr. */
-int jobstore_create(struct db *db, const char *kind, const char *dedup_key,
-    const json_t *params, struct job **out, bool *created, char **errstr) BV_MUSTCHECK;
+int jobstore_create(struct db *db, const char *kind, const char *dedup_key, const json_t *params,
+    struct job **out, bool *created, char **errstr) BV_MUSTCHECK;
 /* By id: 1 found, 0 not found, -1 error. */
 int jobstore_get(struct db *db, int64_t id, struct job **out, char **errstr) BV_MUSTCHECK;
 /* Newest job with that dedup_key (any state): 1, 0 or -1. */
-int jobstore_find(struct db *db, const char *dedup_key, struct job **out,
-    char **errstr) BV_MUSTCHECK;
+int jobstore_find(
+    struct db *db, const char *dedup_key, struct job **out, char **errstr) BV_MUSTCHECK;
 
 /* A worker's PATCH, validated against the state machine inside one transaction
  * (SELECT ... FOR UPDATE):
@@ -63,8 +63,8 @@ int jobstore_patch(struct db *db, int64_t id, enum job_state state, const char *
 
 /* Jobs queued or running whose updated_at is older than min_age_s: ids into a new array
  * (*n entries), for the reconciler. 0 or -1. */
-int jobstore_list_unfinished(struct db *db, int64_t min_age_s, int64_t **ids, size_t *n,
-    char **errstr) BV_MUSTCHECK;
+int jobstore_list_unfinished(
+    struct db *db, int64_t min_age_s, int64_t **ids, size_t *n, char **errstr) BV_MUSTCHECK;
 /* Records a download of the job's bundle (for expiry by last use). */
 int jobstore_touch_bundle(struct db *db, int64_t job_id, char **errstr) BV_MUSTCHECK;
 

@@ -85,8 +85,8 @@ kv_free(struct kv *kv)
 static int
 kv_broken(struct kv *kv, const char *what, char **errstr)
 {
-	*errstr = xasprintf("redis %s: %s", what,
-	    kv->c && kv->c->errstr[0] ? kv->c->errstr : "connection lost");
+	*errstr = xasprintf(
+	    "redis %s: %s", what, kv->c && kv->c->errstr[0] ? kv->c->errstr : "connection lost");
 	if (kv->c != NULL)
 		redisFree(kv->c);
 	kv->c = NULL;
@@ -215,8 +215,7 @@ parse_entry(const redisReply *e, struct kv_delivery *out)
 
 /* XREADGROUP one new entry. */
 int
-kv_claim(struct kv *kv, const char *consumer, int block_ms, struct kv_delivery *out,
-    char **errstr)
+kv_claim(struct kv *kv, const char *consumer, int block_ms, struct kv_delivery *out, char **errstr)
 {
 	char block[16];
 	char *err = NULL;
@@ -263,8 +262,8 @@ kv_claim(struct kv *kv, const char *consumer, int block_ms, struct kv_delivery *
 
 /* XAUTOCLAIM one entry whose consumer has been silent for min_idle_ms. */
 int
-kv_claim_stale(struct kv *kv, const char *consumer, int64_t min_idle_ms,
-    struct kv_delivery *out, char **errstr)
+kv_claim_stale(struct kv *kv, const char *consumer, int64_t min_idle_ms, struct kv_delivery *out,
+    char **errstr)
 {
 	char idle[24];
 	char *err = NULL;
@@ -272,8 +271,8 @@ kv_claim_stale(struct kv *kv, const char *consumer, int64_t min_idle_ms,
 	int found = 0;
 
 	snprintf(idle, sizeof idle, "%lld", (long long)min_idle_ms);
-	const char *argv[] = {"XAUTOCLAIM", KV_STREAM, KV_GROUP, consumer, idle, kv->cursor,
-	    "COUNT", "1"};
+	const char *argv[] = {
+	    "XAUTOCLAIM", KV_STREAM, KV_GROUP, consumer, idle, kv->cursor, "COUNT", "1"};
 	r = kv_cmd(kv, &err, BV_NELEM(argv), argv);
 	if (r == NULL) {
 		if (strstr(err, "NOGROUP") != NULL) {
@@ -313,8 +312,8 @@ int
 kv_touch(struct kv *kv, const char *consumer, const struct kv_delivery *d, char **errstr)
 {
 	char key[64], ttl[16], *err = NULL;
-	const char *xclaim[] = {"XCLAIM", KV_STREAM, KV_GROUP, consumer, "0", d->entry_id,
-	    "JUSTID"};
+	const char *xclaim[] = {
+	    "XCLAIM", KV_STREAM, KV_GROUP, consumer, "0", d->entry_id, "JUSTID"};
 
 	marker_key(key, sizeof key, d->job_id);
 	snprintf(ttl, sizeof ttl, "%d", 3 * kv->lease_s);
@@ -389,8 +388,8 @@ kv_workers(struct kv *kv, char **errstr)
 	char cursor[32] = "0";
 
 	do {
-		const char *scan[] = {"SCAN", cursor, "MATCH", "bitsvault:worker:*", "COUNT",
-		    "100"};
+		const char *scan[] = {
+		    "SCAN", cursor, "MATCH", "bitsvault:worker:*", "COUNT", "100"};
 		redisReply *r = kv_cmd(kv, errstr, 6, scan);
 		if (r == NULL) {
 			json_decref(arr);
@@ -417,7 +416,8 @@ kv_workers(struct kv *kv, char **errstr)
 					doc = json_object();
 				}
 				json_object_set_new(doc, "name",
-				    json_string(keys->element[i]->str + strlen("bitsvault:worker:")));
+				    json_string(
+					keys->element[i]->str + strlen("bitsvault:worker:")));
 				json_object_set_new(doc, "ok", json_true());
 				json_array_append_new(arr, doc);
 			}

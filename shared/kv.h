@@ -28,8 +28,8 @@ int kv_enqueue(struct kv *kv, int64_t job_id, char **errstr) BV_MUSTCHECK;
 
 struct kv_delivery {
 	int64_t job_id;
-	char entry_id[64];	/* stream entry id, for ack/touch */
-	int64_t deliveries;	/* times delivered, when known (0 otherwise) */
+	char entry_id[64]; /* stream entry id, for ack/touch */
+	int64_t deliveries; /* times delivered, when known (0 otherwise) */
 };
 /* XREADGROUP one new entry for consumer, blocking up to block_ms. 1 when one was read,
  * 0 on timeout, -1 + *errstr on error. */
@@ -45,16 +45,16 @@ int kv_claim_stale(struct kv *kv, const char *consumer, int64_t min_idle_ms,
 /* Refreshes the job's marker (with a TTL of 3 leases) and resets the entry's idle time
  * (XCLAIM ... JUSTID): called at the claim and with each progress report so a live worker
  * keeps its lease. The XCLAIM may fail after a flush; only the marker matters then. */
-int kv_touch(struct kv *kv, const char *consumer, const struct kv_delivery *d,
-    char **errstr) BV_MUSTCHECK;
+int kv_touch(
+    struct kv *kv, const char *consumer, const struct kv_delivery *d, char **errstr) BV_MUSTCHECK;
 /* XACK + XDEL the entry and drop the job's marker. */
 int kv_ack(struct kv *kv, const struct kv_delivery *d, char **errstr) BV_MUSTCHECK;
 /* 1 when the job's marker exists (Redis knows the job), 0 when not, -1 on error. */
 int kv_has_marker(struct kv *kv, int64_t job_id, char **errstr) BV_MUSTCHECK;
 
 /* Worker heartbeat: a key that lives ttl_s seconds holding a small JSON document. */
-int kv_heartbeat(struct kv *kv, const char *worker, const char *json, int ttl_s,
-    char **errstr) BV_MUSTCHECK;
+int kv_heartbeat(
+    struct kv *kv, const char *worker, const char *json, int ttl_s, char **errstr) BV_MUSTCHECK;
 /* Names and documents of live workers, as a JSON array text the caller frees
  * ([{"name":..., ...doc}]). NULL + *errstr on error. */
 char *kv_workers(struct kv *kv, char **errstr) BV_MUSTCHECK;

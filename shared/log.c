@@ -91,8 +91,8 @@ static void
 libevent_cb(int severity, const char *msg)
 {
 	enum log_level level = severity == EVENT_LOG_DEBUG ? LOG_DEBUG
-	    : severity == EVENT_LOG_MSG			   ? LOG_INFO
-	    : severity == EVENT_LOG_WARN		   ? LOG_WARN
+	    : severity == EVENT_LOG_MSG                    ? LOG_INFO
+	    : severity == EVENT_LOG_WARN                   ? LOG_WARN
 							   : LOG_ERROR;
 	log_at(level, NULL, "libevent: %s", msg);
 }

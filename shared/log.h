@@ -17,10 +17,10 @@ void log_route_libevent(void);
 
 void log_write(enum log_level level, const char *id, const char *fmt, ...) BV_PRINTF(3, 4);
 /* Formats nothing below the threshold. */
-#define log_at(lvl, id, ...)                                                  \
-	do {                                                                  \
-		if ((lvl) >= log_threshold)                                   \
-			log_write((lvl), (id), __VA_ARGS__);                  \
+#define log_at(lvl, id, ...)                                                                       \
+	do {                                                                                       \
+		if ((lvl) >= log_threshold)                                                        \
+			log_write((lvl), (id), __VA_ARGS__);                                       \
 	} while (0)
 #define log_debug(...) log_at(LOG_DEBUG, NULL, __VA_ARGS__)
 #define log_info(...) log_at(LOG_INFO, NULL, __VA_ARGS__)

@@ -64,8 +64,7 @@ objects_put_contents(struct db *db, const struct content_row *rows, size_t n, ch
 
 /* Inserts directories not yet present, batched by size. */
 int
-objects_put_directories(struct db *db, const struct directory_row *rows, size_t n,
-    char **errstr)
+objects_put_directories(struct db *db, const struct directory_row *rows, size_t n, char **errstr)
 {
 	struct buf ids, raws;
 	size_t i = 0;
@@ -107,8 +106,8 @@ objects_directory_exists(struct db *db, const unsigned char id[20], char **errst
 	int found;
 
 	hex_encode(id, 20, hex);
-	res = db_exec(db, "SELECT 1 FROM directories WHERE id = decode($1, 'hex')", 1, p, false,
-	    errstr);
+	res = db_exec(
+	    db, "SELECT 1 FROM directories WHERE id = decode($1, 'hex')", 1, p, false, errstr);
 	if (res == NULL)
 		return -1;
 	found = PQntuples(res) > 0;
@@ -163,8 +162,8 @@ dir_row(void *arg, const PGresult *res, int r)
 
 /* Many directories. */
 int
-objects_get_directories(struct db *db, const unsigned char (*ids)[20], size_t n,
-    objects_dir_cb cb, void *arg, char **errstr)
+objects_get_directories(struct db *db, const unsigned char (*ids)[20], size_t n, objects_dir_cb cb,
+    void *arg, char **errstr)
 {
 	struct dir_ctx c = {cb, arg};
 	return query_ids(db,
@@ -199,8 +198,8 @@ content_row(void *arg, const PGresult *res, int r)
 
 /* Many contents. */
 int
-objects_get_contents(struct db *db, const unsigned char (*ids)[20], size_t n,
-    objects_content_cb cb, void *arg, char **errstr)
+objects_get_contents(struct db *db, const unsigned char (*ids)[20], size_t n, objects_content_cb cb,
+    void *arg, char **errstr)
 {
 	struct content_ctx c = {cb, arg};
 	return query_ids(db,

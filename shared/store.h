@@ -23,8 +23,8 @@ int store_clean_tmp(struct store *st, int64_t max_age_s, char **errstr) BV_MUSTC
 
 /* Streaming put: bytes are hashed (sha256, and sha1) while written to a temp file. */
 struct store_writer *store_writer_new(struct store *st, char **errstr) BV_MUSTCHECK;
-int store_writer_write(struct store_writer *w, const void *data, size_t len,
-    char **errstr) BV_MUSTCHECK;
+int store_writer_write(
+    struct store_writer *w, const void *data, size_t len, char **errstr) BV_MUSTCHECK;
 uint64_t store_writer_size(const struct store_writer *w);
 /* Finishes: fsync, rename to the blob's name (or drop the temp when the blob already
  * exists), fsync the folder. Fills sha256 (and sha1 when non-NULL) and frees w, success
@@ -36,13 +36,13 @@ void store_writer_abort(struct store_writer *w);
 
 /* Opens a blob for reading: fd (caller closes) and size; -1 + *errstr, with errno ENOENT
  * when the blob is absent. */
-int store_open_blob(struct store *st, const unsigned char sha256[32], uint64_t *size,
-    char **errstr) BV_MUSTCHECK;
+int store_open_blob(
+    struct store *st, const unsigned char sha256[32], uint64_t *size, char **errstr) BV_MUSTCHECK;
 bool store_exists(struct store *st, const unsigned char sha256[32]);
 int store_delete(struct store *st, const unsigned char sha256[32], char **errstr) BV_MUSTCHECK;
 /* Free and total bytes of the file system under the store; 0 or -1. */
-int store_space(struct store *st, uint64_t *free_bytes, uint64_t *total_bytes,
-    char **errstr) BV_MUSTCHECK;
+int store_space(
+    struct store *st, uint64_t *free_bytes, uint64_t *total_bytes, char **errstr) BV_MUSTCHECK;
 /* Writable check for /status: creates and removes a probe temp file. 0 or -1. */
 int store_probe(struct store *st, char **errstr) BV_MUSTCHECK;
 

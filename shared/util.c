@@ -14,8 +14,7 @@
 #include "shared/util.h"
 
 /* Out of memory: nothing sensible is left to do. */
-static void __attribute__((noreturn))
-oom(void)
+static void __attribute__((noreturn)) oom(void)
 {
 	static const char msg[] = "bitsvault: out of memory\n";
 	ssize_t r = write(2, msg, sizeof msg - 1);
@@ -245,7 +244,8 @@ is_hex(const char *s, size_t n)
 char *
 base64_encode(const unsigned char *in, size_t n)
 {
-	static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	static const char tbl[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	char *out = xmalloc(4 * ((n + 2) / 3) + 1);
 	size_t o = 0, i;
 

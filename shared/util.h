@@ -55,8 +55,8 @@ double now_wall(void);
 /* mkdir -p with mode; 0 or -1 with *errstr. */
 int mkdir_p(const char *path, int mode, char **errstr) BV_MUSTCHECK;
 /* Writes data to path through path.tmp + fsync + rename; 0 or -1 with *errstr. */
-int write_file_atomic(const char *path, const void *data, size_t len, int mode,
-    char **errstr) BV_MUSTCHECK;
+int write_file_atomic(
+    const char *path, const void *data, size_t len, int mode, char **errstr) BV_MUSTCHECK;
 /* Reads a whole small file; NULL with *errstr. */
 char *read_file(const char *path, size_t *len, char **errstr) BV_MUSTCHECK;
 /* fsync of a directory, so a rename inside it is durable. */

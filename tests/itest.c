@@ -24,8 +24,7 @@ struct itest IT;
 static char *admin_db_url;
 
 /* Skips (77) or fails (1) when the servers are missing, as the environment asks. */
-static void __attribute__((noreturn))
-no_servers(const char *why)
+static void __attribute__((noreturn)) no_servers(const char *why)
 {
 	const char *req = getenv("BITSVAULT_TEST_REQUIRE");
 	if (req != NULL && strcmp(req, "1") == 0) {
@@ -298,8 +297,8 @@ itest_teardown(void)
 	if (IT.api > 0)
 		reap(IT.api, 10000);
 	if (admin_db_url != NULL) {
-		char *sql = xasprintf("DROP DATABASE IF EXISTS bvtest_%s_%d WITH (FORCE)", IT.name,
-		    (int)getpid());
+		char *sql = xasprintf(
+		    "DROP DATABASE IF EXISTS bvtest_%s_%d WITH (FORCE)", IT.name, (int)getpid());
 		admin_sql(admin_db_url, sql);
 		free(sql);
 	}
@@ -377,8 +376,8 @@ on_read(char *data, size_t size, size_t nmemb, void *arg)
 }
 
 void
-itest_http_file(struct itest_resp *r, const char *method, const char *path, const char *token,
-    const char *file)
+itest_http_file(
+    struct itest_resp *r, const char *method, const char *path, const char *token, const char *file)
 {
 	char *p = file[0] == '/' ? xstrdup(file) : xasprintf("%s/%s", IT.dir, file);
 	FILE *f = fopen(p, "rb");
@@ -486,10 +485,11 @@ itest_sql(const char *sql)
 char *
 itest_git_tree_id(const char *dir)
 {
-	char *id = itest_sh_out("gd=$(mktemp -d) && git --git-dir=\"$gd\" init -q &&"
-				" git --git-dir=\"$gd\" --work-tree='%s' add -A &&"
-				" git --git-dir=\"$gd\" --work-tree='%s' write-tree; rm -rf \"$gd\"",
-	    dir, dir);
+	char *id =
+	    itest_sh_out("gd=$(mktemp -d) && git --git-dir=\"$gd\" init -q &&"
+			 " git --git-dir=\"$gd\" --work-tree='%s' add -A &&"
+			 " git --git-dir=\"$gd\" --work-tree='%s' write-tree; rm -rf \"$gd\"",
+		dir, dir);
 	ck_assert_msg(is_hex(id, 40), "git write-tree gave '%s'", id);
 	return id;
 }

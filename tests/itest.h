@@ -21,12 +21,12 @@
 
 struct itest {
 	char name[64];
-	char dir[256];		/* temp folder: data/, trees/, logs */
+	char dir[256]; /* temp folder: data/, trees/, logs */
 	char data_dir[300];
-	char url[64];		/* http://127.0.0.1:PORT */
+	char url[64]; /* http://127.0.0.1:PORT */
 	char listen[32];
-	char *db_url;		/* this program's own database */
-	char *redis_url;	/* this program's own Redis db */
+	char *db_url; /* this program's own database */
+	char *redis_url; /* this program's own Redis db */
 	int redis_db;
 	pid_t api;
 	pid_t workers[16];
@@ -39,8 +39,8 @@ struct itest {
 struct itest_resp {
 	long status;
 	struct buf body;
-	struct buf headers;	/* raw header lines */
-	json_t *json;		/* parsed body when it is JSON, else NULL */
+	struct buf headers; /* raw header lines */
+	json_t *json; /* parsed body when it is JSON, else NULL */
 };
 
 extern struct itest IT;
@@ -62,8 +62,8 @@ void itest_teardown(void);
 void itest_http(struct itest_resp *r, const char *method, const char *path, const char *token,
     const void *body, size_t body_len, const char *extra_header);
 /* Uploads a file as the body. */
-void itest_http_file(struct itest_resp *r, const char *method, const char *path,
-    const char *token, const char *file);
+void itest_http_file(struct itest_resp *r, const char *method, const char *path, const char *token,
+    const char *file);
 void itest_resp_free(struct itest_resp *r);
 /* A header's value (case-insensitive name), or NULL; static buffer. */
 const char *itest_header(const struct itest_resp *r, const char *name);

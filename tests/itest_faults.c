@@ -83,8 +83,8 @@ START_TEST(test_worker_killed_mid_cook)
 
 	itest_start_worker("faults-w2");
 	json_t *st = itest_wait_cook("directory", id, 120);
-	ck_assert_msg(strcmp(json_string_value(json_object_get(st, "status")), "done") == 0,
-	    "%s", json_dumps(st, 0));
+	ck_assert_msg(strcmp(json_string_value(json_object_get(st, "status")), "done") == 0, "%s",
+	    json_dumps(st, 0));
 	json_decref(st);
 	j = job_json(job);
 	ck_assert_str_eq(json_string_value(json_object_get(j, "worker")), "faults-w2");
@@ -119,11 +119,10 @@ START_TEST(test_redis_flushed)
 	const char *r = strstr(IT.redis_url, "://") + 3;
 	char *host = xstrndup(r, strcspn(r, ":"));
 	int port = atoi(strchr(r, ':') + 1);
-	ck_assert_int_eq(itest_sh("redis-cli -h %s -p %d -n %d FLUSHDB >/dev/null", host, port,
-			     IT.redis_db),
-	    0);
-	ck_assert_int_eq(itest_sh("test \"$(redis-cli -h %s -p %d -n %d DBSIZE)\" = 0", host,
-			     port, IT.redis_db),
+	ck_assert_int_eq(
+	    itest_sh("redis-cli -h %s -p %d -n %d FLUSHDB >/dev/null", host, port, IT.redis_db), 0);
+	ck_assert_int_eq(
+	    itest_sh("test \"$(redis-cli -h %s -p %d -n %d DBSIZE)\" = 0", host, port, IT.redis_db),
 	    0);
 	itest_start_worker("faults-w3");
 	itest_start_worker("faults-w4");

@@ -1,6 +1,9 @@
 /* itest_start.c: starting up: two processes migrating one fresh database at once apply
  * each migration once; a bad setting stops the process with a message naming the key. */
 #include <check.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,15 +20,17 @@ START_TEST(test_concurrent_migrations)
 	    IT.db_url, mig, bin);
 	ck_assert_msg(rc == 0, "a --migrate-only process failed");
 	char *files = itest_sh_out("ls '%s' | grep -c '^[0-9][0-9][0-9][0-9]_.*\\.sql$'", mig);
-	char *rows = itest_sql("SELECT count(*) || '/' || count(DISTINCT version) FROM schema_migrations");
+	char *rows =
+	    itest_sql("SELECT count(*) || '/' || count(DISTINCT version) FROM schema_migrations");
 	char *want = xasprintf("%s/%s", files, files);
 	ck_assert_str_eq(rows, want);
 	char *applied = itest_sh_out("cat logs/migrate*.log | grep -c 'applied migration'");
 	ck_assert_str_eq(applied, files);
 	/* Running again applies nothing. */
-	ck_assert_int_eq(itest_sh("BITSVAULT_DATABASE_URL=\"%s\" BITSVAULT_MIGRATIONS_DIR='%s'"
-				  " BITSVAULT_DATA_DIR=data '%s' --migrate-only > logs/again.log 2>&1",
-			     IT.db_url, mig, bin),
+	ck_assert_int_eq(
+	    itest_sh("BITSVAULT_DATABASE_URL=\"%s\" BITSVAULT_MIGRATIONS_DIR='%s'"
+		     " BITSVAULT_DATA_DIR=data '%s' --migrate-only > logs/again.log 2>&1",
+		IT.db_url, mig, bin),
 	    0);
 	ck_assert_str_eq(itest_sh_out("grep -c 'applied migration' logs/again.log"), "0");
 }
@@ -46,13 +51,44 @@ START_TEST(test_bad_config)
 	    xasprintf("%s/worker/bitsvault-worker", getenv("BV_TOP_BUILDDIR"))};
 	for (size_t b = 0; b < 2; b++)
 		for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-			int rc = itest_sh("env %s BITSVAULT_DATABASE_URL=\"%s\" '%s' > logs/bad.log 2>&1",
+			int rc = itest_sh(
+			    "env %s BITSVAULT_DATABASE_URL=\"%s\" '%s' > logs/bad.log 2>&1",
 			    cases[i].env, IT.db_url, bin[b]);
 			ck_assert_msg(rc == 1, "%s with %s: exit %d", bin[b], cases[i].env, rc);
 			char *out = itest_sh_out("cat logs/bad.log");
-			ck_assert_msg(strstr(out, cases[i].key) != NULL, "%s: %s", cases[i].env, out);
+			ck_assert_msg(
+			    strstr(out, cases[i].key) != NULL, "%s: %s", cases[i].env, out);
 			free(out);
 		}
+}
+END_TEST
+
+/* SIGTERM: the API stops taking connections but finishes the upload in flight. */
+START_TEST(test_sigterm_finishes_inflight)
+{
+	itest_start_api();
+	free(itest_make_tree("slow", 6 * 1024 * 1024));
+	ck_assert_int_eq(itest_sh("tar cf slow.tar -C trees/slow ."), 0);
+	/* About 3 s of upload at 2 MB/s; the signal lands in the middle of it. */
+	ck_assert_int_eq(
+	    itest_sh("(curl -s -o slow.out -w '%%{http_code}' --limit-rate 2M"
+		     " -H 'Authorization: Bearer %s' -H 'Expect:' --data-binary @slow.tar"
+		     " %s/directories > slow.code; echo $? > slow.rc) &",
+		IT_USER, IT.url),
+	    0);
+	usleep(1000000);
+	ck_assert_int_eq(kill(IT.api, SIGTERM), 0);
+	usleep(300000);
+	/* New connections are refused now. */
+	ck_assert_int_ne(itest_sh("curl -s -m 2 -o /dev/null %s/status", IT.url), 0);
+	int st = 0;
+	ck_assert_int_eq(waitpid(IT.api, &st, 0), IT.api);
+	IT.api = 0;
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "api exit status %d", st);
+	for (int i = 0; i < 100 && itest_sh("test -s slow.rc") != 0; i++)
+		usleep(100000);
+	char *code = itest_sh_out("cat slow.code");
+	ck_assert_str_eq(code, "201");
 }
 END_TEST
 
@@ -64,6 +100,7 @@ main(void)
 	TCase *tc = tcase_create("start");
 	tcase_add_test(tc, test_concurrent_migrations);
 	tcase_add_test(tc, test_bad_config);
+	tcase_add_test(tc, test_sigterm_finishes_inflight);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_set_fork_status(sr, CK_NOFORK);

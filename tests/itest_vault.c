@@ -27,8 +27,7 @@ object_counts(void)
 
 /* Writes an archive whose entries are given as raw names (tar refuses to make some). */
 static void
-write_hostile_tar(const char *path, const char *const *names, const char *const *links,
-    size_t n)
+write_hostile_tar(const char *path, const char *const *names, const char *const *links, size_t n)
 {
 	struct archive *a = archive_write_new();
 	char *full = xasprintf("%s/%s", IT.dir, path);
@@ -63,8 +62,8 @@ expect_refused_upload(const char *file, long want, const char *token, const char
 	struct itest_resp r;
 	char *before = object_counts();
 	itest_http_file(&r, "POST", "/directories", token, file);
-	ck_assert_msg(r.status == want, "%s: status %ld (want %ld): %s", file, r.status, want,
-	    r.body.data);
+	ck_assert_msg(
+	    r.status == want, "%s: status %ld (want %ld): %s", file, r.status, want, r.body.data);
 	if (msg_part != NULL) {
 		const char *err = json_string_value(json_object_get(r.json, "error"));
 		ck_assert_msg(err != NULL && strstr(err, msg_part) != NULL,
@@ -73,8 +72,8 @@ expect_refused_upload(const char *file, long want, const char *token, const char
 	ck_assert_str_eq(itest_header(&r, "Content-Type"), "application/json");
 	itest_resp_free(&r);
 	char *after = object_counts();
-	ck_assert_msg(strcmp(before, after) == 0, "%s stored something: %s -> %s", file, before,
-	    after);
+	ck_assert_msg(
+	    strcmp(before, after) == 0, "%s stored something: %s -> %s", file, before, after);
 	free(before);
 	free(after);
 }
@@ -139,7 +138,8 @@ START_TEST(test_main_path)
 	ck_assert_msg(r.status == 201, "cook: %ld %s", r.status, r.body.data);
 	json_int_t job = json_integer_value(json_object_get(r.json, "id"));
 	ck_assert_str_eq(json_string_value(json_object_get(r.json, "status")), "new");
-	ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(r.json, "fetch_url")), path));
+	ck_assert_ptr_nonnull(
+	    strstr(json_string_value(json_object_get(r.json, "fetch_url")), path));
 	itest_resp_free(&r);
 	char *upper = xasprintf("/vault/directory/swh:1:dir:%s", id);
 	for (char *p = upper + strlen("/vault/directory/swh:1:dir:"); *p; p++)
@@ -203,7 +203,8 @@ START_TEST(test_main_path)
 	/* Cooking again (after expiring the job) gives byte-identical bytes. */
 	char *jobpath = xasprintf("/jobs/%lld", (long long)job);
 	const char *expire = "{\"state\":\"expired\"}";
-	itest_http(&r, "PATCH", jobpath, IT_WORKER, expire, strlen(expire), "Content-Type: application/json");
+	itest_http(&r, "PATCH", jobpath, IT_WORKER, expire, strlen(expire),
+	    "Content-Type: application/json");
 	ck_assert_msg(r.status == 200, "expire: %ld %s", r.status, r.body.data);
 	itest_resp_free(&r);
 	itest_http(&r, "GET", path, NULL, NULL, 0, NULL);
@@ -258,13 +259,14 @@ START_TEST(test_concurrent_posts)
 	int created = 0;
 	for (int i = 0; i < 8; i++) {
 		pthread_join(th[i], NULL);
-		ck_assert_msg(args[i].status == 201 || args[i].status == 200, "status %ld",
-		    args[i].status);
+		ck_assert_msg(
+		    args[i].status == 201 || args[i].status == 200, "status %ld", args[i].status);
 		created += args[i].status == 201;
 		ck_assert_int_eq(args[i].job, args[0].job);
 	}
 	ck_assert_int_eq(created, 1);
-	char *sql = xasprintf("SELECT count(*) FROM jobs WHERE dedup_key = 'cook:directory:%s:tar.gz'", id);
+	char *sql =
+	    xasprintf("SELECT count(*) FROM jobs WHERE dedup_key = 'cook:directory:%s:tar.gz'", id);
 	char *n = itest_sql(sql);
 	ck_assert_str_eq(n, "1");
 	json_t *st = itest_wait_cook("directory", id, 60);
@@ -285,9 +287,10 @@ START_TEST(test_bad_uploads)
 	write_hostile_tar("abs.tar", abs, NULL, 1);
 	write_hostile_tar("through.tar", through, through_links, 2);
 	write_hostile_tar("mid.tar", mid, NULL, 1);
-	ck_assert_int_eq(itest_sh("head -c 5000 /dev/urandom > garbage.bin &&"
-				  " tar czf trunc-src.tar.gz -C /usr/include stdio.h stdlib.h string.h &&"
-				  " head -c 3000 trunc-src.tar.gz > trunc.tar.gz && : > empty.bin"),
+	ck_assert_int_eq(
+	    itest_sh("head -c 5000 /dev/urandom > garbage.bin &&"
+		     " tar czf trunc-src.tar.gz -C /usr/include stdio.h stdlib.h string.h &&"
+		     " head -c 3000 trunc-src.tar.gz > trunc.tar.gz && : > empty.bin"),
 	    0);
 	/* Make something to store first, so "nothing stored" compares non-empty counts. */
 	itest_make_tree("bad", 100);
@@ -323,23 +326,34 @@ START_TEST(test_bad_requests)
 	} cases[] = {
 	    {"GET", "/nope", NULL, NULL, 404, NULL, NULL},
 	    {"DELETE", "/directories", IT_ADMIN, NULL, 405, "POST", NULL},
-	    {"PUT", "/vault/directory/4b825dc642cb6eb9a060e54bf8d69288fbee4904", IT_USER, NULL, 405, "GET", NULL},
-	    {"POST", "/vault/directory/4b825dc642cb6eb9a060e54bf8d69288fbee4904", NULL, NULL, 401, NULL, NULL},
-	    {"POST", "/vault/directory/4b825dc642cb6eb9a060e54bf8d69288fbee4904", IT_WORKER, NULL, 403, NULL, NULL},
-	    {"POST", "/vault/directory/0123456789012345678901234567890123456789", IT_USER, NULL, 404, NULL, "not found"},
+	    {"PUT", "/vault/directory/4b825dc642cb6eb9a060e54bf8d69288fbee4904", IT_USER, NULL, 405,
+		"GET", NULL},
+	    {"POST", "/vault/directory/4b825dc642cb6eb9a060e54bf8d69288fbee4904", NULL, NULL, 401,
+		NULL, NULL},
+	    {"POST", "/vault/directory/4b825dc642cb6eb9a060e54bf8d69288fbee4904", IT_WORKER, NULL,
+		403, NULL, NULL},
+	    {"POST", "/vault/directory/0123456789012345678901234567890123456789", IT_USER, NULL,
+		404, NULL, "not found"},
 	    {"POST", "/vault/directory/xyz", IT_USER, NULL, 400, NULL, NULL},
-	    {"POST", "/vault/directory/swh:1:cnt:0123456789012345678901234567890123456789", IT_USER, NULL, 400, NULL, NULL},
-	    {"POST", "/vault/directory/0123456789012345678901234567890123456789?format=rar", IT_USER, NULL, 400, NULL, "tar.gz"},
-	    {"POST", "/vault/directory/0123456789012345678901234567890123456789", IT_USER, "[1,2", 400, NULL, NULL},
-	    {"GET", "/vault/directory/0123456789012345678901234567890123456789/status", NULL, NULL, 404, NULL, "was never requested."},
-	    {"GET", "/vault/directory/0123456789012345678901234567890123456789", NULL, NULL, 404, NULL, "not found"},
-	    {"GET", "/vault/blob/0123456789012345678901234567890123456789", NULL, NULL, 404, NULL, NULL},
+	    {"POST", "/vault/directory/swh:1:cnt:0123456789012345678901234567890123456789", IT_USER,
+		NULL, 400, NULL, NULL},
+	    {"POST", "/vault/directory/0123456789012345678901234567890123456789?format=rar",
+		IT_USER, NULL, 400, NULL, "tar.gz"},
+	    {"POST", "/vault/directory/0123456789012345678901234567890123456789", IT_USER, "[1,2",
+		400, NULL, NULL},
+	    {"GET", "/vault/directory/0123456789012345678901234567890123456789/status", NULL, NULL,
+		404, NULL, "was never requested."},
+	    {"GET", "/vault/directory/0123456789012345678901234567890123456789", NULL, NULL, 404,
+		NULL, "not found"},
+	    {"GET", "/vault/blob/0123456789012345678901234567890123456789", NULL, NULL, 404, NULL,
+		NULL},
 	    {"PATCH", "/jobs/1", IT_USER, "{\"state\":\"running\"}", 403, NULL, NULL},
 	    {"PATCH", "/jobs/999999", IT_WORKER, "{\"state\":\"running\"}", 404, NULL, NULL},
 	    {"PATCH", "/jobs/1", IT_WORKER, "{\"state\":\"sleeping\"}", 400, NULL, NULL},
 	    {"PATCH", "/jobs/1", IT_WORKER, "not json", 400, NULL, NULL},
 	    {"GET", "/jobs/1", NULL, NULL, 401, NULL, NULL},
-	    {"GET", "/directories/0123456789012345678901234567890123456789", NULL, NULL, 404, NULL, NULL},
+	    {"GET", "/directories/0123456789012345678901234567890123456789", NULL, NULL, 404, NULL,
+		NULL},
 	    {"GET", "/directories/zz", NULL, NULL, 400, NULL, NULL},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -356,8 +370,8 @@ START_TEST(test_bad_requests)
 			ck_assert_msg(strstr(itest_header(&r, "Allow") ?: "", cases[i].allow),
 			    "case %zu: Allow: %s", i, itest_header(&r, "Allow"));
 		if (cases[i].msg != NULL)
-			ck_assert_msg(strstr(r.body.data, cases[i].msg), "case %zu: %s", i,
-			    r.body.data);
+			ck_assert_msg(
+			    strstr(r.body.data, cases[i].msg), "case %zu: %s", i, r.body.data);
 		if (cases[i].want == 401)
 			ck_assert_ptr_nonnull(itest_header(&r, "WWW-Authenticate"));
 		itest_resp_free(&r);
@@ -390,7 +404,8 @@ START_TEST(test_transitions)
 	const char *done = "{\"state\":\"done\",\"result\":{\"bundle_sha256\":"
 			   "\"0000000000000000000000000000000000000000000000000000000000000000\","
 			   "\"bundle_size\":1}}";
-	itest_http(&r, "PATCH", jp, IT_WORKER, done, strlen(done), "Content-Type: application/json");
+	itest_http(
+	    &r, "PATCH", jp, IT_WORKER, done, strlen(done), "Content-Type: application/json");
 	ck_assert_int_eq(r.status, 200); /* a no-op: the bundle is unchanged */
 	itest_resp_free(&r);
 	itest_http(&r, "GET", path, NULL, NULL, 0, NULL);
@@ -438,7 +453,8 @@ END_TEST
 /* Secrets never reach the logs. */
 START_TEST(test_no_secrets_in_logs)
 {
-	ck_assert_int_ne(itest_sh("grep -r -l -e '%s' -e '%s' -e '%s' logs", IT_ADMIN, IT_WORKER, IT_USER), 0);
+	ck_assert_int_ne(
+	    itest_sh("grep -r -l -e '%s' -e '%s' -e '%s' logs", IT_ADMIN, IT_WORKER, IT_USER), 0);
 }
 END_TEST
 
