@@ -209,6 +209,33 @@ config_defaults(struct config *cfg)
 			fatal("config default broken: %s", err); /* a programming error */
 }
 
+/* redis://HOST[:PORT][/DB] or HOST:PORT, with a port in 1..65535 (kv.c parses it). */
+static bool
+redis_url_ok(const char *url)
+{
+	const char *p = strncmp(url, "redis://", 8) == 0 ? url + 8 : url;
+	size_t host = strcspn(p, ":/");
+	char *end;
+	long v;
+
+	if (host == 0)
+		return false;
+	p += host;
+	if (*p == ':') {
+		v = strtol(p + 1, &end, 10);
+		if (end == p + 1 || v < 1 || v > 65535)
+			return false;
+		p = end;
+	}
+	if (*p == '/' && p[1] != '\0') {
+		v = strtol(p + 1, &end, 10);
+		if (end == p + 1 || v < 0 || *end != '\0')
+			return false;
+		p = end;
+	}
+	return *p == '\0' || strcmp(p, "/") == 0;
+}
+
 /* Cross-key checks, once every value is in. */
 static int
 validate(struct config *cfg, char **errstr)
@@ -227,8 +254,9 @@ validate(struct config *cfg, char **errstr)
 		*errstr = xstrdup("config key 'data_dir': must not be empty");
 		return -1;
 	}
-	if (strncmp(cfg->redis_url, "redis://", 8) != 0 && strchr(cfg->redis_url, ':') == NULL) {
-		*errstr = xstrdup("config key 'redis_url': expected redis://HOST:PORT[/DB]");
+	if (!redis_url_ok(cfg->redis_url)) {
+		*errstr = xasprintf(
+		    "config key 'redis_url': '%s' is not redis://HOST:PORT[/DB]", cfg->redis_url);
 		return -1;
 	}
 	if (*cfg->public_url != '\0' && strncmp(cfg->public_url, "http://", 7) != 0 &&

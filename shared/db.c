@@ -22,9 +22,11 @@ struct db {
 static PGconn *
 db_connect(const char *conninfo)
 {
-	const char *kw[] = {
-	    "connect_timeout", "keepalives", "keepalives_idle", "application_name", "dbname", NULL};
-	const char *val[] = {"5", "1", "30", "bitsvault", conninfo, NULL};
+	const char *kw[] = {"connect_timeout", "keepalives", "keepalives_idle", "application_name",
+	    "options", "dbname", NULL};
+	/* NOTICEs ("relation already exists, skipping") would reach stderr unformatted. */
+	const char *val[] = {
+	    "5", "1", "30", "bitsvault", "-c client_min_messages=warning", conninfo, NULL};
 	return PQconnectdbParams(kw, val, 1);
 }
 

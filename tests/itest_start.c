@@ -13,11 +13,12 @@ START_TEST(test_concurrent_migrations)
 {
 	char *bin = xasprintf("%s/api/bitsvault-api", getenv("BV_TOP_BUILDDIR"));
 	char *mig = xasprintf("%s/db/migrations", getenv("BV_TOP_SRCDIR"));
-	int rc = itest_sh("export BITSVAULT_DATABASE_URL=\"%s\" BITSVAULT_MIGRATIONS_DIR='%s'"
-			  " BITSVAULT_DATA_DIR=data; for i in 1 2 3 4; do"
-			  " '%s' --migrate-only > logs/migrate$i.log 2>&1 & done;"
-			  " fail=0; for j in 1 2 3 4; do wait -n || fail=1; done; exit $fail",
-	    IT.db_url, mig, bin);
+	int rc =
+	    itest_sh("export BITSVAULT_DATABASE_URL=\"%s\" BITSVAULT_MIGRATIONS_DIR='%s'"
+		     " BITSVAULT_DATA_DIR=data; for i in 1 2 3 4; do"
+		     " '%s' --migrate-only > logs/migrate$i.log 2>&1 & pids=\"$pids $!\"; done;"
+		     " fail=0; for p in $pids; do wait $p || fail=1; done; exit $fail",
+		IT.db_url, mig, bin);
 	ck_assert_msg(rc == 0, "a --migrate-only process failed");
 	char *files = itest_sh_out("ls '%s' | grep -c '^[0-9][0-9][0-9][0-9]_.*\\.sql$'", mig);
 	char *rows =
