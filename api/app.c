@@ -1,0 +1,420 @@
+/* app.c: the API application (see app.h). Request flow, all on the event loop except the
+ * work functions: headers -> route (router.c) -> authenticate (auth.c) -> body policy
+ * (http.c reads or spools the body) -> prepare (cheap checks) -> pause and hand the call
+ * to the pool -> the pool thread fills c->resp -> back on the loop, reply and resume. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "api/app.h"
+#include "api/auth.h"
+#include "api/call.h"
+#include "api/http.h"
+#include "api/pool.h"
+#include "api/router.h"
+#include "api/routes.h"
+#include "shared/log.h"
+
+/* What a Host header may hold to be echoed into URLs (names, IPv4, [IPv6], :port). */
+#define HOST_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]"
+/* Tasks waiting for a pool thread before new calls get a 503. */
+#define POOL_MAX_QUEUE 1024
+
+/* The route table. Indices are the router's ids. HEAD is served wherever GET is. */
+static const struct call_route routes[] = {
+    {"POST", "/directories", ACCESS_USER, CALL_BODY_UPLOAD, routes_dirs_upload_prepare,
+	routes_dirs_upload_work},
+    {"GET", "/directories/{id}", ACCESS_READ, CALL_BODY_NONE, routes_dirs_get_prepare,
+	routes_dirs_get_work},
+    {"POST", "/vault/{kind}/{id}", ACCESS_USER, CALL_BODY_JSON, routes_vault_cook_prepare,
+	routes_vault_cook_work},
+    {"GET", "/vault/{kind}/{id}/status", ACCESS_READ, CALL_BODY_NONE, routes_vault_read_prepare,
+	routes_vault_status_work},
+    {"GET", "/vault/{kind}/{id}", ACCESS_READ, CALL_BODY_NONE, routes_vault_read_prepare,
+	routes_vault_fetch_work},
+    {"PATCH", "/jobs/{id}", ACCESS_WORKER, CALL_BODY_JSON, routes_jobs_patch_prepare,
+	routes_jobs_patch_work},
+    {"GET", "/jobs/{id}", ACCESS_WORKER_ADMIN, CALL_BODY_NONE, routes_jobs_get_prepare,
+	routes_jobs_get_work},
+    {"GET", "/status", ACCESS_READ, CALL_BODY_NONE, NULL, routes_status_work},
+    {"GET", "/status/short", ACCESS_READ, CALL_BODY_NONE, NULL, routes_status_short_work},
+};
+
+struct app {
+	const struct config *cfg;
+	struct event_base *base;
+	struct store *store;
+	struct auth *auth;
+	struct router *router;
+	struct pool *pool;
+	struct http_server *http;
+	char *spool_dir;
+	char *bound; /* host:port as bound */
+	bool shutting_down;
+	bool timed_out;
+	struct event *shutdown_timer;
+};
+
+/* Makes a spool file for an upload. It is flock'ed for as long as it is open, so the
+ * start-up cleaner (spool_clean) never removes a file another live process still uses. */
+static int
+spool_open(struct app *a, char **path, char **errstr)
+{
+	char *tmpl = xasprintf("%s/upload-XXXXXX", a->spool_dir);
+	int fd = mkstemp(tmpl);
+
+	if (fd < 0) {
+		int err = errno;
+
+		*errstr =
+		    xasprintf("cannot create a spool file in %s: %s", a->spool_dir, strerror(err));
+		free(tmpl);
+		errno = err; /* the caller tells a full disk apart */
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0)
+		log_warn("cannot lock spool file %s: %s", tmpl, strerror(errno));
+	*path = tmpl;
+	return fd;
+}
+
+/* Removes spool files left by a process that died mid-upload (unlocked ones). */
+static void
+spool_clean(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int removed = 0;
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		char *path;
+		int fd;
+
+		if (strncmp(e->d_name, "upload-", 7) != 0)
+			continue;
+		path = xasprintf("%s/%s", dir, e->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0 && unlink(path) == 0)
+			removed++;
+		if (fd >= 0)
+			close(fd);
+		free(path);
+	}
+	closedir(d);
+	if (removed > 0)
+		log_info("removed %d stale upload spool file(s) from %s", removed, dir);
+}
+
+/* A reply refused in the headers phase. */
+static void
+refuse(struct http_req *r, int status, const char *msg)
+{
+	struct resp rs;
+
+	resp_init(&rs);
+	resp_error(&rs, status, "%s", msg);
+	http_req_refuse(r, &rs);
+}
+
+/* Headers phase: route, authenticate, pick the body policy. */
+static void
+on_headers(struct http_req *r, void *arg)
+{
+	struct app *a = arg;
+	struct call *c = call_new(a->cfg, a->store, r, http_req_id(r));
+	const char *msg = NULL;
+	struct resp rs;
+	char *err = NULL;
+	int st;
+
+	http_req_set_data(r, c);
+	c->head = http_req_is_head(r);
+	c->role = auth_role_of(a->auth, http_req_header(r, "Authorization"));
+	http_req_set_role(r, auth_role_name(c->role));
+
+	switch (router_match(a->router, http_req_method(r), http_req_path(r), &c->m)) {
+	case ROUTER_FOUND:
+		break;
+	case ROUTER_NOT_FOUND:
+		refuse(r, 404, "not found");
+		return;
+	case ROUTER_METHOD_NOT_ALLOWED:
+		resp_init(&rs);
+		resp_error(
+		    &rs, 405, "method %s not allowed; allowed: %s", http_req_method(r), c->m.allow);
+		resp_header(&rs, "Allow", c->m.allow);
+		http_req_refuse(r, &rs);
+		return;
+	case ROUTER_BAD_PATH:
+		refuse(r, 400, "invalid path: bad percent-encoding, or an encoded NUL or '/'");
+		return;
+	}
+	c->route = &routes[c->m.id];
+
+	st = auth_check(a->auth, c->role, c->route->access, &msg);
+	if (st != 0) {
+		resp_init(&rs);
+		resp_error(&rs, st, "%s", msg);
+		if (st == 401)
+			resp_header(&rs, "WWW-Authenticate", "Bearer realm=\"bitsvault\"");
+		http_req_refuse(r, &rs);
+		return;
+	}
+
+	switch (c->route->body) {
+	case CALL_BODY_NONE:
+		break; /* a stray body is read and dropped, up to max_json_size */
+	case CALL_BODY_JSON:
+		http_req_body_buffer(r, a->cfg->max_json_size);
+		break;
+	case CALL_BODY_UPLOAD:
+		c->spool_fd = spool_open(a, &c->spool_path, &err);
+		if (c->spool_fd < 0) {
+			bool full = errno == ENOSPC;
+
+			log_error_id(c->logid, "%s", err);
+			refuse(r, full ? 507 : 500,
+			    full ? "cannot accept uploads: no space left on device"
+				 : "cannot accept uploads right now");
+			free(err);
+			return;
+		}
+		http_req_body_spool(r, c->spool_fd, a->cfg->max_upload_size);
+		break;
+	}
+}
+
+/* The base of absolute URLs in replies: public_url when configured, else the Host the
+ * client used (when it looks like a host), else the address we listen on. */
+static char *
+base_url(struct app *a, struct http_req *r)
+{
+	const char *host = http_req_header(r, "Host");
+	size_t len;
+
+	if (a->cfg->public_url != NULL && a->cfg->public_url[0] != '\0') {
+		len = strlen(a->cfg->public_url);
+		while (len > 0 && a->cfg->public_url[len - 1] == '/')
+			len--;
+		return xstrndup(a->cfg->public_url, len);
+	}
+	if (host != NULL && host[0] != '\0' && strlen(host) <= 255 &&
+	    strspn(host, HOST_CHARS) == strlen(host))
+		return xasprintf("http://%s", host);
+	return xasprintf("http://%s", a->bound != NULL ? a->bound : a->cfg->listen);
+}
+
+/* Pool thread: the route's work. */
+static void
+call_work(void *arg, struct pool_thread *t)
+{
+	struct call *c = arg;
+
+	c->route->work(c, t);
+}
+
+/* Loop thread: the reply goes out and the request resumes. */
+static void
+call_done(void *arg)
+{
+	struct call *c = arg;
+
+	c->in_pool = false;
+	if (c->orphaned) {
+		/* The request was freed while its work ran (see on_finished). */
+		call_free(c);
+		return;
+	}
+	http_req_reply(c->req, &c->resp);
+}
+
+/* The whole request is in: parse the JSON body, prepare, then hand over to the pool. */
+static void
+on_request(struct http_req *r, void *arg)
+{
+	struct app *a = arg;
+	struct call *c = http_req_data(r);
+	const char *body, *inm;
+	size_t body_len;
+
+	c->query = xstrdup(http_req_query(r));
+	c->base_url = base_url(a, r);
+	c->body_bytes = http_req_body_bytes(r);
+	if ((inm = http_req_header(r, "If-None-Match")) != NULL)
+		c->if_none_match = xstrdup(inm);
+	if (c->route->body == CALL_BODY_JSON) {
+		body = http_req_body(r, &body_len);
+		if (body_len > 0) {
+			json_error_t jerr;
+
+			c->json = json_loadb(body, body_len, JSON_REJECT_DUPLICATES, &jerr);
+			if (c->json == NULL) {
+				resp_error(&c->resp, 400,
+				    "invalid JSON body: %s (line %d, column %d)", jerr.text,
+				    jerr.line, jerr.column);
+				http_req_reply(r, &c->resp);
+				return;
+			}
+		}
+	}
+	if (c->route->prepare != NULL && c->route->prepare(c) != 0) {
+		http_req_reply(r, &c->resp);
+		return;
+	}
+	if (a->shutting_down && c->route->body == CALL_BODY_UPLOAD)
+		log_info_id(c->logid, "upload finished during shutdown; processing it");
+	http_req_pause(r);
+	c->in_pool = true;
+	if (!pool_submit(a->pool, call_work, call_done, c)) {
+		c->in_pool = false;
+		log_warn_id(c->logid, "pool queue full: answering 503");
+		resp_error(&c->resp, 503, "server busy, try again later");
+		resp_header(&c->resp, "Retry-After", "1");
+		http_req_reply(r, &c->resp);
+	}
+}
+
+/* The request is being freed. A call still in the pool cannot be freed under its thread:
+ * it is marked and freed by call_done. */
+static void
+on_finished(struct http_req *r, void *arg)
+{
+	struct call *c = http_req_data(r);
+
+	if (c == NULL)
+		return;
+	if (c->in_pool) {
+		c->orphaned = true;
+		c->req = NULL;
+		return;
+	}
+	call_free(c);
+}
+
+/* The last in-flight request ended: during a shutdown, leave the loop. */
+static void
+on_idle(void *arg)
+{
+	struct app *a = arg;
+
+	if (a->shutting_down) {
+		log_info("shutdown: all requests finished");
+		event_base_loopexit(a->base, NULL);
+	}
+}
+
+/* The shutdown grace period ran out. */
+static void
+on_shutdown_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct app *a = arg;
+
+	log_warn("shutdown: %zu request(s) still in flight after %lld s; exiting anyway",
+	    http_server_inflight(a->http), (long long)a->cfg->shutdown_timeout);
+	a->timed_out = true;
+	event_base_loopexit(a->base, NULL);
+}
+
+/* Builds the application. */
+struct app *
+app_new(const struct config *cfg, struct event_base *base, struct store *st, char **errstr)
+{
+	struct app *a = xcalloc(1, sizeof *a);
+	struct http_callbacks cb = {on_headers, on_request, on_finished, on_idle};
+	struct http_opts opts;
+	size_t i;
+
+	a->cfg = cfg;
+	a->base = base;
+	a->store = st;
+	a->spool_dir = xasprintf("%s/tmp/uploads", cfg->data_dir);
+	if (mkdir_p(a->spool_dir, 0700, errstr) != 0)
+		goto fail;
+	spool_clean(a->spool_dir);
+	a->router = router_new();
+	for (i = 0; i < BV_NELEM(routes); i++) {
+		if (!router_add(a->router, routes[i].method, routes[i].pattern, (int)i)) {
+			*errstr = xasprintf("bad route pattern %s", routes[i].pattern);
+			goto fail;
+		}
+	}
+	a->auth = auth_new(cfg);
+	a->pool = pool_new(
+	    base, (int)cfg->api_threads, POOL_MAX_QUEUE, cfg->database_url, cfg->redis_url, errstr);
+	if (a->pool == NULL)
+		goto fail;
+	opts.timeout_s = cfg->http_timeout;
+	opts.max_keepalive_requests = cfg->max_keepalive_requests;
+	opts.max_body =
+	    cfg->max_upload_size > cfg->max_json_size ? cfg->max_upload_size : cfg->max_json_size;
+	opts.discard_limit = cfg->max_json_size;
+	a->http = http_server_new(base, &opts, &cb, a);
+	return a;
+fail:
+	app_free(a);
+	return NULL;
+}
+
+/* Binds and announces the address. */
+int
+app_listen(struct app *a, char **errstr)
+{
+	if (http_server_listen(a->http, a->cfg->listen, &a->bound, errstr) != 0)
+		return -1;
+	log_info("listening on http://%s", a->bound);
+	return 0;
+}
+
+/* Starts a graceful shutdown. */
+void
+app_shutdown(struct app *a)
+{
+	struct timeval tv;
+	size_t n;
+
+	if (a->shutting_down) {
+		log_info("shutdown already in progress");
+		return;
+	}
+	a->shutting_down = true;
+	http_server_drain(a->http);
+	n = http_server_inflight(a->http);
+	log_info("shutting down: stopped accepting, %zu request(s) in flight", n);
+	if (n == 0) {
+		event_base_loopexit(a->base, NULL);
+		return;
+	}
+	a->shutdown_timer = evtimer_new(a->base, on_shutdown_timeout, a);
+	tv.tv_sec = a->cfg->shutdown_timeout;
+	tv.tv_usec = 0;
+	evtimer_add(a->shutdown_timer, &tv);
+}
+
+bool
+app_timed_out(const struct app *a)
+{
+	return a->timed_out;
+}
+
+/* Frees the server (closing idle keep-alive connections), then the pool's threads. */
+void
+app_free(struct app *a)
+{
+	if (a == NULL)
+		return;
+	http_server_free(a->http, true);
+	pool_free(a->pool);
+	auth_free(a->auth);
+	router_free(a->router);
+	if (a->shutdown_timer != NULL)
+		event_free(a->shutdown_timer);
+	free(a->spool_dir);
+	free(a->bound);
+	free(a);
+}

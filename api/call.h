@@ -1,0 +1,103 @@
+/* call.h: one API call as the route handlers see it. Filled on the event loop (route
+ * captures, copied headers, parsed body) and then handed to a pool thread, which reads
+ * only this struct and writes its reply into c->resp: a handler never touches the HTTP
+ * request itself (research B.1.10, upstream issue #139). Also small helpers the route
+ * modules share (object ids, database errors, timestamps, secret redaction). */
+#ifndef BV_CALL_H
+#define BV_CALL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "api/auth.h"
+#include "api/pool.h"
+#include "api/resp.h"
+#include "api/router.h"
+#include "shared/config.h"
+#include "shared/gitobj.h"
+#include "shared/store.h"
+
+struct http_req;
+struct call;
+
+/* Runs on the loop once the request is complete: validates cheaply. 0 to go on to the
+ * pool, -1 when c->resp holds the answer already (a 400, say). */
+typedef int (*call_prepare_fn)(struct call *c);
+/* Runs on a pool thread: does the blocking work and fills c->resp. */
+typedef void (*call_work_fn)(struct call *c, struct pool_thread *t);
+
+enum call_body { CALL_BODY_NONE, CALL_BODY_JSON, CALL_BODY_UPLOAD };
+
+struct call_route {
+	const char *method;
+	const char *pattern;
+	enum auth_access access;
+	enum call_body body;
+	call_prepare_fn prepare; /* may be NULL */
+	call_work_fn work;
+};
+
+struct call {
+	/* set when the call is made (loop thread) */
+	const struct config *cfg;
+	struct store *store;
+	const struct call_route *route;
+	struct http_req *req; /* loop thread only; NULL once the request is gone */
+	char logid[80]; /* "req=<request id>" for log_*_id */
+	enum auth_role role;
+	bool head; /* HEAD request: same answer, no body */
+	struct router_match m;
+	char *query; /* raw query string ("" when none) */
+	char *base_url; /* public URL base, no trailing '/' */
+	char *if_none_match; /* NULL when absent */
+	json_t *json; /* parsed JSON body, NULL when empty */
+	char *spool_path; /* upload spool file (removed by call_free) */
+	int spool_fd;
+	uint64_t body_bytes;
+
+	/* filled by prepare functions */
+	enum swhid_kind obj_kind;
+	const char *obj_kind_name; /* "directory" */
+	unsigned char obj_id[20];
+	char obj_hex[41];
+	char swhid[64];
+	int64_t job_id;
+
+	/* the answer */
+	struct resp resp;
+	bool in_pool; /* work queued or running */
+	bool orphaned; /* the request went away while in the pool */
+};
+
+struct call *call_new(
+    const struct config *cfg, struct store *st, struct http_req *req, const char *request_id);
+/* Closes and removes the spool file, frees everything. */
+void call_free(struct call *c);
+
+/* Parses an object id for kind ("directory", "revision", "snapshot"): 40 hex digits or a
+ * SWHID of the matching type. Fills obj_*; false with a 400 in c->resp when malformed. */
+bool call_parse_object(struct call *c, const char *kind, const char *id) BV_MUSTCHECK;
+/* Reads an optional query parameter into *out (malloc'd, NULL when absent). false with a
+ * 400 in c->resp when the query string is malformed. */
+bool call_query_param(struct call *c, const char *name, char **out) BV_MUSTCHECK;
+
+/* The thread's database handle, or NULL with a 503 in c->resp (and the reason logged). */
+struct db *call_db(struct call *c, struct pool_thread *t);
+/* Logs a database failure (reason redacted) and answers 503 {"error":"database unavailable"}. */
+void call_db_failed(struct call *c, const char *what, const char *reason);
+/* The thread's Redis handle, or NULL (the reason logged at warn). */
+struct kv *call_kv(struct call *c, struct pool_thread *t);
+
+/* Replaces secrets of cfg (the database password, tokens) found in msg with "***". */
+char *call_redact(const struct config *cfg, const char *msg);
+/* s itself when it is at most 100 printable ASCII characters, else "(unprintable)": what
+ * a client sent can be echoed in an error message without breaking the JSON or a log. */
+const char *call_echo(const char *s);
+/* Unix seconds as "2024-05-01T12:00:00Z" (UTC); out holds at least 32 bytes. */
+void call_iso8601(double t, char *out);
+/* True when s[0..n) is well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF). */
+bool call_utf8_valid(const char *s, size_t n);
+
+#endif

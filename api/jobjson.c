@@ -1,0 +1,91 @@
+/* jobjson.c: jobs as JSON documents (see jobjson.h). */
+#include "api/call.h"
+#include "api/jobjson.h"
+
+/* A string or JSON null. */
+static json_t *
+str_or_null(const char *s)
+{
+	json_t *v;
+
+	if (s == NULL)
+		return json_null();
+	v = json_string(s);
+	/* Text from a worker is UTF-8 by contract; anything else must not break the reply. */
+	return v != NULL ? v : json_string("(not valid UTF-8)");
+}
+
+/* A timestamp, or null for "never" (0). */
+static json_t *
+time_or_null(double t)
+{
+	char iso[32];
+
+	if (t <= 0)
+		return json_null();
+	call_iso8601(t, iso);
+	return json_string(iso);
+}
+
+/* {"size","sha256"} of a done cook job. */
+static json_t *
+bundle_json(const struct job *job)
+{
+	return json_pack(
+	    "{s:I,s:s}", "size", (json_int_t)job->bundle_size, "sha256", job->bundle_sha256);
+}
+
+/* The internal job document. */
+json_t *
+jobjson_job(const struct job *job)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "id", json_integer(job->id));
+	json_object_set_new(o, "kind", str_or_null(job->kind));
+	json_object_set_new(o, "dedup_key", str_or_null(job->dedup_key));
+	json_object_set_new(o, "state", str_or_null(job_state_name(job->state)));
+	json_object_set_new(o, "progress_message", str_or_null(job->progress_message));
+	json_object_set_new(o, "error", str_or_null(job->error));
+	json_object_set_new(o, "attempts", json_integer(job->attempts));
+	json_object_set_new(o, "worker", str_or_null(job->worker));
+	json_object_set_new(
+	    o, "params", job->params != NULL ? json_incref(job->params) : json_object());
+	json_object_set_new(
+	    o, "result", job->result != NULL ? json_incref(job->result) : json_null());
+	json_object_set_new(o, "created_at", time_or_null(job->created_at));
+	json_object_set_new(o, "updated_at", time_or_null(job->updated_at));
+	json_object_set_new(o, "started_at", time_or_null(job->started_at));
+	json_object_set_new(o, "finished_at", time_or_null(job->finished_at));
+	if (job->has_bundle)
+		json_object_set_new(o, "bundle", bundle_json(job));
+	return o;
+}
+
+/* The Vault status document. Like SWH, progress_message carries the failure reason once
+ * a cook has failed. */
+json_t *
+jobjson_vault_status(const struct job *job, const char *swhid, const char *obj_type,
+    const char *obj_hex, const char *format, const char *fetch_url)
+{
+	json_t *o = json_object();
+	const char *vault = job_state_vault_name(job->state);
+	const char *msg = job->progress_message;
+
+	if (job->state == JOB_FAILED && job->error != NULL)
+		msg = job->error;
+	json_object_set_new(o, "id", json_integer(job->id));
+	json_object_set_new(o, "status", str_or_null(vault != NULL ? vault : "expired"));
+	json_object_set_new(o, "progress_message", str_or_null(msg));
+	json_object_set_new(o, "swhid", json_string(swhid));
+	json_object_set_new(o, "obj_type", json_string(obj_type));
+	json_object_set_new(o, "obj_id", json_string(obj_hex));
+	json_object_set_new(o, "format", json_string(format));
+	json_object_set_new(o, "fetch_url", str_or_null(fetch_url));
+	json_object_set_new(o, "created_at", time_or_null(job->created_at));
+	json_object_set_new(o, "updated_at", time_or_null(job->updated_at));
+	json_object_set_new(o, "attempts", json_integer(job->attempts));
+	if (job->state == JOB_DONE && job->has_bundle)
+		json_object_set_new(o, "bundle", bundle_json(job));
+	return o;
+}

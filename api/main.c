@@ -1,0 +1,239 @@
+/* main.c: bitsvault-api [-c FILE] [--migrate-only]: loads the config, applies the
+ * database migrations (waiting for Postgres to come up), cleans stale temp files, and
+ * serves the HTTP API on one event loop until SIGTERM or SIGINT. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "api/app.h"
+#include "api/call.h"
+#include "api/http.h"
+#include "shared/config.h"
+#include "shared/db.h"
+#include "shared/kv.h"
+#include "shared/log.h"
+#include "shared/store.h"
+
+#define PROGNAME "bitsvault-api"
+/* How long to wait for Postgres at start (it may be starting with us). */
+#define DB_WAIT_S 30
+/* Store temp files older than this are crash leftovers; younger ones may belong to a
+ * worker writing a bundle right now. */
+#define STORE_TMP_MAX_AGE_S 3600
+
+/* Prints usage to f. */
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: %s [-c FILE] [--migrate-only]\n"
+	    "  -c, --config FILE   JSON config file (else $BITSVAULT_CONFIG; BITSVAULT_* override)\n"
+	    "      --migrate-only  apply database migrations and exit\n"
+	    "  -h, --help          this help\n",
+	    PROGNAME);
+}
+
+/* SIGTERM/SIGINT arrive through the event loop (STYLE 8). */
+static void
+on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	log_info("received %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	app_shutdown(arg);
+}
+
+/* Settings that config.c checks only for shape are parsed fully here, before anything
+ * else runs, so a bad one stops the process with its key named. 0 or -1 (logged). */
+static int
+check_urls(const struct config *cfg)
+{
+	char *err = NULL, *host = NULL;
+	struct kv *kv;
+	int port;
+
+	if ((kv = kv_new(cfg->redis_url, &err)) == NULL) {
+		log_error("config key 'redis_url': %s", err);
+		free(err);
+		return -1;
+	}
+	kv_free(kv);
+	if (!http_parse_listen(cfg->listen, &host, &port)) {
+		log_error(
+		    "config key 'listen': '%s' is not HOST:PORT or [V6ADDR]:PORT", cfg->listen);
+		return -1;
+	}
+	free(host);
+	return 0;
+}
+
+/* Connects and migrates, waiting up to DB_WAIT_S seconds for Postgres. 0 or -1 (logged). */
+static int
+migrate(const struct config *cfg)
+{
+	char *err = NULL, *safe;
+	struct db *db;
+	uint64_t deadline = now_ms() + DB_WAIT_S * 1000;
+	bool waited = false;
+	int applied = 0;
+
+	db = db_new(cfg->database_url, &err);
+	if (db == NULL) {
+		safe = call_redact(cfg, err);
+		log_error("database_url: %s", safe);
+		free(safe);
+		free(err);
+		return -1;
+	}
+	while (db_ensure(db, &err) != 0) {
+		safe = call_redact(cfg, err);
+		free(err);
+		err = NULL;
+		if (now_ms() >= deadline) {
+			log_error("Postgres is not reachable after %d s: %s", DB_WAIT_S, safe);
+			free(safe);
+			db_free(db);
+			return -1;
+		}
+		if (!waited)
+			log_info("waiting for Postgres: %s", safe);
+		waited = true;
+		free(safe);
+		sleep(1);
+	}
+	if (db_migrate(db, cfg->migrations_dir, &applied, &err) != 0) {
+		safe = call_redact(cfg, err);
+		log_error("migrations in %s failed: %s", cfg->migrations_dir, safe);
+		free(safe);
+		free(err);
+		db_free(db);
+		return -1;
+	}
+	log_info("database schema up to date (%d migration(s) applied)", applied);
+	db_free(db);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"config", required_argument, NULL, 'c'},
+	    {"migrate-only", no_argument, NULL, 'm'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *cfgpath = NULL;
+	bool migrate_only = false;
+	struct config cfg;
+	struct store *st = NULL;
+	struct event_base *base = NULL;
+	struct event *sigterm = NULL, *sigint = NULL;
+	struct app *app = NULL;
+	char *err = NULL, *root;
+	int opt, level, rc = 1, removed;
+
+	while ((opt = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			cfgpath = optarg;
+			break;
+		case 'm':
+			migrate_only = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 1;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 1;
+	}
+
+	log_init(PROGNAME, LOG_INFO);
+	if (config_load(&cfg, cfgpath, &err) != 0) {
+		fprintf(stderr, "%s: config: %s\n", PROGNAME, err);
+		free(err);
+		return 1;
+	}
+	if ((level = log_level_parse(cfg.log_level)) >= 0)
+		log_init(PROGNAME, (enum log_level)level);
+	log_route_libevent();
+	/* A client that goes away mid-reply must not kill the server. */
+	signal(SIGPIPE, SIG_IGN);
+
+	if (check_urls(&cfg) != 0 || migrate(&cfg) != 0)
+		goto out;
+	if (migrate_only) {
+		rc = 0;
+		goto out;
+	}
+
+	root = xasprintf("%s/store", cfg.data_dir);
+	st = store_open_local(root, &err);
+	if (st == NULL) {
+		log_error("store %s: %s", root, err);
+		free(root);
+		goto out;
+	}
+	free(root);
+	removed = store_clean_tmp(st, STORE_TMP_MAX_AGE_S, &err);
+	if (removed < 0) {
+		log_warn("store: cannot clean temp files: %s", err);
+		free(err);
+		err = NULL;
+	} else if (removed > 0) {
+		log_info("store: removed %d stale temp file(s)", removed);
+	}
+
+	if ((base = event_base_new()) == NULL) {
+		log_error("cannot create the event loop");
+		goto out;
+	}
+	if ((app = app_new(&cfg, base, st, &err)) == NULL) {
+		log_error("%s", err);
+		goto out;
+	}
+	if (app_listen(app, &err) != 0) {
+		log_error("%s", err);
+		goto out;
+	}
+	sigterm = evsignal_new(base, SIGTERM, on_signal, app);
+	sigint = evsignal_new(base, SIGINT, on_signal, app);
+	if (sigterm == NULL || sigint == NULL || evsignal_add(sigterm, NULL) != 0 ||
+	    evsignal_add(sigint, NULL) != 0) {
+		log_error("cannot install signal handlers");
+		goto out;
+	}
+
+	if (event_base_dispatch(base) < 0) {
+		log_error("event loop failed");
+		goto out;
+	}
+	if (app_timed_out(app)) {
+		/* Pool threads may still be inside a request: nothing is safe to free. */
+		log_info("stopped (shutdown timeout)");
+		exit(0);
+	}
+	log_info("stopped");
+	rc = 0;
+out:
+	free(err);
+	if (sigterm != NULL)
+		event_free(sigterm);
+	if (sigint != NULL)
+		event_free(sigint);
+	app_free(app);
+	if (base != NULL)
+		event_base_free(base);
+	store_free(st);
+	config_free(&cfg);
+	return rc;
+}

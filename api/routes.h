@@ -1,0 +1,34 @@
+/* routes.h: the handlers behind each route. A prepare function runs on the event loop
+ * (cheap validation; may answer at once), a work function on a pool thread (Postgres,
+ * Redis, disk). The table that maps methods and paths to them is in api/app.c; each face
+ * has its own file: routes_dirs.c (archive uploads and listings), routes_vault.c (cook,
+ * status, download), routes_jobs.c (worker PATCH, job reads), routes_status.c (/status). */
+#ifndef BV_ROUTES_H
+#define BV_ROUTES_H
+
+#include "api/call.h"
+
+/* POST /directories and GET /directories/{id} */
+int routes_dirs_upload_prepare(struct call *c);
+void routes_dirs_upload_work(struct call *c, struct pool_thread *t);
+int routes_dirs_get_prepare(struct call *c);
+void routes_dirs_get_work(struct call *c, struct pool_thread *t);
+
+/* POST /vault/{kind}/{id}, GET /vault/{kind}/{id}/status, GET|HEAD /vault/{kind}/{id} */
+int routes_vault_cook_prepare(struct call *c);
+void routes_vault_cook_work(struct call *c, struct pool_thread *t);
+int routes_vault_read_prepare(struct call *c);
+void routes_vault_status_work(struct call *c, struct pool_thread *t);
+void routes_vault_fetch_work(struct call *c, struct pool_thread *t);
+
+/* PATCH /jobs/{id}, GET /jobs/{id} */
+int routes_jobs_patch_prepare(struct call *c);
+void routes_jobs_patch_work(struct call *c, struct pool_thread *t);
+int routes_jobs_get_prepare(struct call *c);
+void routes_jobs_get_work(struct call *c, struct pool_thread *t);
+
+/* GET /status, GET /status/short */
+void routes_status_work(struct call *c, struct pool_thread *t);
+void routes_status_short_work(struct call *c, struct pool_thread *t);
+
+#endif

@@ -1,0 +1,203 @@
+/* routes_status.c: GET /status and GET /status/short, shaped like Cachito's (research
+ * cachito.md §5): the services the API depends on (Postgres, Redis, the store), the
+ * workers whose heartbeats are alive, and whether a cook could be processed now. Reasons
+ * are redacted: they must never carry a password. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/routes.h"
+#include "shared/db.h"
+#include "shared/kv.h"
+#include "shared/log.h"
+
+struct health {
+	bool pg_ok, redis_ok, store_ok;
+	char *pg_reason, *redis_reason, *store_reason;
+	uint64_t free_bytes, total_bytes;
+	json_t *workers; /* array; NULL when Redis could not say */
+	bool stop_early; /* /status/short: stop at the first problem */
+};
+
+/* Postgres answers a trivial query. */
+static void
+check_postgres(struct call *c, struct pool_thread *t, struct health *h)
+{
+	char *err = NULL;
+	const char *reason;
+	struct db *db = pool_thread_db(t, &err);
+
+	if (db != NULL && db_run(db, "SELECT 1", 0, NULL, &err) == 0) {
+		h->pg_ok = true;
+		return;
+	}
+	/* db.c prefixes "postgres: "; the reason is shown after "postgres unavailable: ". */
+	reason = err != NULL ? err : "connection failed";
+	if (strncmp(reason, "postgres: ", 10) == 0)
+		reason += 10;
+	h->pg_reason = call_redact(c->cfg, reason);
+	log_warn_id(c->logid, "status: postgres: %s", h->pg_reason);
+	free(err);
+}
+
+/* Redis answers PING. */
+static void
+check_redis(struct call *c, struct pool_thread *t, struct health *h)
+{
+	char *err = NULL;
+	struct kv *kv = pool_thread_kv(t, &err);
+
+	if (kv != NULL && kv_ping(kv, &err) == 0) {
+		h->redis_ok = true;
+		return;
+	}
+	h->redis_reason = call_redact(c->cfg, err != NULL ? err : "connection failed");
+	log_warn_id(c->logid, "status: redis: %s", h->redis_reason);
+	free(err);
+}
+
+/* The store takes a probe file; its file system's space is reported too. */
+static void
+check_storage(struct call *c, struct health *h)
+{
+	char *err = NULL;
+
+	if (store_probe(c->store, &err) == 0 &&
+	    store_space(c->store, &h->free_bytes, &h->total_bytes, &err) == 0) {
+		h->store_ok = true;
+		return;
+	}
+	h->store_reason = xstrdup(err != NULL ? err : "not writable");
+	log_warn_id(c->logid, "status: storage: %s", h->store_reason);
+	free(err);
+}
+
+/* Live workers from their heartbeat keys, each marked ok. */
+static void
+check_workers(struct call *c, struct pool_thread *t, struct health *h)
+{
+	char *err = NULL, *text;
+	struct kv *kv = pool_thread_kv(t, &err);
+	json_t *arr, *w;
+	json_error_t jerr;
+	size_t i;
+
+	if (kv == NULL || (text = kv_workers(kv, &err)) == NULL) {
+		log_warn_id(c->logid, "status: workers: %s", err != NULL ? err : "unknown error");
+		free(err);
+		return;
+	}
+	arr = json_loads(text, 0, &jerr);
+	free(text);
+	if (!json_is_array(arr)) {
+		log_warn_id(c->logid, "status: workers: not a JSON array: %s", jerr.text);
+		json_decref(arr);
+		return;
+	}
+	json_array_foreach(arr, i, w)
+	{
+		if (json_is_object(w))
+			json_object_set_new(w, "ok", json_true());
+	}
+	h->workers = arr;
+}
+
+/* Runs the checks in Cachito's order, stopping at the first failure when asked. */
+static void
+check_all(struct call *c, struct pool_thread *t, struct health *h)
+{
+	check_postgres(c, t, h);
+	if (h->stop_early && !h->pg_ok)
+		return;
+	check_redis(c, t, h);
+	if (h->stop_early && !h->redis_ok)
+		return;
+	check_storage(c, h);
+	if (h->stop_early && !h->store_ok)
+		return;
+	if (h->redis_ok)
+		check_workers(c, t, h);
+}
+
+static void
+health_free(struct health *h)
+{
+	free(h->pg_reason);
+	free(h->redis_reason);
+	free(h->store_reason);
+	json_decref(h->workers);
+}
+
+/* One entry of "services". */
+static json_t *
+service(const char *name, bool ok, const char *reason)
+{
+	json_t *s = json_pack("{s:s,s:b}", "name", name, "ok", ok);
+	json_t *r;
+
+	if (!ok) {
+		r = json_string(reason != NULL ? reason : "unknown");
+		json_object_set_new(s, "reason", r != NULL ? r : json_string("(not valid UTF-8)"));
+	}
+	return s;
+}
+
+/* GET /status: always 200; the document says what is wrong. */
+void
+routes_status_work(struct call *c, struct pool_thread *t)
+{
+	struct health h;
+	json_t *o, *services, *st;
+	bool workers_alive;
+
+	memset(&h, 0, sizeof h);
+	check_all(c, t, &h);
+	workers_alive = h.workers != NULL && json_array_size(h.workers) > 0;
+	services = json_array();
+	json_array_append_new(services, service("postgres", h.pg_ok, h.pg_reason));
+	json_array_append_new(services, service("redis", h.redis_ok, h.redis_reason));
+	st = service("storage", h.store_ok, h.store_reason);
+	if (h.store_ok) {
+		json_object_set_new(st, "free_bytes", json_integer((json_int_t)h.free_bytes));
+		json_object_set_new(st, "total_bytes", json_integer((json_int_t)h.total_bytes));
+	}
+	json_array_append_new(services, st);
+	o = json_pack("{s:{s:b},s:o,s:o}", "can_process", "cook",
+	    h.pg_ok && h.redis_ok && h.store_ok && workers_alive, "services", services, "workers",
+	    h.workers != NULL ? json_incref(h.workers) : json_array());
+	resp_json(&c->resp, 200, o);
+	json_decref(o);
+	health_free(&h);
+}
+
+/* GET /status/short: 200 {"ok":true} or 503 with the first problem found. */
+void
+routes_status_short_work(struct call *c, struct pool_thread *t)
+{
+	struct health h;
+	char *reason = NULL;
+	json_t *o;
+
+	memset(&h, 0, sizeof h);
+	h.stop_early = true;
+	check_all(c, t, &h);
+	if (!h.pg_ok)
+		reason = xasprintf("postgres unavailable: %s", h.pg_reason);
+	else if (!h.redis_ok)
+		reason = xasprintf("redis unavailable: %s", h.redis_reason);
+	else if (!h.store_ok)
+		reason = xasprintf("storage unavailable: %s", h.store_reason);
+	else if (h.workers == NULL || json_array_size(h.workers) == 0)
+		reason = xstrdup("no workers are available");
+	if (reason == NULL) {
+		o = json_pack("{s:b}", "ok", 1);
+		resp_json(&c->resp, 200, o);
+	} else {
+		o = json_pack("{s:b,s:s}", "ok", 0, "reason", reason);
+		if (o == NULL) /* a reason that is not UTF-8 */
+			o = json_pack("{s:b,s:s}", "ok", 0, "reason", "unavailable");
+		resp_json(&c->resp, 503, o);
+	}
+	json_decref(o);
+	free(reason);
+	health_free(&h);
+}

@@ -1,0 +1,285 @@
+/* routes_vault.c: the Vault face: ask for a bundle to be cooked, poll its status, download
+ * it. Answers and error texts follow Software Heritage's shipped API (research
+ * swh-vault.md §1) where clients parse them ("... was never requested.", "... not found."). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api/jobjson.h"
+#include "api/routes.h"
+#include "shared/jobstore.h"
+#include "shared/kv.h"
+#include "shared/log.h"
+#include "shared/objects.h"
+
+/* The only bundle format so far. */
+#define VAULT_FORMAT "tar.gz"
+
+/* Validates kind, id and ?format=. Unknown kinds are 404: /vault/foo is not a resource. */
+static int
+parse_target(struct call *c)
+{
+	const char *kind = router_param(&c->m, "kind");
+	const char *id = router_param(&c->m, "id");
+	char *format = NULL;
+
+	if (strcmp(kind, "directory") != 0 && strcmp(kind, "revision") != 0 &&
+	    strcmp(kind, "snapshot") != 0) {
+		resp_error(&c->resp, 404,
+		    "not found: unknown object kind; kinds: directory, revision, snapshot");
+		return -1;
+	}
+	if (!call_parse_object(c, kind, id))
+		return -1;
+	if (!call_query_param(c, "format", &format))
+		return -1;
+	if (format != NULL && strcmp(format, VAULT_FORMAT) != 0) {
+		resp_error(&c->resp, 400, "unknown format; formats: " VAULT_FORMAT);
+		free(format);
+		return -1;
+	}
+	free(format);
+	return 0;
+}
+
+/* "cook:<kind>:<hex>:tar.gz": one live job per bundle (the jobs_dedup_live index). */
+static char *
+dedup_key(const struct call *c)
+{
+	return xasprintf("cook:%s:%s:" VAULT_FORMAT, c->obj_kind_name, c->obj_hex);
+}
+
+/* The status document, with the fetch URL built from the request's base URL. */
+static void
+reply_status(struct call *c, int status, const struct job *job)
+{
+	char *fetch = xasprintf("%s/vault/%s/%s", c->base_url, c->obj_kind_name, c->obj_hex);
+	json_t *o =
+	    jobjson_vault_status(job, c->swhid, c->obj_kind_name, c->obj_hex, VAULT_FORMAT, fetch);
+
+	resp_json(&c->resp, status, o);
+	json_decref(o);
+	free(fetch);
+}
+
+/* POST /vault/{kind}/{id}: only directories can be cooked for now. The body may be empty
+ * or a JSON object; its keys (notify_url, later) are not used yet. */
+int
+routes_vault_cook_prepare(struct call *c)
+{
+	if (parse_target(c) != 0)
+		return -1;
+	if (c->obj_kind != SWHID_DIR) {
+		resp_error(&c->resp, 400, "kind %s cannot be cooked yet; kinds: directory",
+		    c->obj_kind_name);
+		return -1;
+	}
+	if (c->json != NULL && !json_is_object(c->json)) {
+		resp_error(&c->resp, 400, "the body must be empty or a JSON object");
+		return -1;
+	}
+	return 0;
+}
+
+/* Creates (or finds) the cook job, then enqueues it: Postgres first, Redis second. A
+ * job whose enqueue failed is still committed, and the workers' reconciler re-enqueues
+ * what Redis does not know, so the client gets its answer either way. */
+void
+routes_vault_cook_work(struct call *c, struct pool_thread *t)
+{
+	struct db *db;
+	struct kv *kv;
+	struct job *job = NULL;
+	json_t *params;
+	char *key, *err = NULL;
+	bool created = false;
+	int rc;
+
+	if ((db = call_db(c, t)) == NULL)
+		return;
+	rc = objects_directory_exists(db, c->obj_id, &err);
+	if (rc < 0) {
+		call_db_failed(c, "directory lookup", err);
+		free(err);
+		return;
+	}
+	if (rc == 0) {
+		resp_error(&c->resp, 404, "%s not found.", c->swhid);
+		return;
+	}
+	params = json_pack("{s:s,s:s,s:s}", "object_kind", c->obj_kind_name, "object_id",
+	    c->obj_hex, "format", VAULT_FORMAT);
+	key = dedup_key(c);
+	rc = jobstore_create(db, "cook", key, params, &job, &created, &err);
+	json_decref(params);
+	free(key);
+	if (rc != 0) {
+		call_db_failed(c, "create job", err);
+		free(err);
+		return;
+	}
+	if (created) {
+		log_info_id(c->logid, "job %lld: cook %s", (long long)job->id, c->swhid);
+		if ((kv = call_kv(c, t)) != NULL && kv_enqueue(kv, job->id, &err) != 0) {
+			log_warn_id(c->logid, "job %lld not enqueued (the reconciler will): %s",
+			    (long long)job->id, err);
+			free(err);
+		}
+	}
+	reply_status(c, created ? 201 : 200, job);
+	job_free(job);
+}
+
+/* GET /vault/{kind}/{id}/status and GET|HEAD /vault/{kind}/{id}. */
+int
+routes_vault_read_prepare(struct call *c)
+{
+	return parse_target(c);
+}
+
+/* The newest job for the bundle; 0 with *job NULL when none (or only an expired one). */
+static int
+find_job(struct call *c, struct db *db, struct job **job)
+{
+	char *key = dedup_key(c), *err = NULL;
+	int rc = jobstore_find(db, key, job, &err);
+
+	free(key);
+	if (rc < 0) {
+		call_db_failed(c, "find job", err);
+		free(err);
+		return -1;
+	}
+	if (rc == 0 || (*job)->state == JOB_EXPIRED) {
+		job_free(*job);
+		*job = NULL;
+	}
+	return 0;
+}
+
+/* GET /vault/{kind}/{id}/status. */
+void
+routes_vault_status_work(struct call *c, struct pool_thread *t)
+{
+	struct db *db;
+	struct job *job = NULL;
+
+	if ((db = call_db(c, t)) == NULL || find_job(c, db, &job) != 0)
+		return;
+	if (job == NULL) {
+		resp_error(&c->resp, 404, "Cooking of %s was never requested.", c->swhid);
+		return;
+	}
+	reply_status(c, 200, job);
+	job_free(job);
+}
+
+/* True when an If-None-Match value names etag (or is "*"); weak tags compare too, as
+ * RFC 9110 asks for If-None-Match. */
+static bool
+etag_matches(const char *header, const char *etag)
+{
+	const char *p = header;
+	size_t elen = strlen(etag);
+
+	while (*p != '\0') {
+		const char *end;
+		size_t len;
+
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		if (*p == '\0')
+			break;
+		end = strchr(p, ',');
+		len = end != NULL ? (size_t)(end - p) : strlen(p);
+		while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+			len--;
+		if (len == 1 && p[0] == '*')
+			return true;
+		if (len > 2 && strncmp(p, "W/", 2) == 0) {
+			p += 2;
+			len -= 2;
+		}
+		if (len == elen && strncmp(p, etag, len) == 0)
+			return true;
+		if (end == NULL)
+			break;
+		p = end + 1;
+	}
+	return false;
+}
+
+/* GET|HEAD /vault/{kind}/{id}: the bundle, sent with sendfile by api/http.c. The bundle
+ * is immutable for its ETag (the sha256), but it can expire, so it is served with
+ * "Cache-Control: no-cache": caches keep it and revalidate, which costs a 304. */
+void
+routes_vault_fetch_work(struct call *c, struct pool_thread *t)
+{
+	struct db *db;
+	struct job *job = NULL;
+	unsigned char sha[32];
+	char *err = NULL, *digest = NULL, etag[80];
+	uint64_t size = 0;
+	int fd;
+
+	if ((db = call_db(c, t)) == NULL || find_job(c, db, &job) != 0)
+		return;
+	if (job == NULL || job->state != JOB_DONE || !job->has_bundle ||
+	    !hex_decode(job->bundle_sha256, sha, sizeof sha)) {
+		if (job != NULL && job->state == JOB_DONE)
+			log_error_id(c->logid, "job %lld is done but has no valid bundle row",
+			    (long long)job->id);
+		resp_error(&c->resp, 404, "Cooked archive for %s not found.", c->swhid);
+		job_free(job);
+		return;
+	}
+	snprintf(etag, sizeof etag, "\"%s\"", job->bundle_sha256);
+	digest = base64_encode(sha, sizeof sha);
+	resp_header(&c->resp, "ETag", etag);
+	resp_headerf(&c->resp, "Digest", "sha-256=%s", digest);
+	resp_header(&c->resp, "Cache-Control", "no-cache");
+	free(digest);
+
+	if (c->if_none_match != NULL && etag_matches(c->if_none_match, etag)) {
+		c->resp.status = 304;
+		c->resp.content_type = "application/gzip";
+		resp_headerf(&c->resp, "Content-Length", "%lld", (long long)job->bundle_size);
+		job_free(job);
+		return;
+	}
+	fd = store_open_blob(c->store, sha, &size, &err);
+	if (fd < 0) {
+		bool missing = errno == ENOENT;
+
+		log_error_id(c->logid, "job %lld: bundle %s: %s", (long long)job->id,
+		    job->bundle_sha256, err != NULL ? err : "cannot open");
+		free(err);
+		resp_clear(&c->resp);
+		if (missing)
+			resp_error(&c->resp, 500,
+			    "the bundle of %s (sha256 %s) is missing from the store", c->swhid,
+			    job->bundle_sha256);
+		else
+			resp_error(
+			    &c->resp, 500, "cannot read the bundle of %s from the store", c->swhid);
+		job_free(job);
+		return;
+	}
+	if ((int64_t)size != job->bundle_size)
+		log_warn_id(c->logid, "job %lld: bundle is %llu bytes in the store, %lld recorded",
+		    (long long)job->id, (unsigned long long)size, (long long)job->bundle_size);
+	resp_file(&c->resp, 200, "application/gzip", fd, size);
+	resp_headerf(&c->resp, "Content-Disposition", "attachment; filename=\"swh_1_%s_%s.tar.gz\"",
+	    swhid_kind_name(c->obj_kind), c->obj_hex);
+	/* A HEAD is not a download: only GET counts for expiry by last use. */
+	if (!c->head && jobstore_touch_bundle(db, job->id, &err) != 0) {
+		char *safe = call_redact(c->cfg, err);
+
+		log_warn_id(
+		    c->logid, "job %lld: cannot record the download: %s", (long long)job->id, safe);
+		free(safe);
+		free(err);
+	}
+	job_free(job);
+}

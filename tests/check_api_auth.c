@@ -1,0 +1,282 @@
+/* check_api_auth.c: the API's pure helpers: tokens to roles and access rules
+ * (api/auth.c), query parameters, object ids, UTF-8 checks, secret redaction and
+ * timestamps (api/call.c), and listen addresses (api/http.c). */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/auth.h"
+#include "api/call.h"
+#include "api/http.h"
+
+#define ADMIN "admin-token-0123456789"
+#define WORKER "worker-token-0123456789"
+
+/* A config with every token set. */
+static void
+test_config(struct config *cfg, bool anonymous_read)
+{
+	config_defaults(cfg);
+	free(cfg->admin_token);
+	cfg->admin_token = strdup(ADMIN);
+	free(cfg->worker_token);
+	cfg->worker_token = strdup(WORKER);
+	free(cfg->user_tokens);
+	cfg->user_tokens = strdup(" u1 ,u2,,u3");
+	free(cfg->database_url);
+	cfg->database_url = strdup("postgresql://bv:s3cr%t@db.example:5432/bitsvault");
+	cfg->anonymous_read = anonymous_read;
+}
+
+/* Authorization header values to roles. */
+START_TEST(test_roles)
+{
+	struct config cfg;
+	struct auth *a;
+
+	test_config(&cfg, true);
+	a = auth_new(&cfg);
+	ck_assert_int_eq(auth_role_of(a, NULL), AUTH_ANONYMOUS);
+	ck_assert_int_eq(auth_role_of(a, "Bearer " ADMIN), AUTH_ADMIN);
+	ck_assert_int_eq(auth_role_of(a, "bearer  " WORKER " "), AUTH_WORKER);
+	ck_assert_int_eq(auth_role_of(a, "Bearer u1"), AUTH_USER);
+	ck_assert_int_eq(auth_role_of(a, "Bearer u2"), AUTH_USER);
+	ck_assert_int_eq(auth_role_of(a, "Bearer u3"), AUTH_USER);
+	ck_assert_int_eq(auth_role_of(a, "Bearer u"), AUTH_INVALID);
+	ck_assert_int_eq(auth_role_of(a, "Bearer u1 "), AUTH_USER);
+	ck_assert_int_eq(auth_role_of(a, "Bearer " ADMIN "x"), AUTH_INVALID);
+	ck_assert_int_eq(auth_role_of(a, "Bearer"), AUTH_INVALID);
+	ck_assert_int_eq(auth_role_of(a, "Bearer "), AUTH_INVALID);
+	ck_assert_int_eq(auth_role_of(a, "Basic dTE6"), AUTH_INVALID);
+	ck_assert_int_eq(auth_role_of(a, "Beareru1"), AUTH_INVALID);
+	ck_assert_int_eq(auth_role_of(a, ""), AUTH_INVALID);
+	ck_assert_str_eq(auth_role_name(AUTH_WORKER), "worker");
+	auth_free(a);
+	config_free(&cfg);
+}
+END_TEST
+
+/* Empty token settings disable a role instead of matching an empty token. */
+START_TEST(test_empty_tokens)
+{
+	struct config cfg;
+	struct auth *a;
+
+	config_defaults(&cfg);
+	a = auth_new(&cfg);
+	ck_assert_int_eq(auth_role_of(a, "Bearer "), AUTH_INVALID);
+	ck_assert_int_eq(auth_role_of(a, "Bearer x"), AUTH_INVALID);
+	auth_free(a);
+	config_free(&cfg);
+}
+END_TEST
+
+/* The access rules: 401 without or with a bad token, 403 for the wrong role. */
+START_TEST(test_access)
+{
+	static const struct {
+		bool anon_read;
+		enum auth_role role;
+		enum auth_access access;
+		int want;
+	} cases[] = {
+	    {true, AUTH_ANONYMOUS, ACCESS_READ, 0},
+	    {false, AUTH_ANONYMOUS, ACCESS_READ, 401},
+	    {false, AUTH_USER, ACCESS_READ, 0},
+	    {false, AUTH_WORKER, ACCESS_READ, 0},
+	    {true, AUTH_INVALID, ACCESS_READ, 401},
+	    {true, AUTH_ANONYMOUS, ACCESS_USER, 401},
+	    {true, AUTH_USER, ACCESS_USER, 0},
+	    {true, AUTH_ADMIN, ACCESS_USER, 0},
+	    {true, AUTH_WORKER, ACCESS_USER, 403},
+	    {true, AUTH_WORKER, ACCESS_WORKER, 0},
+	    {true, AUTH_ADMIN, ACCESS_WORKER, 403},
+	    {true, AUTH_USER, ACCESS_WORKER, 403},
+	    {true, AUTH_ANONYMOUS, ACCESS_WORKER, 401},
+	    {true, AUTH_WORKER, ACCESS_WORKER_ADMIN, 0},
+	    {true, AUTH_ADMIN, ACCESS_WORKER_ADMIN, 0},
+	    {true, AUTH_USER, ACCESS_WORKER_ADMIN, 403},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		struct config cfg;
+		struct auth *a;
+		const char *msg = NULL;
+
+		test_config(&cfg, cases[i].anon_read);
+		a = auth_new(&cfg);
+		ck_assert_msg(auth_check(a, cases[i].role, cases[i].access, &msg) == cases[i].want,
+		    "case %zu", i);
+		if (cases[i].want != 0)
+			ck_assert_ptr_nonnull(msg);
+		auth_free(a);
+		config_free(&cfg);
+	}
+}
+END_TEST
+
+/* Query parameters: first occurrence, form decoding, malformed escapes. */
+START_TEST(test_query)
+{
+	struct call *c = call_new(NULL, NULL, NULL, "t");
+	char *v;
+
+	c->query = strdup("a=1&format=tar.gz&format=zip&sp=a+b%21&empty=&flag");
+	ck_assert(call_query_param(c, "format", &v));
+	ck_assert_str_eq(v, "tar.gz");
+	free(v);
+	ck_assert(call_query_param(c, "sp", &v));
+	ck_assert_str_eq(v, "a b!");
+	free(v);
+	ck_assert(call_query_param(c, "empty", &v));
+	ck_assert_str_eq(v, "");
+	free(v);
+	ck_assert(call_query_param(c, "flag", &v));
+	ck_assert_str_eq(v, "");
+	free(v);
+	ck_assert(call_query_param(c, "missing", &v));
+	ck_assert_ptr_null(v);
+	free(c->query);
+	c->query = strdup("format=%zz");
+	ck_assert(!call_query_param(c, "format", &v));
+	ck_assert_int_eq(c->resp.status, 400);
+	call_free(c);
+}
+END_TEST
+
+/* Object ids: hex in any case or a SWHID of the right type. */
+START_TEST(test_object_ids)
+{
+	static const char *hex = "28d91f7b59b90ee5e625fccb66bd8446c5757e11";
+	struct call *c = call_new(NULL, NULL, NULL, "t");
+
+	ck_assert(call_parse_object(c, "directory", "28D91F7B59B90EE5E625FCCB66BD8446C5757E11"));
+	ck_assert_str_eq(c->obj_hex, hex);
+	ck_assert_str_eq(c->swhid, "swh:1:dir:28d91f7b59b90ee5e625fccb66bd8446c5757e11");
+	ck_assert(call_parse_object(
+	    c, "directory", "swh:1:dir:28d91f7b59b90ee5e625fccb66bd8446c5757e11"));
+	ck_assert(
+	    call_parse_object(c, "revision", "swh:1:rev:28d91f7b59b90ee5e625fccb66bd8446c5757e11"));
+	ck_assert_str_eq(c->swhid, "swh:1:rev:28d91f7b59b90ee5e625fccb66bd8446c5757e11");
+	ck_assert(!call_parse_object(
+	    c, "directory", "swh:1:rev:28d91f7b59b90ee5e625fccb66bd8446c5757e11"));
+	ck_assert_int_eq(c->resp.status, 400);
+	resp_clear(&c->resp);
+	resp_init(&c->resp);
+	ck_assert(!call_parse_object(c, "directory", "28d91f7b"));
+	resp_clear(&c->resp);
+	resp_init(&c->resp);
+	ck_assert(!call_parse_object(c, "blob", hex));
+	call_free(c);
+}
+END_TEST
+
+/* Strict UTF-8. */
+START_TEST(test_utf8)
+{
+	ck_assert(call_utf8_valid("plain", 5));
+	ck_assert(call_utf8_valid("\xc3\xa9t\xc3\xa9", 6));
+	ck_assert(call_utf8_valid("\xf0\x9f\x98\x80", 4));
+	ck_assert(!call_utf8_valid("\xc3", 1)); /* truncated */
+	ck_assert(!call_utf8_valid("\xe9t\xe9", 3)); /* latin-1 */
+	ck_assert(!call_utf8_valid("\xc0\xaf", 2)); /* overlong '/' */
+	ck_assert(!call_utf8_valid("\xed\xa0\x80", 3)); /* surrogate */
+	ck_assert(!call_utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
+	ck_assert(!call_utf8_valid("\xe2\x82", 2));
+}
+END_TEST
+
+/* Secrets never survive in a message, and messages become one line. */
+START_TEST(test_redact)
+{
+	struct config cfg;
+	char *s;
+
+	test_config(&cfg, true);
+	s = call_redact(&cfg, "bad url postgresql://bv:s3cr%t@db.example:5432\n\tand " ADMIN);
+	ck_assert_ptr_null(strstr(s, "s3cr%t"));
+	ck_assert_ptr_null(strstr(s, ADMIN));
+	ck_assert_ptr_null(strchr(s, '\n'));
+	ck_assert_ptr_nonnull(strstr(s, "bv:***@db.example"));
+	free(s);
+	free(cfg.database_url);
+	cfg.database_url = strdup("host=db user=bv password='p w' dbname=x");
+	s = call_redact(&cfg, "conninfo host=db user=bv password='p w' dbname=x");
+	ck_assert_ptr_null(strstr(s, "p w"));
+	free(s);
+	config_free(&cfg);
+}
+END_TEST
+
+/* ISO-8601 in UTC. */
+START_TEST(test_iso8601)
+{
+	char out[32];
+
+	call_iso8601(315532800.25, out);
+	ck_assert_str_eq(out, "1980-01-01T00:00:00Z");
+}
+END_TEST
+
+/* Listen addresses. */
+START_TEST(test_listen)
+{
+	char *host;
+	int port;
+
+	ck_assert(http_parse_listen("127.0.0.1:8080", &host, &port));
+	ck_assert_str_eq(host, "127.0.0.1");
+	ck_assert_int_eq(port, 8080);
+	free(host);
+	ck_assert(http_parse_listen("[::1]:80", &host, &port));
+	ck_assert_str_eq(host, "::1");
+	ck_assert_int_eq(port, 80);
+	free(host);
+	ck_assert(http_parse_listen(":0", &host, &port));
+	ck_assert_str_eq(host, "");
+	ck_assert_int_eq(port, 0);
+	free(host);
+	ck_assert(http_parse_listen("localhost:9", &host, &port));
+	free(host);
+	ck_assert(!http_parse_listen("::1:80", &host, &port));
+	ck_assert(!http_parse_listen("[]:80", &host, &port));
+	ck_assert(!http_parse_listen("[::1]80", &host, &port));
+	ck_assert(!http_parse_listen("host:", &host, &port));
+	ck_assert(!http_parse_listen("host:65536", &host, &port));
+	ck_assert(!http_parse_listen("host:8x", &host, &port));
+	ck_assert(!http_parse_listen("host", &host, &port));
+	ck_assert(!http_parse_listen("", &host, &port));
+}
+END_TEST
+
+static Suite *
+api_suite(void)
+{
+	Suite *s = suite_create("api");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_test(tc, test_roles);
+	tcase_add_test(tc, test_empty_tokens);
+	tcase_add_test(tc, test_access);
+	tcase_add_test(tc, test_query);
+	tcase_add_test(tc, test_object_ids);
+	tcase_add_test(tc, test_utf8);
+	tcase_add_test(tc, test_redact);
+	tcase_add_test(tc, test_iso8601);
+	tcase_add_test(tc, test_listen);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(api_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
