@@ -105,8 +105,8 @@ routes_jobs_patch_work(struct call *c, struct pool_thread *t)
 		return;
 	if (jobstore_patch(db, c->job_id, state, member(c->json, "worker"),
 		member(c->json, "progress_message"), member(c->json, "error"), result,
-		(int)c->cfg->job_max_attempts, &job, &status, &err) != 0) {
-		if (status == 400 || status == 404) {
+		(int)c->cfg->job_max_attempts, c->cfg->job_lease, &job, &status, &err) != 0) {
+		if (status == 400 || status == 404 || status == 409) {
 			resp_error(&c->resp, status, "%s", err != NULL ? err : "refused");
 		} else if (status == 503) {
 			call_db_failed(c, "patch job", err);

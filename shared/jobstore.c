@@ -185,19 +185,26 @@ check_cook_result(const json_t *result, const char **sha, json_int_t *size, char
 
 /* The body of jobstore_patch, inside the transaction. Returns 0 or -1 with *http_status. */
 static int
-patch_locked(struct db *db, int64_t id, enum job_state to, const char *worker, const char *progress,
-    const char *error, const json_t *result, int max_attempts, int *http_status, char **errstr)
+patch_locked(struct db *db, int64_t id, enum job_state to, const char *worker,
+    const char *progress, const char *error, const json_t *result, int max_attempts,
+    int64_t lease_s, int *http_status, char **errstr)
 {
-	char ids[24], att[16];
+	char ids[24], att[16], lease[24];
 	const char *p1[] = {ids};
+	const char *pl[] = {ids, lease};
 	PGresult *res;
 	enum job_state from;
 	int attempts;
-	char *kind, *last_error;
+	bool lease_over;
+	char *kind, *last_error, *holder;
 
 	snprintf(ids, sizeof ids, "%lld", (long long)id);
-	res = db_exec(db, "SELECT state, attempts, kind, error FROM jobs WHERE id = $1 FOR UPDATE",
-	    1, p1, false, errstr);
+	snprintf(lease, sizeof lease, "%lld", (long long)lease_s);
+	res = db_exec(db,
+	    "SELECT state, attempts, kind, error, worker,"
+	    " updated_at < now() - make_interval(secs => $2::double precision)"
+	    " FROM jobs WHERE id = $1 FOR UPDATE",
+	    2, pl, false, errstr);
 	if (res == NULL) {
 		*http_status = 503;
 		return -1;
@@ -212,10 +219,22 @@ patch_locked(struct db *db, int64_t id, enum job_state to, const char *worker, c
 	attempts = atoi(PQgetvalue(res, 0, 1));
 	kind = xstrdup(PQgetvalue(res, 0, 2));
 	last_error = col_str(res, 0, 3);
+	holder = col_str(res, 0, 4);
+	lease_over = strcmp(PQgetvalue(res, 0, 5), "t") == 0;
 	PQclear(res);
 
 	int rc = -1;
 	*http_status = 500;
+	bool other = worker != NULL && holder != NULL && strcmp(worker, holder) != 0;
+	if (from == JOB_RUNNING && other && !(to == JOB_RUNNING && lease_over)) {
+		/* A late or duplicate delivery: the job is someone else's while their lease
+		 * lasts, and what they report is what counts. */
+		*http_status = 409;
+		*errstr = xasprintf("job %lld is held by another worker", (long long)id);
+		goto out;
+	}
+	if (from == JOB_RUNNING && to == JOB_RUNNING && !other)
+		to = JOB_STATE_INVALID; /* its own repeated claim: renew the lease */
 	if (to == JOB_STATE_INVALID) {
 		/* A progress report: only a running job has progress. */
 		if (from != JOB_RUNNING) {
@@ -224,13 +243,11 @@ patch_locked(struct db *db, int64_t id, enum job_state to, const char *worker, c
 			    "job %lld is %s, not running", (long long)id, job_state_name(from));
 			goto out;
 		}
-		if (progress == NULL) {
-			rc = 0;
-			goto out;
-		}
+		/* Even with no message, the report renews the lease (updated_at). */
 		const char *p[] = {ids, progress};
 		if (db_run(db,
-			"UPDATE jobs SET progress_message = $2, updated_at = now() WHERE id = $1",
+			"UPDATE jobs SET progress_message = coalesce($2, progress_message),"
+			" updated_at = now() WHERE id = $1",
 			2, p, errstr) != 0)
 			goto dberr;
 		rc = 0;
@@ -350,6 +367,7 @@ dberr:
 out:
 	free(kind);
 	free(last_error);
+	free(holder);
 	return rc;
 }
 
@@ -357,7 +375,7 @@ out:
 int
 jobstore_patch(struct db *db, int64_t id, enum job_state state, const char *worker,
     const char *progress_message, const char *error, const json_t *result, int max_attempts,
-    struct job **out, int *http_status, char **errstr)
+    int64_t lease_s, struct job **out, int *http_status, char **errstr)
 {
 	*out = NULL;
 	if (db_begin(db, errstr) != 0) {
@@ -365,7 +383,7 @@ jobstore_patch(struct db *db, int64_t id, enum job_state state, const char *work
 		return -1;
 	}
 	if (patch_locked(db, id, state, worker, progress_message, error, result, max_attempts,
-		http_status, errstr) != 0) {
+		lease_s, http_status, errstr) != 0) {
 		db_rollback(db);
 		return -1;
 	}

@@ -47,19 +47,26 @@ int jobstore_find(
 
 /* A worker's PATCH, validated against the state machine inside one transaction
  * (SELECT ... FOR UPDATE):
- *   state            new state or JOB_STATE_INVALID for "no state change"
- *   worker           the worker's name (recorded on running)
+ *   state            new state or JOB_STATE_INVALID for "no state change" (a progress
+ *                    report, which also renews the job's lease)
+ *   worker           the calling worker's name, or NULL (an operator's change)
  *   progress_message replaces the message when non-NULL
- *   error            the failure reason when state is failed
+ *   error            the failure reason when state is failed, the reason for a release
+ *                    when state is queued
  *   result           stored when done; for cook jobs {"bundle_sha256", "bundle_size"}
  *                    also creates the bundles row
  *   max_attempts     a claim (-> running) past this many attempts fails the job instead
+ *   lease_s          a running job untouched for this long may be claimed by another
+ *                    worker
+ * Ownership: a job running under worker A answers 409 to any change named by worker B,
+ * unless B claims it (state running) after A's lease ran out. A's own repeated claim is
+ * a no-op that renews the lease.
  * Returns 0 with *out the job after the change; -1 with *http_status 404 (no job),
- * 400 (illegal transition or bad result, *errstr says which in words for the client)
- * or 503/500 (database, *errstr). */
+ * 400 (illegal transition or bad result, *errstr says which in words for the client),
+ * 409 (held by another worker) or 503 (database, *errstr). */
 int jobstore_patch(struct db *db, int64_t id, enum job_state state, const char *worker,
     const char *progress_message, const char *error, const json_t *result, int max_attempts,
-    struct job **out, int *http_status, char **errstr) BV_MUSTCHECK;
+    int64_t lease_s, struct job **out, int *http_status, char **errstr) BV_MUSTCHECK;
 
 /* Jobs queued or running whose updated_at is older than min_age_s: ids into a new array
  * (*n entries), for the reconciler. 0 or -1. */

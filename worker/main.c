@@ -1,0 +1,192 @@
+/* main.c: bitsvault-worker [-c FILE]. Loads the configuration, applies migrations (waiting
+ * for Postgres a while), opens the store, Redis and the API client, and runs the job loop
+ * until SIGTERM/SIGINT, which let the current job finish before the process exits 0. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shared/log.h"
+#include "worker/worker.h"
+
+/* Postgres may still be starting next to us (scripts start everything at once). */
+#define MIGRATE_WAIT_MS 30000
+/* Temp files younger than this may be uploads or bundles being written right now. */
+#define TMP_MAX_AGE_S 3600
+
+static void
+on_stop(int sig)
+{
+	(void)sig;
+	worker_stop = 1;
+}
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: bitsvault-worker [-c FILE]\n");
+	exit(2);
+}
+
+static void
+setup_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_stop;
+	sigemptyset(&sa.sa_mask);
+	/* Restarted calls are fine: every wait in the loop is bounded (CLAIM_BLOCK_MS). */
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+}
+
+/* cfg.worker_name, or <hostname>-<pid>. */
+static char *
+worker_name(const struct config *cfg)
+{
+	char host[256];
+
+	if (cfg->worker_name[0] != '\0')
+		return xstrdup(cfg->worker_name);
+	if (gethostname(host, sizeof host) != 0)
+		strcpy(host, "worker");
+	host[sizeof host - 1] = '\0';
+	return xasprintf("%s-%ld", host, (long)getpid());
+}
+
+/* cfg.api_url, or http://<listen> with a wildcard address replaced by loopback. */
+static char *
+api_base(const struct config *cfg)
+{
+	if (cfg->api_url[0] != '\0')
+		return xstrdup(cfg->api_url);
+	const char *listen = cfg->listen;
+	const char *colon = strrchr(listen, ':');
+	if (colon == NULL)
+		return xasprintf("http://%s", listen);
+	size_t hl = (size_t)(colon - listen);
+	const char *port = colon + 1;
+	if (hl == 0 || (hl == 7 && strncmp(listen, "0.0.0.0", 7) == 0) ||
+	    (hl == 1 && listen[0] == '*'))
+		return xasprintf("http://127.0.0.1:%s", port);
+	if ((hl == 4 && strncmp(listen, "[::]", 4) == 0) ||
+	    (hl == 2 && strncmp(listen, "::", 2) == 0))
+		return xasprintf("http://[::1]:%s", port);
+	return xasprintf("http://%s", listen);
+}
+
+/* db_migrate, retried while Postgres is not up yet. */
+static void
+migrate(struct worker *w)
+{
+	uint64_t start = now_ms();
+	bool warned = false;
+
+	for (;;) {
+		char *err = NULL;
+		int applied = 0;
+		if (db_migrate(w->db, w->cfg->migrations_dir, &applied, &err) == 0) {
+			if (applied > 0)
+				log_info("applied %d migration(s)", applied);
+			return;
+		}
+		if (now_ms() - start > MIGRATE_WAIT_MS)
+			fatal("cannot apply migrations: %s", err);
+		if (!warned)
+			log_warn("waiting for Postgres: %s", err);
+		warned = true;
+		free(err);
+		worker_sleep(1000);
+		if (worker_stop)
+			exit(0);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	struct config cfg;
+	struct worker w;
+	const char *cfg_path = NULL;
+	char *err = NULL;
+	int opt;
+
+	while ((opt = getopt(argc, argv, "c:h")) != -1) {
+		switch (opt) {
+		case 'c':
+			cfg_path = optarg;
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+
+	log_init("bitsvault-worker", LOG_INFO);
+	if (config_load(&cfg, cfg_path, &err) != 0)
+		fatal("%s", err);
+	int level = log_level_parse(cfg.log_level);
+	if (level < 0)
+		fatal("config key 'log_level': expected debug, info, warn or error");
+	log_init("bitsvault-worker", (enum log_level)level);
+	setup_signals();
+	/* Bundles must not depend on the host's time zone (zip's DOS times; B.4). */
+	setenv("TZ", "UTC", 1);
+	tzset();
+
+	memset(&w, 0, sizeof w);
+	w.cfg = &cfg;
+	w.name = worker_name(&cfg);
+	w.api_base = api_base(&cfg);
+	w.started_at = now_wall();
+	w.redis_trouble.what = "redis";
+	w.pg_trouble.what = "postgres";
+	w.api_trouble.what = "api";
+	if (cfg.worker_token[0] == '\0')
+		log_warn("worker_token is not set: the API will refuse this worker's reports");
+
+	if ((w.db = db_new(cfg.database_url, &err)) == NULL)
+		fatal("config key 'database_url': %s", err);
+	migrate(&w);
+
+	char *root = xasprintf("%s/store", cfg.data_dir);
+	if ((w.store = store_open_local(root, &err)) == NULL)
+		fatal("cannot open the store: %s", err);
+	free(root);
+	int removed = store_clean_tmp(w.store, TMP_MAX_AGE_S, &err);
+	if (removed < 0) {
+		log_warn("cannot clean the store's temp files: %s", err);
+		free(err);
+	} else if (removed > 0) {
+		log_info("removed %d stale temp file(s) from the store", removed);
+	}
+
+	if ((w.kv = kv_new(cfg.redis_url, &err)) == NULL)
+		fatal("config key 'redis_url': %s", err);
+	kv_set_lease(w.kv, (int)cfg.job_lease);
+	w.hc = httpc_new(cfg.worker_token, 30);
+	w.hc_progress = httpc_new(cfg.worker_token, 5);
+
+	log_info(
+	    "worker %s started: api %s, lease %llds", w.name, w.api_base, (long long)cfg.job_lease);
+	worker_loop(&w);
+	log_info("worker %s stopping: %lld done, %lld failed", w.name, (long long)w.jobs_done,
+	    (long long)w.jobs_failed);
+
+	httpc_free(w.hc_progress);
+	httpc_free(w.hc);
+	kv_free(w.kv);
+	store_free(w.store);
+	db_free(w.db);
+	free(w.api_base);
+	free(w.name);
+	config_free(&cfg);
+	return 0;
+}

@@ -1,0 +1,54 @@
+/* tarball.h: the deterministic tar.gz writer for bundles (DESIGN §5). Entries are pushed
+ * in the order they must appear; every header field is set from the arguments alone (fixed
+ * mtime, uid/gid 0, empty owner names), never from disk, and the gzip stream comes from
+ * pgzip, so the same entries always give the same bytes. Knows nothing of Postgres or the
+ * store: file bytes come from an fd, compressed bytes go to a sink. */
+#ifndef BV_WORKER_TARBALL_H
+#define BV_WORKER_TARBALL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "shared/pgzip.h"
+#include "shared/util.h"
+
+/* 1980-01-01T00:00:00Z: every entry's mtime. */
+#define TARBALL_MTIME 315532800
+
+struct tarball;
+
+/* Called while file data is copied (after each read) and between entries, so a long file
+ * keeps the job's lease alive. Returns 0 to go on, -1 (with *errstr) to stop. */
+typedef int (*tarball_tick)(void *arg, char **errstr);
+
+/* gzip_level 1..9 (gzip's scale), threads >= 1 compression threads. Compressed bytes go
+ * to sink in order. NULL + *errstr when libarchive or pgzip cannot be set up. */
+struct tarball *tarball_new(
+    int gzip_level, int threads, pgzip_sink sink, void *sink_arg, char **errstr) BV_MUSTCHECK;
+void tarball_free(struct tarball *tb);
+void tarball_set_tick(struct tarball *tb, tarball_tick tick, void *arg);
+
+/* path is the entry's full name inside the archive ("swh:1:dir:<hex>/src"), without a
+ * trailing slash. Each returns 0, or -1 with *errstr (a sink error comes back as the
+ * sink's own message). */
+int tarball_add_dir(struct tarball *tb, const char *path, char **errstr) BV_MUSTCHECK;
+/* A regular file of exactly size bytes read from fd (at its current offset, in large
+ * reads); mode 0755 when exec, else 0644. A short read is an error, never padded. */
+int tarball_add_file_fd(struct tarball *tb, const char *path, bool exec, uint64_t size, int fd,
+    char **errstr) BV_MUSTCHECK;
+/* A regular file from memory. */
+int tarball_add_file_mem(struct tarball *tb, const char *path, bool exec, const void *data,
+    size_t size, char **errstr) BV_MUSTCHECK;
+/* A symbolic link (mode 0777) to target. */
+int tarball_add_symlink(
+    struct tarball *tb, const char *path, const char *target, char **errstr) BV_MUSTCHECK;
+/* Writes the end-of-archive blocks and the gzip trailer. 0 or -1. */
+int tarball_finish(struct tarball *tb, char **errstr) BV_MUSTCHECK;
+
+/* Uncompressed tar bytes produced so far. */
+uint64_t tarball_tar_bytes(const struct tarball *tb);
+
+/* gzip level 1..9 -> pgzip's (libdeflate's) 1..12 scale. */
+int tarball_pgzip_level(int gzip_level);
+
+#endif

@@ -1,0 +1,110 @@
+/* worker.h: what the worker's modules share: the process's handles (struct worker), a job
+ * being run (struct job_run), the handler table's type, and the progress call handlers
+ * make. docs/worker.md tells the whole flow. */
+#ifndef BV_WORKER_WORKER_H
+#define BV_WORKER_WORKER_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "shared/config.h"
+#include "shared/db.h"
+#include "shared/httpc.h"
+#include "shared/jobstore.h"
+#include "shared/kv.h"
+#include "shared/store.h"
+#include "shared/util.h"
+
+/* Advisory lock held (session level, try-lock) by the one worker reconciling the queue.
+ * Distinct from db.c's migration lock. */
+#define RECONCILE_LOCK_KEY 0x62767265636f6e63LL /* "bvreconc" */
+
+/* Set by SIGTERM/SIGINT: finish the current job, then leave. */
+extern volatile sig_atomic_t worker_stop;
+
+/* One rate-limited complaint: the first failure of a kind is logged, repeats at most every
+ * 30 s, and the recovery once. */
+struct trouble {
+	const char *what; /* "redis", "postgres", "api" */
+	uint64_t last_log_ms;
+	int64_t suppressed;
+	bool failing;
+};
+
+struct worker {
+	struct config *cfg;
+	struct db *db;
+	struct kv *kv;
+	struct store *store;
+	struct httpc *hc; /* claims and final reports (30 s timeout) */
+	struct httpc *hc_progress; /* progress reports (short timeout: never stall a cook) */
+	char *name; /* consumer name and the jobs' "worker" */
+	char *api_base; /* "http://127.0.0.1:8080", no trailing slash */
+	double started_at; /* unix seconds */
+	int64_t jobs_done, jobs_failed;
+	int64_t current_job; /* 0 when idle */
+	uint64_t next_heartbeat_ms;
+	struct trouble redis_trouble, pg_trouble, api_trouble;
+};
+
+/* A job while it runs. */
+struct job_run {
+	struct worker *w;
+	struct job *job; /* as read from Postgres before the claim */
+	struct kv_delivery d;
+	char log_id[32]; /* "job=42" */
+	char *sent_message; /* last progress message the API accepted */
+	char *message; /* latest message from the handler */
+	uint64_t last_report_ms;
+	bool cancelled; /* the API says the job is already final */
+};
+
+/* What a handler made of its job. */
+enum job_outcome {
+	JOB_OUTCOME_DONE, /* *result set */
+	JOB_OUTCOME_FAILED, /* *reason set: a readable sentence for the user */
+	JOB_OUTCOME_RETRY, /* *reason set: our infrastructure failed (Postgres down);
+				 * leave the entry pending so the job is claimed again */
+	JOB_OUTCOME_CANCELLED /* the job was finished elsewhere; just ack */
+};
+
+typedef enum job_outcome (*job_handler)(struct job_run *run, json_t **result, char **reason);
+
+/* loop.c */
+void worker_loop(struct worker *w);
+/* Sends the heartbeat if it is due (or now when force); never fails loudly. */
+void worker_heartbeat(struct worker *w, bool force);
+/* Logs a failure of one kind, rate-limited. */
+void trouble_fail(struct trouble *t, const char *fmt, ...) BV_PRINTF(2, 3);
+/* Logs the recovery after failures. */
+void trouble_ok(struct trouble *t);
+/* Sleeps ms milliseconds in small steps, returning early when asked to stop. */
+void worker_sleep(uint64_t ms);
+
+/* report.c: the API calls (PATCH /jobs/{id}). */
+enum report_status {
+	REPORT_OK, /* 200: *state is the job's state after the PATCH */
+	REPORT_REJECTED, /* 400/404: the API refused it (*errstr says why) */
+	REPORT_UNREACHABLE /* transport error, 5xx, 401/403: try again later */
+};
+/* One PATCH with a JSON object body (not consumed). *state (new string) on REPORT_OK. */
+enum report_status report_patch(struct worker *w, struct httpc *hc, int64_t job_id,
+    const json_t *body, char **state, char **errstr);
+/* Retries REPORT_UNREACHABLE with backoff for up to max_ms (stops early when asked to
+ * stop); the last attempt's status is returned. */
+enum report_status report_patch_retry(struct worker *w, int64_t job_id, const json_t *body,
+    uint64_t max_ms, char **state, char **errstr);
+/* The handler's progress: records the message and, at most once a second, sends it (when
+ * it changed), keeps the Redis lease and the heartbeat. false when the job was finished
+ * elsewhere: the handler should stop and return JOB_OUTCOME_CANCELLED. */
+bool job_progress(struct job_run *run, const char *fmt, ...) BV_PRINTF(2, 3);
+/* Like job_progress with no new message: only keeps the lease (for long files). */
+bool job_keepalive(struct job_run *run);
+
+/* cook.c */
+enum job_outcome cook_run(struct job_run *run, json_t **result, char **reason);
+
+#endif
