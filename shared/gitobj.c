@@ -25,6 +25,7 @@ struct tree_builder {
 
 static const char *const swhid_kinds[] = {"cnt", "dir", "rev", "rel", "snp"};
 
+/* Starts a git object id: the "<type> <len>\0" header goes in first, so len must be known. */
 void
 gitobj_hasher_init(struct git_hasher *h, const char *type, uint64_t len)
 {
@@ -39,6 +40,7 @@ gitobj_hasher_init(struct git_hasher *h, const char *type, uint64_t len)
 		abort();
 }
 
+/* Feeds body bytes; they must add up to the len given at init. */
 void
 gitobj_hasher_update(struct git_hasher *h, const void *data, size_t len)
 {
@@ -56,6 +58,7 @@ gitobj_hasher_final(struct git_hasher *h, unsigned char id[20])
 	h->ctx = NULL;
 }
 
+/* One-shot id of a body already in memory. */
 void
 gitobj_hash(const char *type, const void *data, size_t len, unsigned char id[20])
 {
@@ -66,12 +69,14 @@ gitobj_hash(const char *type, const void *data, size_t len, unsigned char id[20]
 	gitobj_hasher_final(&h, id);
 }
 
+/* An empty builder; the slot table is allocated on the first add. */
 struct tree_builder *
 tree_builder_new(void)
 {
 	return xcalloc(1, sizeof(struct tree_builder));
 }
 
+/* Frees the builder and its entries; NULL does nothing. */
 void
 tree_builder_free(struct tree_builder *tb)
 {
@@ -115,6 +120,7 @@ slot_find(struct tree_builder *tb, const char *name, size_t len)
 	}
 }
 
+/* Doubles the name set (keeping it at most half full) and re-inserts every entry. */
 static void
 slots_grow(struct tree_builder *tb)
 {
@@ -129,6 +135,7 @@ slots_grow(struct tree_builder *tb)
 		*slot_find(tb, tb->e[i].name, tb->e[i].name_len) = (uint32_t)(i + 1);
 }
 
+/* Only the modes git writes in trees: other values would give ids git never makes. */
 static bool
 mode_valid(unsigned int mode)
 {
@@ -147,6 +154,7 @@ name_valid(const char *name, size_t len)
 	return true;
 }
 
+/* Refuses invalid and duplicate names up front: git would reject such a tree. */
 bool
 tree_builder_add(struct tree_builder *tb, const char *name, size_t name_len, unsigned int mode,
     const unsigned char id[20])
@@ -173,6 +181,7 @@ tree_builder_add(struct tree_builder *tb, const char *name, size_t name_len, uns
 	return true;
 }
 
+/* Entries added so far. */
 size_t
 tree_builder_count(const struct tree_builder *tb)
 {
@@ -196,6 +205,7 @@ entry_cmp(const void *pa, const void *pb)
 	return (int)ca - (int)cb;
 }
 
+/* Sorts git's way, serialises and hashes; the builder stays usable (slots rebuilt). */
 void
 tree_builder_finish(
     struct tree_builder *tb, unsigned char **out, size_t *out_len, unsigned char id[20])
@@ -279,6 +289,7 @@ bad:
 	return -1;
 }
 
+/* "cnt", "dir", ...; NULL for a value outside the enum. */
 const char *
 swhid_kind_name(enum swhid_kind kind)
 {
@@ -287,6 +298,7 @@ swhid_kind_name(enum swhid_kind kind)
 	return swhid_kinds[kind];
 }
 
+/* Strict: exact length, known kind, no qualifiers, so ids from URLs need no re-check. */
 bool
 swhid_parse(const char *s, int bare_kind, enum swhid_kind *kind, unsigned char id[20])
 {

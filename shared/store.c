@@ -1,53 +1,29 @@
-/* store.c: the local blob store. Blobs live at <root>/objects/ab/cd/<sha256hex>; each put
- * goes to <root>/tmp/put-<pid>-<random> (same file system, so the final rename is atomic),
- * is hashed while written, fsynced, renamed and its folder fsynced. No mutable state is
- * shared between calls beyond the root paths, so API threads and worker processes can
- * use one store at the same time: two writers of the same bytes both rename over the
- * same name with identical content, which is harmless. */
-#include <dirent.h>
+/* store.c: the generic blob store layer. Every public store_* function dispatches through
+ * the backend's vtable (shared/store_backend.h); this layer adds what all backends share:
+ * sha256 and sha1 computed while a blob is written, so a backend never re-reads a blob to
+ * name it, and the defaults for the ops a backend may leave out. No mutable state lives
+ * here beyond each writer, so threads may share one store as far as the backend allows. */
 #include <errno.h>
-#include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <openssl/evp.h>
 
 #include "shared/store.h"
-
-#define TMP_PUT_PREFIX "put-"
-#define TMP_PROBE_PREFIX "probe-"
-#define FILE_MODE 0644
-#define DIR_MODE 0755
+#include "shared/store_backend.h"
 
 struct store {
-	char *root;
-	char *objects; /* <root>/objects */
-	char *tmp; /* <root>/tmp */
+	const struct store_backend_ops *ops;
+	void *be;
 };
 
 struct store_writer {
 	struct store *st;
-	int fd;
-	char *tmp_path;
+	void *bw; /* the backend's writer */
 	uint64_t size;
 	EVP_MD_CTX *sha256;
 	EVP_MD_CTX *sha1;
 };
-
-/* The one message callers map to 507 Insufficient Storage; anything else is errno text.
- * errno is left set to the original value so callers may test it too. */
-static char *
-errno_msg(int err, const char *what, const char *path)
-{
-	if (err == ENOSPC || err == EDQUOT)
-		return xstrdup("no space left on device");
-	return xasprintf("%s %s: %s", what, path, strerror(err));
-}
 
 /* Digest contexts abort on OOM like xmalloc: a NULL context is a broken invariant. */
 static EVP_MD_CTX *
@@ -60,156 +36,75 @@ digest_new(const EVP_MD *md)
 	return ctx;
 }
 
-/* <objects>/ab/cd/<hex>, and the folder it lives in. */
-static char *
-blob_path(const struct store *st, const unsigned char sha256[32], char **dir)
-{
-	char hex[65];
-
-	hex_encode(sha256, 32, hex);
-	if (dir != NULL)
-		*dir = xasprintf("%s/%.2s/%.2s", st->objects, hex, hex + 2);
-	return xasprintf("%s/%.2s/%.2s/%s", st->objects, hex, hex + 2, hex);
-}
-
-/* Makes a temp file that store_clean_tmp recognises by its prefix. */
+/* The message for an op the backend does not have; errno ENOTSUP lets callers fall back. */
 static int
-tmp_create(struct store *st, const char *prefix, char **path, char **errstr)
+unsupported(const struct store *st, const char *what, char **errstr)
 {
-	char rnd[17];
-	int fd;
-
-	for (int tries = 0; tries < 8; tries++) {
-		random_hex(rnd, 8);
-		*path = xasprintf("%s/%s%ld-%s", st->tmp, prefix, (long)getpid(), rnd);
-		fd = open(*path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, FILE_MODE);
-		if (fd >= 0) {
-			/* The umask must not decide the blob's mode. */
-			(void)fchmod(fd, FILE_MODE);
-			return fd;
-		}
-		int err = errno;
-		if (err != EEXIST) {
-			*errstr = errno_msg(err, "cannot create temp file", *path);
-			free(*path);
-			*path = NULL;
-			errno = err;
-			return -1;
-		}
-		free(*path);
-		*path = NULL;
-	}
-	*errstr = xasprintf("cannot create a unique temp file in %s", st->tmp);
-	errno = EEXIST;
+	*errstr = xasprintf("%s store cannot %s", st->ops->name, what);
+	errno = ENOTSUP;
 	return -1;
 }
 
+/* A missing mandatory op is a programming error, caught at open rather than first use. */
 struct store *
-store_open_local(const char *root, char **errstr)
+store_open_backend(const struct store_backend_ops *ops, void *be)
 {
-	struct store *st = xcalloc(1, sizeof(*st));
+	struct store *st;
 
-	st->root = xstrdup(root);
-	st->objects = xasprintf("%s/objects", root);
-	st->tmp = xasprintf("%s/tmp", root);
-	if (mkdir_p(st->objects, DIR_MODE, errstr) != 0 ||
-	    mkdir_p(st->tmp, DIR_MODE, errstr) != 0) {
-		store_free(st);
-		return NULL;
-	}
+	if (ops == NULL || ops->name == NULL || ops->writer_new == NULL ||
+	    ops->writer_write == NULL || ops->writer_commit == NULL || ops->writer_abort == NULL ||
+	    ops->exists == NULL || ops->delete == NULL || ops->probe == NULL || ops->free == NULL)
+		abort();
+	st = xcalloc(1, sizeof(*st));
+	st->ops = ops;
+	st->be = be;
 	return st;
 }
 
+/* Releases the backend with the store; NULL does nothing. */
 void
 store_free(struct store *st)
 {
 	if (st == NULL)
 		return;
-	free(st->root);
-	free(st->objects);
-	free(st->tmp);
+	st->ops->free(st->be);
 	free(st);
 }
 
-/* Only our own prefixes are removed: a stray file someone put in tmp/ is left alone. A
- * writer's temp file has the mtime of its last write, so an age limit spares live puts. */
+/* Backends without temp state (or that clean it elsewhere) have nothing to remove. */
 int
 store_clean_tmp(struct store *st, int64_t max_age_s, char **errstr)
 {
-	DIR *d;
-	struct dirent *de;
-	struct stat sb;
-	time_t now = time(NULL);
-	int removed = 0;
-
-	if ((d = opendir(st->tmp)) == NULL) {
-		*errstr = errno_msg(errno, "cannot open", st->tmp);
-		return -1;
-	}
-	while ((errno = 0, de = readdir(d)) != NULL) {
-		if (strncmp(de->d_name, TMP_PUT_PREFIX, strlen(TMP_PUT_PREFIX)) != 0 &&
-		    strncmp(de->d_name, TMP_PROBE_PREFIX, strlen(TMP_PROBE_PREFIX)) != 0)
-			continue;
-		if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
-		    !S_ISREG(sb.st_mode))
-			continue;
-		if (max_age_s > 0 && (int64_t)(now - sb.st_mtime) < max_age_s)
-			continue;
-		if (unlinkat(dirfd(d), de->d_name, 0) == 0)
-			removed++;
-		else if (errno != ENOENT) {
-			*errstr = errno_msg(errno, "cannot remove temp file", de->d_name);
-			closedir(d);
-			return -1;
-		}
-	}
-	if (errno != 0) {
-		*errstr = errno_msg(errno, "cannot read", st->tmp);
-		closedir(d);
-		return -1;
-	}
-	closedir(d);
-	return removed;
+	if (st->ops->clean_tmp == NULL)
+		return 0;
+	return st->ops->clean_tmp(st->be, max_age_s, errstr);
 }
 
+/* Starts a put: the backend's writer plus the two running digests. */
 struct store_writer *
 store_writer_new(struct store *st, char **errstr)
 {
 	struct store_writer *w;
-	char *path;
-	int fd;
+	void *bw;
 
-	if ((fd = tmp_create(st, TMP_PUT_PREFIX, &path, errstr)) < 0)
+	if ((bw = st->ops->writer_new(st->be, errstr)) == NULL)
 		return NULL;
 	w = xcalloc(1, sizeof(*w));
 	w->st = st;
-	w->fd = fd;
-	w->tmp_path = path;
+	w->bw = bw;
 	w->sha256 = digest_new(EVP_sha256());
 	w->sha1 = digest_new(EVP_sha1());
 	return w;
 }
 
-/* Full write loop: write(2) may be interrupted or write less than asked. */
+/* Bytes the backend refused are not hashed, so size and digests match what it holds. */
 int
 store_writer_write(struct store_writer *w, const void *data, size_t len, char **errstr)
 {
-	const char *p = data;
-	size_t left = len;
-
-	while (left > 0) {
-		ssize_t n = write(w->fd, p, left);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			int err = errno;
-			*errstr = errno_msg(err, "cannot write", w->tmp_path);
-			errno = err;
-			return -1;
-		}
-		p += n;
-		left -= (size_t)n;
-	}
+	if (len == 0)
+		return 0;
+	if (w->st->ops->writer_write(w->st->be, w->bw, data, len, errstr) != 0)
+		return -1;
 	if (EVP_DigestUpdate(w->sha256, data, len) != 1 ||
 	    EVP_DigestUpdate(w->sha1, data, len) != 1)
 		abort();
@@ -217,239 +112,102 @@ store_writer_write(struct store_writer *w, const void *data, size_t len, char **
 	return 0;
 }
 
+/* Bytes accepted so far: callers enforce size limits with it while streaming. */
 uint64_t
 store_writer_size(const struct store_writer *w)
 {
 	return w->size;
 }
 
-/* mkdir that reports whether it created the folder, so only new folders cost an fsync
- * of their parent. */
-static int
-mkdir_new(const char *path, bool *created)
+/* Frees the generic part of a writer whose backend part is already gone. */
+static void
+writer_release(struct store_writer *w)
 {
-	*created = false;
-	if (mkdir(path, DIR_MODE) == 0) {
-		*created = true;
-		return 0;
-	}
-	return errno == EEXIST ? 0 : -1;
+	EVP_MD_CTX_free(w->sha256);
+	EVP_MD_CTX_free(w->sha1);
+	free(w);
 }
 
-/* Creates objects/ab and objects/ab/cd when missing and makes the new entries durable. */
-static int
-fanout_dirs(struct store *st, const char *hex, char **errstr)
-{
-	char *ab = xasprintf("%s/%.2s", st->objects, hex);
-	char *abcd = xasprintf("%s/%.2s/%.2s", st->objects, hex, hex + 2);
-	bool made_ab, made_abcd;
-	int rc = -1, err;
-
-	if (mkdir_new(ab, &made_ab) != 0) {
-		err = errno;
-		*errstr = errno_msg(err, "cannot create", ab);
-		goto out;
-	}
-	if (mkdir_new(abcd, &made_abcd) != 0) {
-		err = errno;
-		*errstr = errno_msg(err, "cannot create", abcd);
-		goto out;
-	}
-	if ((made_ab && fsync_dir(st->objects) != 0) || (made_abcd && fsync_dir(ab) != 0)) {
-		err = errno;
-		*errstr = errno_msg(err, "cannot fsync folder under", st->objects);
-		goto out;
-	}
-	rc = 0;
-	err = 0;
-out:
-	free(ab);
-	free(abcd);
-	errno = err;
-	return rc;
-}
-
-/* When the blob already exists the temp is dropped without an fsync: the bytes are the
- * same (same sha256) and the existing file was made durable by its own writer. */
+/* The digests are final before the backend commits: they are the blob's name. errno from
+ * the backend survives the frees so callers can test ENOSPC. */
 int
 store_writer_commit(
     struct store_writer *w, unsigned char sha256[32], unsigned char sha1[20], char **errstr)
 {
 	unsigned char d256[32], d1[20];
-	char hex[65];
-	char *final = NULL, *dir = NULL;
-	struct stat sb;
-	int rc = -1, err = 0;
+	int rc, err;
 
 	if (EVP_DigestFinal_ex(w->sha256, d256, NULL) != 1 ||
 	    EVP_DigestFinal_ex(w->sha1, d1, NULL) != 1)
 		abort();
-	hex_encode(d256, 32, hex);
-	final = blob_path(w->st, d256, &dir);
-
-	if (stat(final, &sb) == 0 && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size == w->size) {
-		close(w->fd);
-		w->fd = -1;
-		unlink(w->tmp_path);
-		goto done;
+	rc = w->st->ops->writer_commit(w->st->be, w->bw, d256, w->size, errstr);
+	err = rc == 0 ? 0 : errno;
+	writer_release(w);
+	if (rc == 0) {
+		memcpy(sha256, d256, 32);
+		if (sha1 != NULL)
+			memcpy(sha1, d1, 20);
 	}
-	if (fsync(w->fd) != 0) {
-		err = errno;
-		*errstr = errno_msg(err, "cannot fsync", w->tmp_path);
-		goto out;
-	}
-	/* close can report a deferred write error (NFS, quotas). */
-	if (close(w->fd) != 0) {
-		w->fd = -1;
-		err = errno;
-		*errstr = errno_msg(err, "cannot close", w->tmp_path);
-		goto out;
-	}
-	w->fd = -1;
-	if (fanout_dirs(w->st, hex, errstr) != 0) {
-		err = errno;
-		goto out;
-	}
-	if (rename(w->tmp_path, final) != 0) {
-		err = errno;
-		*errstr = errno_msg(err, "cannot rename to", final);
-		goto out;
-	}
-	if (fsync_dir(dir) != 0) {
-		err = errno;
-		*errstr = errno_msg(err, "cannot fsync", dir);
-		goto out;
-	}
-done:
-	memcpy(sha256, d256, 32);
-	if (sha1 != NULL)
-		memcpy(sha1, d1, 20);
-	rc = 0;
-out:
-	if (rc != 0) {
-		if (w->fd >= 0)
-			close(w->fd);
-		w->fd = -1;
-		unlink(w->tmp_path);
-	}
-	EVP_MD_CTX_free(w->sha256);
-	EVP_MD_CTX_free(w->sha1);
-	free(w->tmp_path);
-	free(w);
-	free(final);
-	free(dir);
 	errno = err;
 	return rc;
 }
 
+/* Drops a put; NULL does nothing. */
 void
 store_writer_abort(struct store_writer *w)
 {
 	if (w == NULL)
 		return;
-	if (w->fd >= 0)
-		close(w->fd);
-	unlink(w->tmp_path);
-	EVP_MD_CTX_free(w->sha256);
-	EVP_MD_CTX_free(w->sha1);
-	free(w->tmp_path);
-	free(w);
+	w->st->ops->writer_abort(w->st->be, w->bw);
+	writer_release(w);
 }
 
+/* fd + size for sendfile; ENOTSUP when the backend only serves blobs by URL. */
 int
 store_open_blob(struct store *st, const unsigned char sha256[32], uint64_t *size, char **errstr)
 {
-	char *path = blob_path(st, sha256, NULL);
-	struct stat sb;
-	int fd, err;
-
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-		err = errno;
-		if (err == ENOENT) {
-			char hex[65];
-			hex_encode(sha256, 32, hex);
-			*errstr = xasprintf("blob %s not found", hex);
-		} else
-			*errstr = errno_msg(err, "cannot open", path);
-		free(path);
-		errno = err;
-		return -1;
-	}
-	if (fstat(fd, &sb) != 0) {
-		err = errno;
-		*errstr = errno_msg(err, "cannot stat", path);
-		close(fd);
-		free(path);
-		errno = err;
-		return -1;
-	}
-	free(path);
-	*size = (uint64_t)sb.st_size;
-	return fd;
+	if (st->ops->open_blob == NULL)
+		return unsupported(st, "open a blob as a file", errstr);
+	return st->ops->open_blob(st->be, sha256, size, errstr);
 }
 
+/* NULL with *errstr NULL means "no URL here, stream it yourself". */
+char *
+store_blob_url(
+    struct store *st, const unsigned char sha256[32], const char *filename, char **errstr)
+{
+	*errstr = NULL;
+	if (st->ops->blob_url == NULL)
+		return NULL;
+	return st->ops->blob_url(st->be, sha256, filename, errstr);
+}
+
+/* Whether the blob is present; errors read as absent (callers then write it again). */
 bool
 store_exists(struct store *st, const unsigned char sha256[32])
 {
-	char *path = blob_path(st, sha256, NULL);
-	struct stat sb;
-	bool ok = stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-
-	free(path);
-	return ok;
+	return st->ops->exists(st->be, sha256);
 }
 
 /* Deleting an absent blob succeeds: garbage collectors may race each other. */
 int
 store_delete(struct store *st, const unsigned char sha256[32], char **errstr)
 {
-	char *path = blob_path(st, sha256, NULL);
-	int err;
-
-	if (unlink(path) != 0 && errno != ENOENT) {
-		err = errno;
-		*errstr = errno_msg(err, "cannot remove", path);
-		free(path);
-		errno = err;
-		return -1;
-	}
-	free(path);
-	return 0;
+	return st->ops->delete (st->be, sha256, errstr);
 }
 
-/* f_bavail: what an unprivileged writer may still use, which is what puts will get. */
+/* Free and total bytes for /status; ENOTSUP for backends without a notion of space. */
 int
 store_space(struct store *st, uint64_t *free_bytes, uint64_t *total_bytes, char **errstr)
 {
-	struct statvfs vfs;
-
-	if (statvfs(st->root, &vfs) != 0) {
-		*errstr = errno_msg(errno, "cannot statvfs", st->root);
-		return -1;
-	}
-	*free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
-	*total_bytes = (uint64_t)vfs.f_blocks * vfs.f_frsize;
-	return 0;
+	if (st->ops->space == NULL)
+		return unsupported(st, "report free space", errstr);
+	return st->ops->space(st->be, free_bytes, total_bytes, errstr);
 }
 
+/* Writable check for /status, done the backend's way. */
 int
 store_probe(struct store *st, char **errstr)
 {
-	char *path;
-	int fd, err = 0;
-
-	if ((fd = tmp_create(st, TMP_PROBE_PREFIX, &path, errstr)) < 0)
-		return -1;
-	while (write(fd, "x", 1) != 1) {
-		if (errno == EINTR)
-			continue;
-		err = errno;
-		*errstr = errno_msg(err, "cannot write", path);
-		break;
-	}
-	close(fd);
-	unlink(path);
-	free(path);
-	errno = err;
-	return err == 0 ? 0 : -1;
+	return st->ops->probe(st->be, errstr);
 }

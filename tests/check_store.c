@@ -1,5 +1,7 @@
 /* check_store.c: the local blob store in a temp folder: hashes, layout, modes, dedup,
- * abort, temp cleanup, reads, deletes, concurrent writers. */
+ * abort, temp cleanup, reads, deletes, concurrent writers; and a memory-backed fake
+ * backend reached through the public store_* functions, which proves the backend vtable
+ * (shared/store_backend.h) is the only thing the generic layer talks to. */
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
@@ -14,6 +16,7 @@
 #include <openssl/evp.h>
 
 #include "shared/store.h"
+#include "shared/store_backend.h"
 
 static char root[256];
 static struct store *st;
@@ -35,6 +38,7 @@ count_files(const char *dir)
 	return n;
 }
 
+/* Files in the store's tmp/: what a put or probe left behind. */
 static int
 count_tmp(void)
 {
@@ -44,6 +48,7 @@ count_tmp(void)
 	return count_files(path);
 }
 
+/* A fresh local store under a new temp folder per test. */
 static void
 setup(void)
 {
@@ -56,6 +61,7 @@ setup(void)
 	ck_assert_msg(st != NULL, "open: %s", err);
 }
 
+/* Frees the store and removes its temp folder. */
 static void
 teardown(void)
 {
@@ -68,6 +74,7 @@ teardown(void)
 	ck_assert_int_eq(system(cmd), 0);
 }
 
+/* One-shot OpenSSL digest, the reference the streaming hashes must match. */
 static void
 digest(const EVP_MD *md, const void *data, size_t len, unsigned char *out)
 {
@@ -263,6 +270,22 @@ START_TEST(test_open_exists_delete)
 }
 END_TEST
 
+/* The local backend has no redirect URL: NULL and no error, so callers use sendfile. */
+START_TEST(test_blob_url_local)
+{
+	unsigned char sha256[32], missing[32] = {0x01};
+	char *err = NULL, *url;
+
+	put("served locally", 14, 14, sha256, NULL);
+	url = store_blob_url(st, sha256, "bundle.tar.gz", &err);
+	ck_assert_ptr_null(url);
+	ck_assert_ptr_null(err);
+	url = store_blob_url(st, missing, NULL, &err);
+	ck_assert_ptr_null(url);
+	ck_assert_ptr_null(err);
+}
+END_TEST
+
 START_TEST(test_space_and_probe)
 {
 	uint64_t free_bytes = 0, total = 0;
@@ -340,6 +363,327 @@ START_TEST(test_concurrent_same_blob)
 }
 END_TEST
 
+/* --- A memory-backed fake backend: the shape an S3 backend would have (no fd, a URL). */
+
+struct mem_blob {
+	unsigned char sha256[32];
+	char *data;
+	size_t len;
+};
+
+struct mem {
+	struct mem_blob blobs[8];
+	int nblobs;
+	bool fail_write, fail_commit;
+	/* What the generic layer handed the backend, and how often each op ran. */
+	unsigned char last_sha256[32];
+	uint64_t last_size;
+	int news, writes, commits, aborts, exists, deletes, urls, probes, frees;
+};
+
+struct mem_writer {
+	char *data;
+	size_t len;
+};
+
+static struct mem mem;
+
+/* Finds a stored blob, or NULL. */
+static struct mem_blob *
+mem_find(struct mem *m, const unsigned char sha256[32])
+{
+	for (int i = 0; i < m->nblobs; i++)
+		if (memcmp(m->blobs[i].sha256, sha256, 32) == 0)
+			return &m->blobs[i];
+	return NULL;
+}
+
+/* Starts an in-memory put. */
+static void *
+mem_writer_new(void *be, char **errstr)
+{
+	struct mem *m = be;
+
+	(void)errstr;
+	m->news++;
+	return xcalloc(1, sizeof(struct mem_writer));
+}
+
+/* Appends, or fails on demand like a full disk. */
+static int
+mem_writer_write(void *be, void *bw, const void *data, size_t len, char **errstr)
+{
+	struct mem *m = be;
+	struct mem_writer *w = bw;
+
+	m->writes++;
+	if (m->fail_write) {
+		*errstr = xstrdup("no space left on device");
+		errno = ENOSPC;
+		return -1;
+	}
+	w->data = xrealloc(w->data, w->len + len);
+	memcpy(w->data + w->len, data, len);
+	w->len += len;
+	return 0;
+}
+
+/* Stores the bytes under the sha256 the generic layer computed (dedup like the local one). */
+static int
+mem_writer_commit(void *be, void *bw, const unsigned char sha256[32], uint64_t size, char **errstr)
+{
+	struct mem *m = be;
+	struct mem_writer *w = bw;
+
+	m->commits++;
+	memcpy(m->last_sha256, sha256, 32);
+	m->last_size = size;
+	if (m->fail_commit || m->nblobs == (int)BV_NELEM(m->blobs)) {
+		*errstr = xstrdup("no space left on device");
+		free(w->data);
+		free(w);
+		errno = ENOSPC;
+		return -1;
+	}
+	if (mem_find(m, sha256) == NULL) {
+		struct mem_blob *b = &m->blobs[m->nblobs++];
+		memcpy(b->sha256, sha256, 32);
+		b->data = w->data;
+		b->len = w->len;
+		w->data = NULL;
+	}
+	free(w->data);
+	free(w);
+	return 0;
+}
+
+/* Drops an in-memory put. */
+static void
+mem_writer_abort(void *be, void *bw)
+{
+	struct mem *m = be;
+	struct mem_writer *w = bw;
+
+	m->aborts++;
+	free(w->data);
+	free(w);
+}
+
+/* A URL naming the blob and the download name, as a presigned GET would. */
+static char *
+mem_blob_url(void *be, const unsigned char sha256[32], const char *filename, char **errstr)
+{
+	struct mem *m = be;
+	char hex[65];
+
+	m->urls++;
+	hex_encode(sha256, 32, hex);
+	if (mem_find(m, sha256) == NULL) {
+		*errstr = xasprintf("blob %s not found", hex);
+		errno = ENOENT;
+		return NULL;
+	}
+	return xasprintf("mem://%s?filename=%s", hex, filename != NULL ? filename : "");
+}
+
+/* Presence in the table. */
+static bool
+mem_exists(void *be, const unsigned char sha256[32])
+{
+	struct mem *m = be;
+
+	m->exists++;
+	return mem_find(m, sha256) != NULL;
+}
+
+/* Removes by swapping in the last blob; absent is fine. */
+static int
+mem_delete(void *be, const unsigned char sha256[32], char **errstr)
+{
+	struct mem *m = be;
+	struct mem_blob *b = mem_find(m, sha256);
+
+	(void)errstr;
+	m->deletes++;
+	if (b != NULL) {
+		free(b->data);
+		*b = m->blobs[--m->nblobs];
+	}
+	return 0;
+}
+
+/* Always writable. */
+static int
+mem_probe(void *be, char **errstr)
+{
+	struct mem *m = be;
+
+	(void)errstr;
+	m->probes++;
+	return 0;
+}
+
+/* Frees the stored bytes; the struct itself is static. */
+static void
+mem_free(void *be)
+{
+	struct mem *m = be;
+
+	m->frees++;
+	for (int i = 0; i < m->nblobs; i++)
+		free(m->blobs[i].data);
+	m->nblobs = 0;
+}
+
+/* open_blob, clean_tmp and space left out: the generic defaults must answer for them. */
+static const struct store_backend_ops mem_ops = {
+    .name = "mem",
+    .writer_new = mem_writer_new,
+    .writer_write = mem_writer_write,
+    .writer_commit = mem_writer_commit,
+    .writer_abort = mem_writer_abort,
+    .blob_url = mem_blob_url,
+    .exists = mem_exists,
+    .delete = mem_delete,
+    .probe = mem_probe,
+    .free = mem_free,
+};
+
+/* A store over the fake, with clean counters per test. */
+static void
+mem_setup(void)
+{
+	memset(&mem, 0, sizeof(mem));
+	st = store_open_backend(&mem_ops, &mem);
+	ck_assert_ptr_nonnull(st);
+}
+
+/* store_free must reach the backend's free op exactly once. */
+static void
+mem_teardown(void)
+{
+	store_free(st);
+	st = NULL;
+	ck_assert_int_eq(mem.frees, 1);
+}
+
+/* A put reaches the fake's writer ops, hashed by the generic layer: the fake is told the
+ * sha256 and size, and the caller gets sha256 + sha1 of "abc". */
+START_TEST(test_fake_put_hashes)
+{
+	unsigned char sha256[32], sha1[20];
+	char hex[65];
+
+	put("abc", 3, 1, sha256, sha1);
+	ck_assert_int_eq(mem.news, 1);
+	ck_assert_int_eq(mem.writes, 3);
+	ck_assert_int_eq(mem.commits, 1);
+	hex_encode(sha256, 32, hex);
+	ck_assert_str_eq(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	hex_encode(sha1, 20, hex);
+	ck_assert_str_eq(hex, "a9993e364706816aba3e25717850c26c9cd0d89d");
+	ck_assert(memcmp(mem.last_sha256, sha256, 32) == 0);
+	ck_assert_uint_eq(mem.last_size, 3);
+	ck_assert_int_eq(mem.nblobs, 1);
+	ck_assert_uint_eq(mem.blobs[0].len, 3);
+	ck_assert(memcmp(mem.blobs[0].data, "abc", 3) == 0);
+
+	put("abc", 3, 3, sha256, NULL); /* dedup is the backend's business */
+	ck_assert_int_eq(mem.commits, 2);
+	ck_assert_int_eq(mem.nblobs, 1);
+}
+END_TEST
+
+/* Reads, URLs, exists, delete, probe go to the fake; the ops it lacks get the defaults. */
+START_TEST(test_fake_reads_and_defaults)
+{
+	unsigned char sha256[32], missing[32] = {0x02};
+	uint64_t size = 7, free_bytes = 0, total = 0;
+	char *err = NULL, *url;
+
+	put("abc", 3, 3, sha256, NULL);
+	ck_assert(store_exists(st, sha256));
+	ck_assert(!store_exists(st, missing));
+	ck_assert_int_eq(mem.exists, 2);
+
+	url = store_blob_url(st, sha256, "b.tar.gz", &err);
+	ck_assert_ptr_null(err);
+	ck_assert_str_eq(url,
+	    "mem://ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+	    "?filename=b.tar.gz");
+	free(url);
+	errno = 0;
+	url = store_blob_url(st, missing, NULL, &err);
+	ck_assert_ptr_null(url);
+	ck_assert_ptr_nonnull(err);
+	ck_assert_int_eq(errno, ENOENT);
+	free(err);
+	err = NULL;
+	ck_assert_int_eq(mem.urls, 2);
+
+	/* No open_blob op: ENOTSUP tells callers to redirect instead. */
+	errno = 0;
+	ck_assert_int_eq(store_open_blob(st, sha256, &size, &err), -1);
+	ck_assert_int_eq(errno, ENOTSUP);
+	ck_assert_ptr_nonnull(err);
+	ck_assert_ptr_nonnull(strstr(err, "mem"));
+	free(err);
+	err = NULL;
+	ck_assert_uint_eq(size, 7);
+
+	errno = 0;
+	ck_assert_int_eq(store_space(st, &free_bytes, &total, &err), -1);
+	ck_assert_int_eq(errno, ENOTSUP);
+	free(err);
+	err = NULL;
+	ck_assert_int_eq(store_clean_tmp(st, 0, &err), 0);
+	ck_assert_int_eq(store_probe(st, &err), 0);
+	ck_assert_int_eq(mem.probes, 1);
+
+	ck_assert_int_eq(store_delete(st, sha256, &err), 0);
+	ck_assert_int_eq(mem.deletes, 1);
+	ck_assert(!store_exists(st, sha256));
+	ck_assert_int_eq(mem.nblobs, 0);
+}
+END_TEST
+
+/* Failures come back with the backend's message and errno; abort reaches the backend. */
+START_TEST(test_fake_failures)
+{
+	struct store_writer *w;
+	unsigned char sha256[32] = {0x5a}, keep[32] = {0x5a};
+	char *err = NULL;
+
+	w = store_writer_new(st, &err);
+	ck_assert_ptr_nonnull(w);
+	ck_assert_int_eq(store_writer_write(w, "ok", 2, &err), 0);
+	mem.fail_write = true;
+	errno = 0;
+	ck_assert_int_eq(store_writer_write(w, "more", 4, &err), -1);
+	ck_assert_int_eq(errno, ENOSPC);
+	ck_assert_str_eq(err, "no space left on device");
+	free(err);
+	err = NULL;
+	ck_assert_uint_eq(store_writer_size(w), 2); /* refused bytes are not counted */
+	store_writer_abort(w);
+	ck_assert_int_eq(mem.aborts, 1);
+	ck_assert_int_eq(mem.commits, 0);
+
+	mem.fail_write = false;
+	mem.fail_commit = true;
+	w = store_writer_new(st, &err);
+	ck_assert_ptr_nonnull(w);
+	ck_assert_int_eq(store_writer_write(w, "abc", 3, &err), 0);
+	errno = 0;
+	ck_assert_int_eq(store_writer_commit(w, sha256, NULL, &err), -1);
+	ck_assert_int_eq(errno, ENOSPC);
+	ck_assert_str_eq(err, "no space left on device");
+	free(err);
+	ck_assert(memcmp(sha256, keep, 32) == 0); /* not filled on failure */
+	ck_assert_int_eq(mem.nblobs, 0);
+}
+END_TEST
+
 static Suite *
 store_suite(void)
 {
@@ -354,9 +698,17 @@ store_suite(void)
 	tcase_add_test(tc, test_abort_leaves_nothing);
 	tcase_add_test(tc, test_clean_tmp);
 	tcase_add_test(tc, test_open_exists_delete);
+	tcase_add_test(tc, test_blob_url_local);
 	tcase_add_test(tc, test_space_and_probe);
 	tcase_add_test(tc, test_open_fails_cleanly);
 	tcase_add_test(tc, test_concurrent_same_blob);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("backend");
+	tcase_add_checked_fixture(tc, mem_setup, mem_teardown);
+	tcase_add_test(tc, test_fake_put_hashes);
+	tcase_add_test(tc, test_fake_reads_and_defaults);
+	tcase_add_test(tc, test_fake_failures);
 	suite_add_tcase(s, tc);
 	return s;
 }
