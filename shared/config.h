@@ -42,7 +42,7 @@ struct config {
 	int64_t worker_heartbeat; /* seconds between worker heartbeats */
 	char *worker_name; /* "" = <hostname>-<pid> */
 	int64_t max_bundle_size; /* bytes; a cook past it fails with a reason */
-	int64_t gzip_level; /* 1..9 for tar.gz bundles */
+	int64_t gzip_level; /* 1..12, libdeflate's scale (6 ~ gzip -6) */
 };
 
 /* Fills every key with its default. */

@@ -22,11 +22,15 @@ struct db {
 static PGconn *
 db_connect(const char *conninfo)
 {
-	const char *kw[] = {"connect_timeout", "keepalives", "keepalives_idle", "application_name",
+	const char *kw[] = {"connect_timeout", "keepalives", "keepalives_idle",
+	    "keepalives_interval", "keepalives_count", "tcp_user_timeout", "application_name",
 	    "options", "dbname", NULL};
-	/* NOTICEs ("relation already exists, skipping") would reach stderr unformatted. */
-	const char *val[] = {
-	    "5", "1", "30", "bitsvault", "-c client_min_messages=warning", conninfo, NULL};
+	/* A statement or lock that waits too long fails instead of holding a thread (and its
+	 * request) forever; a dead peer is noticed in ~30 s, not TCP's ~11 min. NOTICEs
+	 * ("relation already exists, skipping") would reach stderr unformatted. */
+	const char *val[] = {"5", "1", "10", "5", "3", "30000", "bitsvault",
+	    "-c client_min_messages=warning -c statement_timeout=60000 -c lock_timeout=10000",
+	    conninfo, NULL};
 	return PQconnectdbParams(kw, val, 1);
 }
 
@@ -252,6 +256,8 @@ apply_one(struct db *db, const char *dir, const char *name, int version, char **
 		free(sql);
 		return -1;
 	}
+	/* A migration may rewrite a big table: no statement timeout inside it. */
+	PQclear(PQexec(db->conn, "SET LOCAL statement_timeout = 0"));
 	res = PQexec(db->conn, sql);
 	free(sql);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {

@@ -23,6 +23,7 @@
  *   files whose size is their target's length); directories counts the trees of the
  *   final tree, root included; max_unpacked bounds every regular file's bytes read. */
 #include <errno.h>
+#include <locale.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -90,6 +91,17 @@ struct ingest {
 	int status;
 	char *err;
 };
+
+static locale_t utf8_locale;
+
+/* C.UTF-8 ships with every Debian libc; without it names fall back to bytes. */
+static void
+utf8_locale_init(void)
+{
+	utf8_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+}
+
+static int read_archive_in_locale(struct ingest *ig, const char *path);
 
 /* Which decompression filters run inside the process (see filters_probe). */
 static pthread_once_t filters_once = PTHREAD_ONCE_INIT;
@@ -812,8 +824,28 @@ build_tree(struct ingest *ig, uint32_t dir, unsigned char id[20])
 	return 1;
 }
 
+/* Reads the archive with a UTF-8 character type for this thread only: in the C locale
+ * libarchive cannot convert names that a zip flags as UTF-8 (Python, Java and Windows
+ * tools set the flag) and archive_entry_pathname() returns NULL for them. */
 static int
 read_archive(struct ingest *ig, const char *path)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	locale_t prev = (locale_t)0;
+	int rc;
+
+	pthread_once(&once, utf8_locale_init);
+	if (utf8_locale != (locale_t)0)
+		prev = uselocale(utf8_locale);
+	rc = read_archive_in_locale(ig, path);
+	if (prev != (locale_t)0)
+		uselocale(prev);
+	return rc;
+}
+
+/* The archive, entry by entry. */
+static int
+read_archive_in_locale(struct ingest *ig, const char *path)
 {
 	struct archive_entry *e;
 	int r;
@@ -880,6 +912,22 @@ count_found(void *arg, const struct content_row *row)
 }
 
 /* new_contents by a lookup before the transaction, then every row in one transaction. */
+/* qsort orders of rows by id. */
+static int
+cmp_content(const void *a, const void *b)
+{
+	return memcmp(((const struct content_row *)a)->sha1_git,
+	    ((const struct content_row *)b)->sha1_git, 20);
+}
+
+static int
+cmp_dir(const void *a, const void *b)
+{
+	return memcmp(
+	    ((const struct directory_row *)a)->id, ((const struct directory_row *)b)->id, 20);
+}
+
+/* Writes every row in one transaction, after counting the contents already known. */
 static int
 write_db(struct ingest *ig, struct db *db, int64_t *new_contents)
 {
@@ -896,13 +944,27 @@ write_db(struct ingest *ig, struct db *db, int64_t *new_contents)
 		db, (const unsigned char(*)[20])ids, ig->ncontents, count_found, &found, &err) != 0)
 		goto dberr;
 	*new_contents = (int64_t)(ig->ncontents - (found < ig->ncontents ? found : ig->ncontents));
-	if (db_begin(db, &err) != 0)
-		goto dberr;
-	if (objects_put_contents(db, ig->contents, ig->ncontents, &err) != 0 ||
-	    objects_put_directories(db, ig->dirs, ig->ndirs, &err) != 0 ||
-	    db_commit(db, &err) != 0) {
+	/* Rows go in id order, so two uploads sharing contents take their row locks in the
+	 * same order and cannot deadlock; the sets are no longer needed, so sorting is safe. */
+	qsort(ig->contents, ig->ncontents, sizeof *ig->contents, cmp_content);
+	qsort(ig->dirs, ig->ndirs, sizeof *ig->dirs, cmp_dir);
+	for (int attempt = 0;; attempt++) {
+		if (db_begin(db, &err) != 0)
+			goto dberr;
+		if (objects_put_contents(db, ig->contents, ig->ncontents, &err) == 0 &&
+		    objects_put_directories(db, ig->dirs, ig->ndirs, &err) == 0 &&
+		    db_commit(db, &err) == 0)
+			break;
+		const char *state = db_last_sqlstate(db);
+		bool again = strcmp(state, "40P01") == 0 || strcmp(state, "40001") == 0;
 		int status = db_status(db);
 		db_rollback(db);
+		if (again && attempt < 3) {
+			/* deadlock or serialization failure: nothing was written, try again */
+			free(err);
+			err = NULL;
+			continue;
+		}
 		fail(ig, status, "database: %s", err);
 		free(err);
 		free(ids);

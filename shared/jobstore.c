@@ -185,9 +185,9 @@ check_cook_result(const json_t *result, const char **sha, json_int_t *size, char
 
 /* The body of jobstore_patch, inside the transaction. Returns 0 or -1 with *http_status. */
 static int
-patch_locked(struct db *db, int64_t id, enum job_state to, const char *worker,
-    const char *progress, const char *error, const json_t *result, int max_attempts,
-    int64_t lease_s, int *http_status, char **errstr)
+patch_locked(struct db *db, int64_t id, enum job_state to, const char *worker, const char *progress,
+    const char *error, const json_t *result, int max_attempts, int64_t lease_s, int *http_status,
+    char **errstr)
 {
 	char ids[24], att[16], lease[24];
 	const char *p1[] = {ids};

@@ -116,6 +116,14 @@ kv_cmd(struct kv *kv, char **errstr, int argc, const char **argv)
 				kv_broken(kv, "select", errstr);
 				return NULL;
 			}
+			if (r->type == REDIS_REPLY_ERROR) {
+				/* A db number the server does not have: never fall back to db 0. */
+				*errstr = xasprintf("redis SELECT %d: %s", kv->dbnum, r->str);
+				freeReplyObject(r);
+				redisFree(kv->c);
+				kv->c = NULL;
+				return NULL;
+			}
 			freeReplyObject(r);
 		}
 	}

@@ -295,6 +295,21 @@ START_TEST(test_zip_streamed)
 }
 END_TEST
 
+/* A zip whose names carry the UTF-8 flag (as Python, Java and Windows tools write them):
+ * read in any process locale, with git's id for "café.txt". */
+START_TEST(test_zip_utf8_flag)
+{
+	struct ingest_result res;
+	char hex[41], *err = NULL;
+	const char *src = getenv("BV_TOP_SRCDIR");
+
+	run("cp '%s/tests/data/utf8-flag.zip' u8.zip", src ? src : ".");
+	ck_assert_msg(ingest("u8.zip", 0, 0, &res, &err) == 200, "%s", err);
+	hex_encode(res.root, 20, hex);
+	ck_assert_str_eq(hex, "d01305580cb7269c89c4586b393398b449a88868");
+}
+END_TEST
+
 /* One top-level folder stays: the root holds "top", whose id is git's. */
 START_TEST(test_single_folder_not_unwrapped)
 {
@@ -590,6 +605,7 @@ ingest_suite(void)
 	tcase_add_test(tc, test_tar_bz2_xz_zst);
 	tcase_add_test(tc, test_zip);
 	tcase_add_test(tc, test_zip_streamed);
+	tcase_add_test(tc, test_zip_utf8_flag);
 	tcase_add_test(tc, test_single_folder_not_unwrapped);
 	tcase_add_test(tc, test_reingest_same_id);
 	tcase_add_test(tc, test_refused_entries);
