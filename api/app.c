@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "api/app.h"
@@ -23,6 +24,12 @@
 #define HOST_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]"
 /* Tasks waiting for a pool thread before new calls get a 503. */
 #define POOL_MAX_QUEUE 1024
+/* Uploads waiting for an upload slot (see struct app) before new ones get a 503. */
+#define UPLOAD_MAX_WAITING 64
+/* File descriptors kept out of the connection cap on top of two per pool thread
+ * (its Postgres and Redis connections): the listener, logs, the pool's eventfd, store
+ * probes and temp files. */
+#define FD_RESERVE 64
 
 /* The route table. Indices are the router's ids. HEAD is served wherever GET is. */
 static const struct call_route routes[] = {
@@ -57,6 +64,13 @@ struct app {
 	bool shutting_down;
 	bool timed_out;
 	struct event *shutdown_timer;
+	/* Archive ingest is the one slow kind of work: it may hold at most upload_slots
+	 * pool threads at once, so /status, status polls and the workers' PATCHes always
+	 * find one. Uploads past that wait, paused, in a FIFO (their body is on disk). */
+	int upload_slots;
+	int uploads_running;
+	struct call *upload_wait_head, *upload_wait_tail;
+	size_t uploads_waiting;
 };
 
 /* Makes a spool file for an upload. It is flock'ed for as long as it is open, so the
@@ -134,6 +148,7 @@ on_headers(struct http_req *r, void *arg)
 	int st;
 
 	http_req_set_data(r, c);
+	c->app = a;
 	c->head = http_req_is_head(r);
 	c->role = auth_role_of(a->auth, http_req_header(r, "Authorization"));
 	http_req_set_role(r, auth_role_name(c->role));
@@ -178,10 +193,11 @@ on_headers(struct http_req *r, void *arg)
 		if (c->spool_fd < 0) {
 			bool full = errno == ENOSPC;
 
+			/* The spool path stays in the log: never in an answer. */
 			log_error_id(c->logid, "%s", err);
 			refuse(r, full ? 507 : 500,
-			    full ? "cannot accept uploads: no space left on device"
-				 : "cannot accept uploads right now");
+			    full ? "no space left on the server"
+				 : "internal error while storing the archive");
 			free(err);
 			return;
 		}
@@ -219,22 +235,84 @@ call_work(void *arg, struct pool_thread *t)
 	c->route->work(c, t);
 }
 
-/* Loop thread: the reply goes out and the request resumes. */
+static void call_done(void *arg);
+
+/* Hands a paused call to the pool; 503 when its queue is full. */
+static void
+call_submit(struct app *a, struct call *c)
+{
+	c->in_pool = true;
+	if (pool_submit(a->pool, call_work, call_done, c))
+		return;
+	c->in_pool = false;
+	log_warn_id(c->logid, "pool queue full: answering 503");
+	resp_error(&c->resp, 503, "server busy, try again later");
+	resp_header(&c->resp, "Retry-After", "1");
+	call_done(c);
+}
+
+/* Starts waiting uploads while upload slots are free, oldest first. */
+static void
+uploads_start(struct app *a)
+{
+	struct call *c;
+
+	while (a->uploads_running < a->upload_slots && (c = a->upload_wait_head) != NULL) {
+		a->upload_wait_head = c->wait_next;
+		if (a->upload_wait_head == NULL)
+			a->upload_wait_tail = NULL;
+		a->uploads_waiting--;
+		c->wait_next = NULL;
+		c->waiting = false;
+		a->uploads_running++;
+		c->upload_slot = true;
+		call_submit(a, c);
+	}
+}
+
+/* Takes c out of the upload queue (its request went away while it waited). */
+static void
+uploads_forget(struct app *a, struct call *c)
+{
+	struct call **pp, *prev = NULL;
+
+	for (pp = &a->upload_wait_head; *pp != NULL; prev = *pp, pp = &(*pp)->wait_next) {
+		if (*pp != c)
+			continue;
+		*pp = c->wait_next;
+		if (a->upload_wait_tail == c)
+			a->upload_wait_tail = prev;
+		a->uploads_waiting--;
+		c->waiting = false;
+		c->wait_next = NULL;
+		return;
+	}
+}
+
+/* Loop thread: the reply goes out and the request resumes; a finished upload frees its
+ * slot for the next one waiting. */
 static void
 call_done(void *arg)
 {
 	struct call *c = arg;
+	struct app *a = c->app;
 
 	c->in_pool = false;
+	if (c->upload_slot) {
+		c->upload_slot = false;
+		a->uploads_running--;
+	}
 	if (c->orphaned) {
 		/* The request was freed while its work ran (see on_finished). */
 		call_free(c);
-		return;
+	} else {
+		http_req_reply(c->req, &c->resp);
 	}
-	http_req_reply(c->req, &c->resp);
+	uploads_start(a);
 }
 
-/* The whole request is in: parse the JSON body, prepare, then hand over to the pool. */
+/* The whole request is in: parse the JSON body, prepare, then hand over to the pool
+ * (uploads through their slots). */
 static void
 on_request(struct http_req *r, void *arg)
 {
@@ -269,15 +347,32 @@ on_request(struct http_req *r, void *arg)
 	}
 	if (a->shutting_down && c->route->body == CALL_BODY_UPLOAD)
 		log_info_id(c->logid, "upload finished during shutdown; processing it");
-	http_req_pause(r);
-	c->in_pool = true;
-	if (!pool_submit(a->pool, call_work, call_done, c)) {
-		c->in_pool = false;
-		log_warn_id(c->logid, "pool queue full: answering 503");
-		resp_error(&c->resp, 503, "server busy, try again later");
-		resp_header(&c->resp, "Retry-After", "1");
-		http_req_reply(r, &c->resp);
+	if (c->route->body == CALL_BODY_UPLOAD && a->uploads_running >= a->upload_slots) {
+		if (a->uploads_waiting >= UPLOAD_MAX_WAITING) {
+			log_warn_id(c->logid, "%zu uploads already waiting: answering 503",
+			    a->uploads_waiting);
+			resp_error(&c->resp, 503, "too many uploads in progress, try again later");
+			resp_header(&c->resp, "Retry-After", "5");
+			http_req_reply(r, &c->resp);
+			return;
+		}
+		http_req_pause(r);
+		c->waiting = true;
+		if (a->upload_wait_tail != NULL)
+			a->upload_wait_tail->wait_next = c;
+		else
+			a->upload_wait_head = c;
+		a->upload_wait_tail = c;
+		a->uploads_waiting++;
+		log_debug_id(c->logid, "upload waits for a slot (%zu waiting)", a->uploads_waiting);
+		return;
 	}
+	http_req_pause(r);
+	if (c->route->body == CALL_BODY_UPLOAD) {
+		a->uploads_running++;
+		c->upload_slot = true;
+	}
+	call_submit(a, c);
 }
 
 /* The request is being freed. A call still in the pool cannot be freed under its thread:
@@ -289,6 +384,8 @@ on_finished(struct http_req *r, void *arg)
 
 	if (c == NULL)
 		return;
+	if (c->waiting)
+		uploads_forget(arg, c);
 	if (c->in_pool) {
 		c->orphaned = true;
 		c->req = NULL;
@@ -328,6 +425,8 @@ app_new(const struct config *cfg, struct event_base *base, struct store *st, cha
 	struct app *a = xcalloc(1, sizeof *a);
 	struct http_callbacks cb = {on_headers, on_request, on_finished, on_idle};
 	struct http_opts opts;
+	struct rlimit rl;
+	uint64_t nofile = 1024;
 	size_t i;
 
 	a->cfg = cfg;
@@ -354,6 +453,12 @@ app_new(const struct config *cfg, struct event_base *base, struct store *st, cha
 	opts.max_body =
 	    cfg->max_upload_size > cfg->max_json_size ? cfg->max_upload_size : cfg->max_json_size;
 	opts.discard_limit = cfg->max_json_size;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		nofile = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur;
+	opts.max_connections = http_connection_cap(nofile, FD_RESERVE + 2 * cfg->api_threads);
+	log_info("up to %lld connections at once (open files limit %llu)",
+	    (long long)opts.max_connections, (unsigned long long)nofile);
+	a->upload_slots = cfg->api_threads / 2 > 1 ? (int)(cfg->api_threads / 2) : 1;
 	a->http = http_server_new(base, &opts, &cb, a);
 	return a;
 fail:
@@ -396,6 +501,7 @@ app_shutdown(struct app *a)
 	evtimer_add(a->shutdown_timer, &tv);
 }
 
+/* main() may free nothing when pool threads could still be running a request. */
 bool
 app_timed_out(const struct app *a)
 {

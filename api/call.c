@@ -220,25 +220,37 @@ call_kv(struct call *c, struct pool_thread *t)
 	return kv;
 }
 
+/* A new string: s with every occurrence of what (non-empty) replaced by with. */
+static char *
+replace_all(const char *s, const char *what, const char *with)
+{
+	size_t wlen = strlen(what);
+	struct buf b;
+	const char *p = s, *hit;
+
+	buf_init(&b);
+	while ((hit = memmem(p, strlen(p), what, wlen)) != NULL) {
+		buf_add(&b, p, hit - p);
+		buf_adds(&b, with);
+		p = hit + wlen;
+	}
+	buf_adds(&b, p);
+	return buf_steal(&b, NULL);
+}
+
 /* Replaces every occurrence of secret (when non-empty) in *s. */
 static void
 redact_one(char **s, const char *secret, size_t slen)
 {
-	struct buf b;
-	const char *p, *hit;
+	char *copy, *out;
 
 	if (slen == 0)
 		return;
-	buf_init(&b);
-	p = *s;
-	while ((hit = memmem(p, strlen(p), secret, slen)) != NULL) {
-		buf_add(&b, p, hit - p);
-		buf_adds(&b, "***");
-		p = hit + slen;
-	}
-	buf_adds(&b, p);
+	copy = xstrndup(secret, slen);
+	out = replace_all(*s, copy, "***");
+	free(copy);
 	free(*s);
-	*s = buf_steal(&b, NULL);
+	*s = out;
 }
 
 /* Finds the password in a postgresql:// URL or a "password=" conninfo keyword. */
@@ -314,6 +326,28 @@ call_redact(const struct config *cfg, const char *msg)
 		redact_one(&s, cfg->admin_token, strlen(cfg->admin_token));
 	if (cfg->worker_token != NULL)
 		redact_one(&s, cfg->worker_token, strlen(cfg->worker_token));
+	return s;
+}
+
+/* A copy of msg safe for a client: secrets masked (call_redact), the spool file's path
+ * shown as "the upload" and the data folder as "<data_dir>". */
+char *
+call_hide_paths(const struct config *cfg, const char *msg, const char *spool_path)
+{
+	char *s = call_redact(cfg, msg);
+	char *old;
+
+	if (spool_path != NULL && spool_path[0] != '\0' && strstr(s, spool_path) != NULL) {
+		old = s;
+		s = replace_all(old, spool_path, "the upload");
+		free(old);
+	}
+	if (cfg != NULL && cfg->data_dir != NULL && cfg->data_dir[0] != '\0' &&
+	    strstr(s, cfg->data_dir) != NULL) {
+		old = s;
+		s = replace_all(old, cfg->data_dir, "<data_dir>");
+		free(old);
+	}
 	return s;
 }
 

@@ -21,6 +21,7 @@
 
 struct http_req;
 struct call;
+struct app;
 
 /* Runs on the loop once the request is complete: validates cheaply. 0 to go on to the
  * pool, -1 when c->resp holds the answer already (a 400, say). */
@@ -69,6 +70,12 @@ struct call {
 	struct resp resp;
 	bool in_pool; /* work queued or running */
 	bool orphaned; /* the request went away while in the pool */
+
+	/* api/app.c's bookkeeping (loop thread only) */
+	struct app *app;
+	bool upload_slot; /* holds one of the upload slots */
+	bool waiting; /* in the queue for an upload slot */
+	struct call *wait_next;
 };
 
 struct call *call_new(
@@ -92,6 +99,9 @@ struct kv *call_kv(struct call *c, struct pool_thread *t);
 
 /* Replaces secrets of cfg (the database password, tokens) found in msg with "***". */
 char *call_redact(const struct config *cfg, const char *msg);
+/* call_redact, and server paths hidden too: spool_path (may be NULL) becomes "the upload",
+ * cfg->data_dir "<data_dir>". For messages a client may see. */
+char *call_hide_paths(const struct config *cfg, const char *msg, const char *spool_path);
 /* s itself when it is at most 100 printable ASCII characters, else "(unprintable)": what
  * a client sent can be echoed in an error message without breaking the JSON or a log. */
 const char *call_echo(const char *s);

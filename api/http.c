@@ -26,11 +26,29 @@
  * cap still bounds a request if our accounting were ever wrong. */
 #define BODY_CAP_MARGIN (16 * 1024 * 1024)
 
+/* Request header limits. evhtp keeps every header in a list with no bound of its own (3
+ * million small headers grew the process to 390 MB). Past the soft limits the headers are
+ * dropped as they arrive and the request gets a 431 once its header section ends; past
+ * the hard limits (a client that never ends it) the connection is dropped. */
+#define HEADERS_MAX 100
+#define HEADER_BYTES_MAX (64 * 1024)
+#define HEADERS_HARD_MAX 1000
+#define HEADER_BYTES_HARD_MAX (1024 * 1024)
+/* Path plus query. libevhtp's parser drops a request line past its 8 KiB buffer without
+ * a reply, so the limit sits below that to leave room for a real 414. */
+#define URL_MAX 4096
+/* accept() failing (EMFILE and friends): how long the listener rests before retrying. */
+#define ACCEPT_RETRY_MS 200
+
 enum body_mode { BODY_DISCARD, BODY_BUFFER, BODY_SPOOL };
 
 struct http_conn {
 	evhtp_connection_t *conn;
 	struct http_server *srv;
+	/* the header section being read (reset once it is complete) */
+	size_t nheaders;
+	size_t header_bytes;
+	bool headers_over; /* past the soft limits: answer 431 */
 	TAILQ_ENTRY(http_conn) entry;
 };
 
@@ -43,6 +61,15 @@ struct http_server {
 	size_t inflight;
 	bool draining;
 	TAILQ_HEAD(, http_conn) conns;
+	size_t nconns;
+	/* connections closed at accept because nconns reached opts.max_connections */
+	bool at_conn_limit;
+	uint64_t conns_refused;
+	/* accept() failing: the listener rests ACCEPT_RETRY_MS between tries */
+	struct event *accept_timer;
+	bool accept_paused;
+	uint64_t accept_paused_ms;
+	uint64_t accept_failures;
 };
 
 struct http_req {
@@ -69,7 +96,8 @@ struct http_req {
 	bool paused;
 	bool replied;
 	int status; /* sent, for the access log */
-	uint64_t bytes_out; /* body bytes sent */
+	uint64_t queued_out; /* bytes the reply put on the connection (headers and body) */
+	uint64_t body_out; /* of which body */
 	void *data;
 };
 
@@ -94,15 +122,27 @@ has_header(const struct resp *rs, const char *name)
 	return false;
 }
 
+/* The connection's output buffer: what is queued there has not reached the client. */
+static struct evbuffer *
+conn_output(evhtp_request_t *req)
+{
+	struct bufferevent *bev = evhtp_request_get_bev(req);
+
+	return bev != NULL ? bufferevent_get_output(bev) : NULL;
+}
+
 /* Writes rs to the connection. Files go on the bufferevent's own output buffer, which
  * has EVBUFFER_FLAG_DRAINS_TO_FD, so libevent uses sendfile(2); a file added to
- * req->buffer_out would be mmap'd and copied instead (research B.1.7). */
+ * req->buffer_out would be mmap'd and copied instead (research B.1.7). The bytes queued
+ * are noted so the access log can tell what really went out (see on_request_fini). */
 static void
 send_resp(struct http_req *r, struct resp *rs)
 {
 	evhtp_request_t *req = r->req;
 	bool head = r->req->method == htp_method_HEAD;
 	bool no_body = head || rs->status == 304 || rs->status == 204;
+	struct evbuffer *out = conn_output(req);
+	size_t before = out != NULL ? evbuffer_get_length(out) : 0, after;
 	char num[32];
 	int i;
 
@@ -126,13 +166,11 @@ send_resp(struct http_req *r, struct resp *rs)
 		/* An explicit Content-Length is kept by evhtp, so HEAD and 304 show the size. */
 		add_header(req, "Content-Length", num);
 		evhtp_send_reply_start(req, rs->status);
-		if (!no_body && rs->send_file_body && rs->file_size > 0) {
-			struct evbuffer *out = bufferevent_get_output(evhtp_request_get_bev(req));
-
+		if (!no_body && rs->send_file_body && rs->file_size > 0 && out != NULL) {
 			/* evbuffer_add_file owns (and closes) the fd from here on. */
 			if (evbuffer_add_file(out, rs->fd, 0, (ev_off_t)rs->file_size) == 0) {
 				rs->fd = -1;
-				r->bytes_out = rs->file_size;
+				r->body_out = rs->file_size;
 			} else {
 				log_error_id(r->logid, "cannot queue a file for sending; closing");
 				evhtp_request_disable_flag(req, EVHTP_REQ_FLAG_KEEPALIVE);
@@ -147,10 +185,13 @@ send_resp(struct http_req *r, struct resp *rs)
 			}
 		} else if (rs->body_len > 0) {
 			evbuffer_add(req->buffer_out, rs->body, rs->body_len);
-			r->bytes_out = rs->body_len;
+			r->body_out = rs->body_len;
 		}
 		evhtp_send_reply(req, rs->status);
 	}
+	/* bufferevents never write from inside bufferevent_write: all of it is still there. */
+	after = out != NULL ? evbuffer_get_length(out) : 0;
+	r->queued_out = after > before ? after - before : 0;
 	resp_clear(rs);
 }
 
@@ -183,6 +224,17 @@ send_too_large(struct http_req *r)
 	resp_init(&rs);
 	resp_error(
 	    &rs, 413, "request body too large: the limit is %lld bytes", (long long)r->limit);
+	send_early(r, &rs);
+}
+
+/* An early {"error"} answer after which the connection closes. */
+static void
+send_early_error(struct http_req *r, int status, const char *msg)
+{
+	struct resp rs;
+
+	resp_init(&rs);
+	resp_error(&rs, status, "%s", msg);
 	send_early(r, &rs);
 }
 
@@ -240,12 +292,13 @@ on_read(evhtp_request_t *req, struct evbuffer *buf, void *arg)
 				log_error_id(r->logid,
 				    "cannot write the upload to the spool file: %s", strerror(err));
 				resp_init(&rs);
+				/* Fixed sentences: the cause (and the spool path) stay in
+				 * the log. */
 				if (err == ENOSPC || err == EDQUOT)
-					resp_error(&rs, 507,
-					    "cannot store the upload: no space left on device");
+					resp_error(&rs, 507, "no space left on the server");
 				else
 					resp_error(
-					    &rs, 500, "cannot store the upload: %s", strerror(err));
+					    &rs, 500, "internal error while storing the archive");
 				send_early(r, &rs);
 				break;
 			}
@@ -258,16 +311,37 @@ on_read(evhtp_request_t *req, struct evbuffer *buf, void *arg)
 /* One access-log line per request, then the application frees its data. Runs on
  * success and on abort (research B.1.3), so nothing leaks when a client goes away. The
  * path is logged without its query string (signatures may live there) and the
- * Authorization header is never logged. */
+ * Authorization header is never logged. The bytes logged are the body bytes that left:
+ * evhtp frees the request before the connection, so whatever a client that went away
+ * did not take is still in the connection's output buffer here, and the body is the
+ * tail of what was queued. */
 static evhtp_res
 on_request_fini(evhtp_request_t *req, void *arg)
 {
 	struct http_req *r = arg;
 	struct http_server *srv = r->srv;
+	struct evbuffer *out = conn_output(req);
+	uint64_t unsent = 0, sent;
 
-	log_info_id(r->logid, "%s %s %d %llu bytes %llu ms role=%s%s", r->method, r->path,
-	    r->status, (unsigned long long)r->bytes_out,
-	    (unsigned long long)(now_ms() - r->start_ms), r->role, r->replied ? "" : " (aborted)");
+	if (r->replied && out != NULL) {
+		unsent = evbuffer_get_length(out);
+		if (unsent > r->queued_out)
+			unsent = r->queued_out;
+	}
+	sent = r->body_out > unsent ? r->body_out - unsent : 0;
+	if (!r->replied)
+		log_info_id(r->logid, "%s %s - 0 bytes %llu ms role=%s (aborted: no reply)",
+		    r->method, r->path, (unsigned long long)(now_ms() - r->start_ms), r->role);
+	else if (unsent > 0)
+		log_info_id(r->logid,
+		    "%s %s %d %llu bytes %llu ms role=%s (aborted: %llu of %llu bytes sent)",
+		    r->method, r->path, r->status, (unsigned long long)sent,
+		    (unsigned long long)(now_ms() - r->start_ms), r->role, (unsigned long long)sent,
+		    (unsigned long long)r->body_out);
+	else
+		log_info_id(r->logid, "%s %s %d %llu bytes %llu ms role=%s", r->method, r->path,
+		    r->status, (unsigned long long)sent,
+		    (unsigned long long)(now_ms() - r->start_ms), r->role);
 	if (srv->cb.finished != NULL)
 		srv->cb.finished(r, srv->arg);
 	req->cbarg = NULL;
@@ -301,17 +375,82 @@ request_id_ok(const char *s)
 	return i > 0;
 }
 
-/* All headers are parsed: the request's context is made here, the application routes and
- * authenticates, and the body policy is set before any body byte arrives. The hook is
- * installed on every connection (from the post-accept callback) because requests are
- * routed by our own table through evhtp_set_gencb, which has no per-route hooks. */
+/* One header is parsed: count it against the limits. Past the soft ones it is removed
+ * and freed at once (evhtp touches it no more after this hook), so memory stays bounded
+ * while the rest of the header section is read to be answered with a 431. Past the hard
+ * ones no answer is worth waiting for: EVHTP_RES_ERROR makes evhtp drop the connection. */
+static evhtp_res
+on_header(evhtp_request_t *req, evhtp_header_t *hdr, void *arg)
+{
+	struct http_conn *hc = arg;
+
+	hc->nheaders++;
+	hc->header_bytes += hdr->klen + hdr->vlen + 4; /* ": " and CRLF */
+	if (hc->nheaders <= HEADERS_MAX && hc->header_bytes <= HEADER_BYTES_MAX)
+		return EVHTP_RES_OK;
+	if (hc->nheaders > HEADERS_HARD_MAX || hc->header_bytes > HEADER_BYTES_HARD_MAX) {
+		log_warn("dropping a connection: more than %d headers or %d bytes of headers",
+		    HEADERS_HARD_MAX, HEADER_BYTES_HARD_MAX);
+		return EVHTP_RES_ERROR;
+	}
+	hc->headers_over = true;
+	evhtp_header_rm_and_free(req->headers_in, hdr);
+	return EVHTP_RES_OK;
+}
+
+/* Checks every Content-Length header: each must be a plain number and all must agree
+ * (RFC 9112 6.3: different lengths make the framing unknowable, a smuggling vector).
+ * libevhtp's parser keeps only the last one and drops the connection itself when a
+ * value is not a number; this sees what it let through. */
+static bool
+content_length_ok(evhtp_headers_t *hdrs, const char **why)
+{
+	evhtp_kv_t *kv;
+	uint64_t first = 0, v;
+	bool seen = false;
+
+	TAILQ_FOREACH(kv, hdrs, next)
+	{
+		if (kv->key == NULL || strcasecmp(kv->key, "Content-Length") != 0)
+			continue;
+		if (kv->val == NULL || !http_parse_content_length(kv->val, &v)) {
+			*why = "invalid Content-Length header";
+			return false;
+		}
+		if (seen && v != first) {
+			*why = "conflicting Content-Length headers";
+			return false;
+		}
+		seen = true;
+		first = v;
+	}
+	if (seen && evhtp_header_find(hdrs, "Transfer-Encoding") != NULL) {
+		*why = "both Content-Length and Transfer-Encoding headers";
+		return false;
+	}
+	return true;
+}
+
+/* All headers are parsed: the request's context is made here, the request-level limits
+ * are checked (header count and size, URL length, Content-Length), the application
+ * routes and authenticates, and the body policy is set before any body byte arrives.
+ * The hook is installed on every connection (from the post-accept callback) because
+ * requests are routed by our own table through evhtp_set_gencb, which has no per-route
+ * hooks. */
 static evhtp_res
 on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *arg)
 {
-	struct http_server *srv = arg;
+	struct http_conn *hc = arg;
+	struct http_server *srv = hc->srv;
 	struct http_req *r = xcalloc(1, sizeof *r);
-	const char *rid, *te;
+	const char *rid, *te, *why = NULL;
+	bool headers_over = hc->headers_over;
 	uint64_t clen;
+
+	/* The next request on this connection starts counting afresh. */
+	hc->nheaders = 0;
+	hc->header_bytes = 0;
+	hc->headers_over = false;
 
 	r->srv = srv;
 	r->req = req;
@@ -338,6 +477,7 @@ on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *arg)
 	r->query = xstrdup(req->uri != NULL && req->uri->query_raw != NULL
 		? (const char *)req->uri->query_raw
 		: "");
+	/* Unsigned on purpose: a length of 2^63 or more must read as huge, not negative. */
 	clen = evhtp_request_content_len(req);
 	te = evhtp_header_find(hdrs, "Transfer-Encoding");
 	r->chunked = te != NULL && strcasestr(te, "chunked") != NULL;
@@ -347,19 +487,32 @@ on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *arg)
 	evhtp_request_set_hook(req, evhtp_hook_on_request_fini, (evhtp_hook)on_request_fini, r);
 	srv->inflight++;
 
-	srv->cb.headers(r, srv->arg);
-
-	if (r->refused) {
-		/* Small known-length bodies are read and dropped so the connection stays
-		 * usable; anything else is answered at once and closed. */
-		r->mode = BODY_DISCARD;
-		r->limit = srv->opts.discard_limit;
-		if (r->has_body && (r->chunked || (int64_t)clen > srv->opts.discard_limit)) {
-			r->refused = false;
-			send_early(r, &r->refusal);
+	if (headers_over) {
+		/* The headers past the limit are gone: the application must not see a
+		 * partial request. */
+		log_warn_id(r->logid, "more than %d headers or %d bytes of headers: 431",
+		    HEADERS_MAX, HEADER_BYTES_MAX);
+		send_early_error(r, 431, "request header fields too large");
+	} else if (strlen(r->path) + strlen(r->query) > URL_MAX) {
+		send_early_error(r, 414, "request URL too long");
+	} else if (!content_length_ok(hdrs, &why)) {
+		log_info_id(r->logid, "refused: %s", why);
+		send_early_error(r, 400, why);
+	} else {
+		srv->cb.headers(r, srv->arg);
+		if (r->refused) {
+			/* Small known-length bodies are read and dropped so the connection
+			 * stays usable; anything else is answered at once and closed. */
+			r->mode = BODY_DISCARD;
+			r->limit = srv->opts.discard_limit;
+			if (r->has_body &&
+			    (r->chunked || clen > (uint64_t)srv->opts.discard_limit)) {
+				r->refused = false;
+				send_early(r, &r->refusal);
+			}
+		} else if (r->has_body && clen > (uint64_t)r->limit) {
+			send_too_large(r);
 		}
-	} else if (r->has_body && (int64_t)clen > r->limit) {
-		send_too_large(r);
 	}
 	if (r->has_body)
 		evhtp_request_set_hook(req, evhtp_hook_on_read, (evhtp_hook)on_read, r);
@@ -381,7 +534,7 @@ on_request(evhtp_request_t *req, void *arg)
 		return;
 	}
 	if (r->replied)
-		return; /* answered early (413, 401, spool failure): the body was drained */
+		return; /* answered early (413, 401, 431, spool failure): the body was drained */
 	if (r->refused) {
 		send_resp(r, &r->refusal);
 		return;
@@ -394,27 +547,92 @@ static evhtp_res
 on_connection_fini(evhtp_connection_t *conn, void *arg)
 {
 	struct http_conn *hc = arg;
+	struct http_server *srv = hc->srv;
 
-	TAILQ_REMOVE(&hc->srv->conns, hc, entry);
+	TAILQ_REMOVE(&srv->conns, hc, entry);
+	srv->nconns--;
 	free(hc);
+	if (srv->at_conn_limit && srv->nconns < (size_t)srv->opts.max_connections) {
+		log_info("below the connection limit again (%llu connection(s) were refused)",
+		    (unsigned long long)srv->conns_refused);
+		srv->at_conn_limit = false;
+		srv->conns_refused = 0;
+	}
 	return EVHTP_RES_OK;
 }
 
-/* Each new connection gets our headers hook (request-level hooks override connection
- * ones, research B.1.3) and is tracked so idle ones can be closed at shutdown. */
+/* Each new connection gets our header hooks (request-level hooks override connection
+ * ones, research B.1.3) and is tracked so idle ones can be closed at shutdown. Past
+ * opts.max_connections a new connection is closed at once: each one costs a file
+ * descriptor (two while it sends or spools a file), and running out of them would stop
+ * every request, not only the newest. */
 static evhtp_res
 on_accept(evhtp_connection_t *conn, void *arg)
 {
 	struct http_server *srv = arg;
-	struct http_conn *hc = xcalloc(1, sizeof *hc);
+	struct http_conn *hc;
 
+	if (srv->accept_paused) {
+		log_info("accepting connections again after %llu ms (%llu failed accept(s))",
+		    (unsigned long long)(now_ms() - srv->accept_paused_ms),
+		    (unsigned long long)srv->accept_failures);
+		srv->accept_paused = false;
+		srv->accept_failures = 0;
+	}
+	if (srv->opts.max_connections > 0 && srv->nconns >= (size_t)srv->opts.max_connections) {
+		if (!srv->at_conn_limit)
+			log_warn("%zu connections open, the limit: closing new ones until some end",
+			    srv->nconns);
+		srv->at_conn_limit = true;
+		srv->conns_refused++;
+		return EVHTP_RES_ERROR; /* evhtp frees the connection, closing its socket */
+	}
+	hc = xcalloc(1, sizeof *hc);
 	hc->conn = conn;
 	hc->srv = srv;
 	TAILQ_INSERT_TAIL(&srv->conns, hc, entry);
-	evhtp_connection_set_hook(conn, evhtp_hook_on_headers, (evhtp_hook)on_headers, srv);
+	srv->nconns++;
+	evhtp_connection_set_hook(conn, evhtp_hook_on_header, (evhtp_hook)on_header, hc);
+	evhtp_connection_set_hook(conn, evhtp_hook_on_headers, (evhtp_hook)on_headers, hc);
 	evhtp_connection_set_hook(
 	    conn, evhtp_hook_on_connection_fini, (evhtp_hook)on_connection_fini, hc);
 	return EVHTP_RES_OK;
+}
+
+/* accept() failed for a reason libevent does not retry by itself (EMFILE, ENFILE,
+ * ENOBUFS, ENOMEM...). Without this callback libevent logs a warning and the still
+ * readable listener fires again at once: 925,519 log lines in 3 s at 100% CPU. The
+ * listener rests instead and a timer wakes it; the episode is logged once, on entry
+ * here and on the first accept that works again (on_accept). */
+static void
+on_accept_error(struct evconnlistener *l, void *arg)
+{
+	/* libevent passes the listener's own argument: evhtp's context, whose user
+	 * argument is the server (http_server_new). */
+	evhtp_t *htp = arg;
+	struct http_server *srv = htp->arg;
+	int err = EVUTIL_SOCKET_ERROR();
+	struct timeval tv = {0, ACCEPT_RETRY_MS * 1000};
+
+	if (!srv->accept_paused) {
+		log_warn("accept: %s; not accepting connections for now (retrying every %d ms)",
+		    strerror(err), ACCEPT_RETRY_MS);
+		srv->accept_paused = true;
+		srv->accept_paused_ms = now_ms();
+	}
+	srv->accept_failures++;
+	evconnlistener_disable(l);
+	evtimer_add(srv->accept_timer, &tv);
+}
+
+/* The listener's rest is over: accept again (unless it was closed meanwhile). */
+static void
+on_accept_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_server *srv = arg;
+
+	if (srv->htp->server != NULL && !srv->draining)
+		evconnlistener_enable(srv->htp->server);
 }
 
 /* --- server ---------------------------------------------------------------------- */
@@ -432,7 +650,7 @@ http_server_new(struct event_base *base, const struct http_opts *opts,
 	s->cb = *cb;
 	s->arg = arg;
 	TAILQ_INIT(&s->conns);
-	s->htp = evhtp_new(base, NULL);
+	s->htp = evhtp_new(base, s);
 	if (s->htp == NULL)
 		abort(); /* only fails on OOM */
 	/* No timeouts and unlimited keep-alive are evhtp's defaults (research B.1.9). */
@@ -444,6 +662,9 @@ http_server_new(struct event_base *base, const struct http_opts *opts,
 	evhtp_set_max_body_size(s->htp, (uint64_t)opts->max_body + 1 + BODY_CAP_MARGIN);
 	evhtp_set_gencb(s->htp, on_request, NULL);
 	evhtp_set_post_accept_cb(s->htp, on_accept, s);
+	s->accept_timer = evtimer_new(base, on_accept_retry, s);
+	if (s->accept_timer == NULL)
+		abort(); /* only fails on OOM */
 	return s;
 }
 
@@ -482,6 +703,45 @@ http_parse_listen(const char *listen, char **host, int *port)
 	return true;
 }
 
+/* Strict: optional spaces or tabs around 1..20 digits, no sign, no overflow. */
+bool
+http_parse_content_length(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+	int digits = 0;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	for (; *s >= '0' && *s <= '9'; s++, digits++) {
+		unsigned d = (unsigned)(*s - '0');
+
+		if (v > (UINT64_MAX - d) / 10)
+			return false;
+		v = v * 10 + d;
+	}
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (digits == 0 || *s != '\0')
+		return false;
+	*out = v;
+	return true;
+}
+
+/* Half of what is left after the reserve: a connection that spools an upload or sends a
+ * bundle holds a second descriptor. */
+int64_t
+http_connection_cap(uint64_t fd_limit, int64_t reserved)
+{
+	uint64_t cap;
+
+	if (reserved < 0)
+		reserved = 0;
+	if (fd_limit <= (uint64_t)reserved + 32)
+		return 16;
+	cap = (fd_limit - (uint64_t)reserved) / 2;
+	return cap > HTTP_MAX_CONNECTIONS ? HTTP_MAX_CONNECTIONS : (int64_t)cap;
+}
+
 /* Resolves and binds the listen address. evhtp_bind_socket only takes numeric IPv4 (or
  * "ipv6:"-prefixed) strings, so names are resolved here and bound with
  * evhtp_bind_sockaddr. */
@@ -518,6 +778,7 @@ http_server_listen(struct http_server *s, const char *listen, char **bound, char
 		return -1;
 	}
 	freeaddrinfo(res);
+	evconnlistener_set_error_cb(s->htp->server, on_accept_error);
 	fd = evconnlistener_get_fd(s->htp->server);
 	if (getsockname(fd, (struct sockaddr *)&ss, &sslen) != 0) {
 		*bound = xstrdup(listen);
@@ -542,6 +803,7 @@ void
 http_server_drain(struct http_server *s)
 {
 	s->draining = true;
+	evtimer_del(s->accept_timer);
 	if (s->htp->server != NULL)
 		evhtp_unbind_socket(s->htp);
 }
@@ -574,6 +836,7 @@ http_server_free(struct http_server *s, bool close_connections)
 	if (s->htp->server != NULL)
 		evhtp_unbind_socket(s->htp);
 	evhtp_free(s->htp);
+	event_free(s->accept_timer);
 	if (!close_connections || s->inflight != 0) {
 		/* Connections outlive the server only when the process is exiting anyway. */
 		while ((hc = TAILQ_FIRST(&s->conns)) != NULL) {
@@ -587,30 +850,35 @@ http_server_free(struct http_server *s, bool close_connections)
 
 /* --- request accessors ----------------------------------------------------------- */
 
+/* The request id: the client's X-Request-ID when safe to echo, else a random one. */
 const char *
 http_req_id(const struct http_req *r)
 {
 	return r->id;
 }
 
+/* The method name as the parser saw it ("UNKNOWN" for methods it does not know). */
 const char *
 http_req_method(const struct http_req *r)
 {
 	return r->method;
 }
 
+/* HEAD gets GET's answer without a body (send_resp drops it). */
 bool
 http_req_is_head(const struct http_req *r)
 {
 	return r->req->method == htp_method_HEAD;
 }
 
+/* The raw path: percent-escapes are decoded per segment by the router, not here. */
 const char *
 http_req_path(const struct http_req *r)
 {
 	return r->path;
 }
 
+/* The raw query string, kept out of the access log (signatures may live there). */
 const char *
 http_req_query(const struct http_req *r)
 {
@@ -624,24 +892,28 @@ http_req_header(const struct http_req *r, const char *name)
 	return evhtp_header_find(r->req->headers_in, name);
 }
 
+/* Whether a body follows, so the application can pick a body policy or refuse. */
 bool
 http_req_has_body(const struct http_req *r)
 {
 	return r->has_body;
 }
 
+/* Attaches the application's per-request state (released in the finished callback). */
 void
 http_req_set_data(struct http_req *r, void *data)
 {
 	r->data = data;
 }
 
+/* The application's per-request state. */
 void *
 http_req_data(const struct http_req *r)
 {
 	return r->data;
 }
 
+/* Records who called, for the access log once authentication has run. */
 void
 http_req_set_role(struct http_req *r, const char *role)
 {
@@ -675,6 +947,7 @@ http_req_refuse(struct http_req *r, struct resp *rs)
 	r->refused = true;
 }
 
+/* The buffered body; never NULL, so JSON parsing needs no special case. */
 const char *
 http_req_body(const struct http_req *r, size_t *len)
 {
@@ -682,6 +955,7 @@ http_req_body(const struct http_req *r, size_t *len)
 	return r->body.data != NULL ? r->body.data : "";
 }
 
+/* Body bytes received, whatever the policy (an upload's size, say). */
 uint64_t
 http_req_body_bytes(const struct http_req *r)
 {

@@ -1,9 +1,12 @@
 /* http.h: the one module that calls libevhtp (STYLE 10). It runs the request pipeline on
  * one event loop: a request id for every request, a headers-phase callback where the
  * application routes and authenticates, body policies (buffered JSON with a limit, spooled
- * upload streamed to a file, or discarded), real 413 replies, replies sent from plain data
- * (struct resp) including files with sendfile, pause/resume for work done elsewhere, and
- * one access-log line per request. Every function here must be called on the loop thread. */
+ * upload streamed to a file, or discarded), real 413 replies, request limits (431 past
+ * 100 headers or 64 KiB of them, 414 past 4 KiB of URL, 400 for conflicting
+ * Content-Lengths), a cap on open connections and a listener that rests when accept()
+ * fails, replies sent from plain data (struct resp) including files with sendfile,
+ * pause/resume for work done elsewhere, and one access-log line per request with the
+ * bytes really sent. Every function here must be called on the loop thread. */
 #ifndef BV_HTTP_H
 #define BV_HTTP_H
 
@@ -33,11 +36,15 @@ struct http_callbacks {
 	void (*idle)(void *arg);
 };
 
+/* The most connections http_connection_cap ever allows. */
+#define HTTP_MAX_CONNECTIONS 100000
+
 struct http_opts {
 	int64_t timeout_s; /* read/write inactivity */
 	int64_t max_keepalive_requests; /* per connection */
 	int64_t max_body; /* largest body any route accepts (safety net) */
 	int64_t discard_limit; /* largest body accepted and dropped on other routes */
+	int64_t max_connections; /* open at once; more are closed at accept (0: no limit) */
 };
 
 struct http_server *http_server_new(struct event_base *base, const struct http_opts *opts,
@@ -56,6 +63,14 @@ void http_server_free(struct http_server *s, bool close_connections);
 
 /* Splits a listen address into host ("" for any) and port; false when malformed. */
 bool http_parse_listen(const char *listen, char **host, int *port) BV_MUSTCHECK;
+/* Parses a Content-Length value: digits only (spaces or tabs around them allowed), no
+ * sign, at most UINT64_MAX. False when malformed. */
+bool http_parse_content_length(const char *s, uint64_t *out) BV_MUSTCHECK;
+/* How many connections to allow with fd_limit descriptors (RLIMIT_NOFILE), reserved of
+ * them kept for everything else (database and Redis connections, logs): half of the
+ * rest, since a connection sending a bundle or spooling an upload holds two; at least
+ * 16, at most HTTP_MAX_CONNECTIONS. */
+int64_t http_connection_cap(uint64_t fd_limit, int64_t reserved);
 
 /* Request accessors (valid until the finished callback). */
 const char *http_req_id(const struct http_req *r); /* X-Request-ID */

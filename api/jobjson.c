@@ -1,4 +1,7 @@
-/* jobjson.c: jobs as JSON documents (see jobjson.h). */
+/* jobjson.c: jobs as JSON documents, and the check of a worker's PATCH body (see
+ * jobjson.h). */
+#include <string.h>
+
 #include "api/call.h"
 #include "api/jobjson.h"
 
@@ -88,4 +91,56 @@ jobjson_vault_status(const struct job *job, const char *swhid, const char *obj_t
 	if (job->state == JOB_DONE && job->has_bundle)
 		json_object_set_new(o, "bundle", bundle_json(job));
 	return o;
+}
+
+/* Keys a PATCH body may carry, with the JSON type each must have and, for strings, the
+ * most bytes a worker may write (0: no limit of its own). */
+static const struct {
+	const char *key;
+	json_type type;
+	size_t max_len;
+} patch_keys[] = {
+    {"state", JSON_STRING, 0},
+    {"worker", JSON_STRING, JOBJSON_MAX_WORKER},
+    {"progress_message", JSON_STRING, JOBJSON_MAX_PROGRESS},
+    {"error", JSON_STRING, JOBJSON_MAX_ERROR},
+    {"result", JSON_OBJECT, 0},
+};
+
+/* Checks a PATCH body key by key; the first problem wins. */
+char *
+jobjson_patch_check(const json_t *body)
+{
+	const char *key;
+	json_t *v, *state;
+	size_t i;
+
+	if (body == NULL || !json_is_object(body))
+		return xstrdup("the body must be a JSON object");
+	json_object_foreach((json_t *)body, key, v)
+	{
+		for (i = 0; i < BV_NELEM(patch_keys); i++)
+			if (strcmp(patch_keys[i].key, key) == 0)
+				break;
+		if (i == BV_NELEM(patch_keys))
+			return xasprintf(
+			    "unknown key '%s'; keys: state, worker, progress_message, error, result",
+			    call_echo(key));
+		if (json_is_null(v))
+			continue;
+		if (json_typeof(v) != patch_keys[i].type)
+			return xasprintf("%s must be %s", key,
+			    patch_keys[i].type == JSON_OBJECT ? "an object" : "a string");
+		/* Workers are trusted with the token, not with the database's size: each
+		 * of these lands in a row and in every status poll. */
+		if (patch_keys[i].max_len > 0 && json_string_length(v) > patch_keys[i].max_len)
+			return xasprintf(
+			    "%s is too long: at most %zu bytes", key, patch_keys[i].max_len);
+	}
+	state = json_object_get(body, "state");
+	if (json_is_string(state) && job_state_parse(json_string_value(state)) == JOB_STATE_INVALID)
+		return xasprintf(
+		    "unknown state '%s'; states: queued, running, done, failed, expired",
+		    call_echo(json_string_value(state)));
+	return NULL;
 }

@@ -1,5 +1,5 @@
-/* jobjson.h: jobs as JSON: the internal job document (PATCH and GET /jobs/{id}) and the
- * Vault's status document (SWH's fields plus ours). */
+/* jobjson.h: jobs as JSON: the internal job document (PATCH and GET /jobs/{id}), the
+ * Vault's status document (SWH's fields plus ours), and the check of a PATCH body. */
 #ifndef BV_JOBJSON_H
 #define BV_JOBJSON_H
 
@@ -15,5 +15,16 @@ json_t *jobjson_job(const struct job *job);
  * "obj_id","format","fetch_url","created_at","updated_at","attempts"[,"bundle"]}. */
 json_t *jobjson_vault_status(const struct job *job, const char *swhid, const char *obj_type,
     const char *obj_hex, const char *format, const char *fetch_url);
+
+/* The most bytes a worker may send in these PATCH strings. */
+#define JOBJSON_MAX_WORKER 128
+#define JOBJSON_MAX_PROGRESS 1024
+#define JOBJSON_MAX_ERROR 4096
+
+/* Checks a PATCH /jobs/{id} body: a JSON object of known keys (state, worker,
+ * progress_message, error, result) with the right types (null counts as absent), a known
+ * state name, and strings within the limits above. NULL when fine, else the message for
+ * a 400 naming the key (caller frees). */
+char *jobjson_patch_check(const json_t *body);
 
 #endif

@@ -1,11 +1,13 @@
 /* main.c: bitsvault-api [-c FILE] [--migrate-only]: loads the config, applies the
  * database migrations (waiting for Postgres to come up), cleans stale temp files, and
  * serves the HTTP API on one event loop until SIGTERM or SIGINT. */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -117,6 +119,35 @@ migrate(const struct config *cfg)
 	return 0;
 }
 
+/* Raises the soft limit on open files to the hard one: every connection costs a file
+ * descriptor (two while it sends a bundle or spools an upload), and the default soft
+ * limit (often 1024) is far below what the server can serve. Logged, never fatal. */
+static void
+raise_nofile(void)
+{
+	struct rlimit rl;
+	rlim_t was;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		log_warn("getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+		return;
+	}
+	if (rl.rlim_cur >= rl.rlim_max)
+		return;
+	was = rl.rlim_cur;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		log_warn("cannot raise the open files limit from %llu to %llu: %s",
+		    (unsigned long long)was, (unsigned long long)rl.rlim_max, strerror(errno));
+		return;
+	}
+	log_info("open files limit raised from %llu to %llu", (unsigned long long)was,
+	    (unsigned long long)rl.rlim_max);
+}
+
+/* Start-up in the order the brief fixes: config, logging, migrations (and stop there with
+ * --migrate-only), the store and its stale temp files, then the HTTP server on one event
+ * loop until a signal ends it. */
 int
 main(int argc, char **argv)
 {
@@ -168,6 +199,7 @@ main(int argc, char **argv)
 	log_route_libevent();
 	/* A client that goes away mid-reply must not kill the server. */
 	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
 
 	if (check_urls(&cfg) != 0 || migrate(&cfg) != 0)
 		goto out;

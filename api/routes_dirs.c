@@ -41,13 +41,23 @@ routes_dirs_upload_work(struct call *c, struct pool_thread *t)
 
 		if (status < 400 || status > 599)
 			status = 500;
-		if (status >= 500)
+		if (status >= 500) {
 			log_error_id(c->logid, "upload of %llu bytes failed (%d): %s",
 			    (unsigned long long)c->body_bytes, status, safe);
-		else
+			/* The server's side of a failure reads the same everywhere: the cause
+			 * (a path, a library's message) is in the log under the request id. */
+			resp_error(&c->resp, status, "%s",
+			    status == 503       ? "database unavailable"
+				: status == 507 ? "no space left on the server"
+						: "internal error while storing the archive");
+		} else {
+			/* The client's own archive is at fault: say how, without our paths. */
+			char *shown = call_hide_paths(c->cfg, safe, c->spool_path);
+
 			log_info_id(c->logid, "upload refused (%d): %s", status, safe);
-		/* Postgres down reads the same everywhere; the real reason is in the log. */
-		resp_error(&c->resp, status, "%s", status == 503 ? "database unavailable" : safe);
+			resp_error(&c->resp, status, "%s", shown);
+			free(shown);
+		}
 		free(safe);
 		free(err);
 		goto out;

@@ -23,56 +23,17 @@ parse_job_id(struct call *c)
 	return 0;
 }
 
-/* Keys a PATCH body may carry, with the JSON type each must have. */
-static const struct {
-	const char *key;
-	json_type type;
-} patch_keys[] = {
-    {"state", JSON_STRING},
-    {"worker", JSON_STRING},
-    {"progress_message", JSON_STRING},
-    {"error", JSON_STRING},
-    {"result", JSON_OBJECT},
-};
-
-/* Validates the body on the loop: a JSON object of known keys and types (null counts
- * as absent), and a known state name. */
+/* Validates the body on the loop (api/jobjson.c says what passes). */
 int
 routes_jobs_patch_prepare(struct call *c)
 {
-	const char *key;
-	json_t *v, *state;
-	size_t i;
+	char *msg;
 
 	if (parse_job_id(c) != 0)
 		return -1;
-	if (c->json == NULL || !json_is_object(c->json)) {
-		resp_error(&c->resp, 400, "the body must be a JSON object");
-		return -1;
-	}
-	json_object_foreach(c->json, key, v)
-	{
-		for (i = 0; i < BV_NELEM(patch_keys); i++)
-			if (strcmp(patch_keys[i].key, key) == 0)
-				break;
-		if (i == BV_NELEM(patch_keys)) {
-			resp_error(&c->resp, 400,
-			    "unknown key '%s'; keys: state, worker, progress_message, error, result",
-			    call_echo(key));
-			return -1;
-		}
-		if (!json_is_null(v) && json_typeof(v) != patch_keys[i].type) {
-			resp_error(&c->resp, 400, "%s must be %s", key,
-			    patch_keys[i].type == JSON_OBJECT ? "an object" : "a string");
-			return -1;
-		}
-	}
-	state = json_object_get(c->json, "state");
-	if (json_is_string(state) &&
-	    job_state_parse(json_string_value(state)) == JOB_STATE_INVALID) {
-		resp_error(&c->resp, 400,
-		    "unknown state '%s'; states: queued, running, done, failed, expired",
-		    call_echo(json_string_value(state)));
+	if ((msg = jobjson_patch_check(c->json)) != NULL) {
+		resp_error(&c->resp, 400, "%s", msg);
+		free(msg);
 		return -1;
 	}
 	return 0;
@@ -85,7 +46,43 @@ member(const json_t *o, const char *key)
 	return json_string_value(json_object_get(o, key));
 }
 
-/* Applies the PATCH in one transaction, then wakes whoever waits on the job. */
+/* A "done" naming a bundle the store does not hold would leave a job that can never be
+ * downloaded: refused here, before the database records it. A job already done is left
+ * to jobstore_patch, where the same state again is a no-op that records nothing. A
+ * malformed sha256 is left for jobstore_patch to refuse in its words. 0 to go on, -1 with
+ * the answer (400, or 503) in c->resp. */
+static int
+check_bundle_stored(struct call *c, struct db *db, const json_t *result)
+{
+	const char *hex = json_string_value(json_object_get(result, "bundle_sha256"));
+	unsigned char sha[32];
+	struct job *job = NULL;
+	char *err = NULL;
+	int rc;
+
+	if (hex == NULL || strlen(hex) != 64 || !hex_decode(hex, sha, sizeof sha))
+		return 0;
+	if (store_exists(c->store, sha))
+		return 0;
+	rc = jobstore_get(db, c->job_id, &job, &err);
+	if (rc < 0) {
+		call_db_failed(c, "get job", err);
+		free(err);
+		return -1;
+	}
+	if (rc == 1 && job->state == JOB_DONE) {
+		job_free(job);
+		return 0;
+	}
+	job_free(job);
+	log_warn_id(c->logid, "job %lld: done refused: bundle %s is not in the store",
+	    (long long)c->job_id, hex);
+	resp_error(&c->resp, 400, "bundle %s is not in the store", hex);
+	return -1;
+}
+
+/* Applies the PATCH in one transaction, then wakes whoever waits on the job. A job held
+ * by another worker answers 409 (see jobstore_patch). */
 void
 routes_jobs_patch_work(struct call *c, struct pool_thread *t)
 {
@@ -102,6 +99,8 @@ routes_jobs_patch_work(struct call *c, struct pool_thread *t)
 	if (json_is_null(result))
 		result = NULL;
 	if ((db = call_db(c, t)) == NULL)
+		return;
+	if (state == JOB_DONE && result != NULL && check_bundle_stored(c, db, result) != 0)
 		return;
 	if (jobstore_patch(db, c->job_id, state, member(c->json, "worker"),
 		member(c->json, "progress_message"), member(c->json, "error"), result,

@@ -1,7 +1,9 @@
 /* routes_status.c: GET /status and GET /status/short, shaped like Cachito's (research
  * cachito.md §5): the services the API depends on (Postgres, Redis, the store), the
- * workers whose heartbeats are alive, and whether a cook could be processed now. Reasons
- * are redacted: they must never carry a password. */
+ * workers whose heartbeats are alive, and whether a cook could be processed now. Anyone
+ * may read these, so a failing service's reason is a fixed sentence; the real error goes
+ * to the log (redacted: never a password). */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,9 +12,16 @@
 #include "shared/kv.h"
 #include "shared/log.h"
 
+/* What anonymous clients are told: fixed sentences. The real errors (host names, paths,
+ * library messages) go to the log with the request id. */
+#define REASON_PG "database connection failed"
+#define REASON_REDIS "redis connection failed"
+#define REASON_STORE "storage is not writable"
+#define REASON_WORKERS "no workers are available"
+
 struct health {
 	bool pg_ok, redis_ok, store_ok;
-	char *pg_reason, *redis_reason, *store_reason;
+	bool space_known; /* free_bytes and total_bytes are set */
 	uint64_t free_bytes, total_bytes;
 	json_t *workers; /* array; NULL when Redis could not say */
 	bool stop_early; /* /status/short: stop at the first problem */
@@ -22,20 +31,16 @@ struct health {
 static void
 check_postgres(struct call *c, struct pool_thread *t, struct health *h)
 {
-	char *err = NULL;
-	const char *reason;
+	char *err = NULL, *safe;
 	struct db *db = pool_thread_db(t, &err);
 
 	if (db != NULL && db_run(db, "SELECT 1", 0, NULL, &err) == 0) {
 		h->pg_ok = true;
 		return;
 	}
-	/* db.c prefixes "postgres: "; the reason is shown after "postgres unavailable: ". */
-	reason = err != NULL ? err : "connection failed";
-	if (strncmp(reason, "postgres: ", 10) == 0)
-		reason += 10;
-	h->pg_reason = call_redact(c->cfg, reason);
-	log_warn_id(c->logid, "status: postgres: %s", h->pg_reason);
+	safe = call_redact(c->cfg, err != NULL ? err : "connection failed");
+	log_warn_id(c->logid, "status: %s", safe);
+	free(safe);
 	free(err);
 }
 
@@ -43,31 +48,38 @@ check_postgres(struct call *c, struct pool_thread *t, struct health *h)
 static void
 check_redis(struct call *c, struct pool_thread *t, struct health *h)
 {
-	char *err = NULL;
+	char *err = NULL, *safe;
 	struct kv *kv = pool_thread_kv(t, &err);
 
 	if (kv != NULL && kv_ping(kv, &err) == 0) {
 		h->redis_ok = true;
 		return;
 	}
-	h->redis_reason = call_redact(c->cfg, err != NULL ? err : "connection failed");
-	log_warn_id(c->logid, "status: redis: %s", h->redis_reason);
+	safe = call_redact(c->cfg, err != NULL ? err : "connection failed");
+	log_warn_id(c->logid, "status: redis: %s", safe);
+	free(safe);
 	free(err);
 }
 
-/* The store takes a probe file; its file system's space is reported too. */
+/* The store takes a probe file; its file system's space is reported too. A backend
+ * that cannot tell its space (ENOTSUP, S3) is fine: the space is just left out. */
 static void
 check_storage(struct call *c, struct health *h)
 {
 	char *err = NULL;
 
-	if (store_probe(c->store, &err) == 0 &&
-	    store_space(c->store, &h->free_bytes, &h->total_bytes, &err) == 0) {
-		h->store_ok = true;
-		return;
+	if (store_probe(c->store, &err) == 0) {
+		if (store_space(c->store, &h->free_bytes, &h->total_bytes, &err) == 0) {
+			h->store_ok = h->space_known = true;
+			return;
+		}
+		if (errno == ENOTSUP) {
+			h->store_ok = true;
+			free(err);
+			return;
+		}
 	}
-	h->store_reason = xstrdup(err != NULL ? err : "not writable");
-	log_warn_id(c->logid, "status: storage: %s", h->store_reason);
+	log_warn_id(c->logid, "status: storage: %s", err != NULL ? err : "not writable");
 	free(err);
 }
 
@@ -118,12 +130,10 @@ check_all(struct call *c, struct pool_thread *t, struct health *h)
 		check_workers(c, t, h);
 }
 
+/* Frees what the checks filled in (h itself lives on the caller's stack). */
 static void
 health_free(struct health *h)
 {
-	free(h->pg_reason);
-	free(h->redis_reason);
-	free(h->store_reason);
 	json_decref(h->workers);
 }
 
@@ -132,12 +142,9 @@ static json_t *
 service(const char *name, bool ok, const char *reason)
 {
 	json_t *s = json_pack("{s:s,s:b}", "name", name, "ok", ok);
-	json_t *r;
 
-	if (!ok) {
-		r = json_string(reason != NULL ? reason : "unknown");
-		json_object_set_new(s, "reason", r != NULL ? r : json_string("(not valid UTF-8)"));
-	}
+	if (!ok)
+		json_object_set_new(s, "reason", json_string(reason));
 	return s;
 }
 
@@ -153,10 +160,10 @@ routes_status_work(struct call *c, struct pool_thread *t)
 	check_all(c, t, &h);
 	workers_alive = h.workers != NULL && json_array_size(h.workers) > 0;
 	services = json_array();
-	json_array_append_new(services, service("postgres", h.pg_ok, h.pg_reason));
-	json_array_append_new(services, service("redis", h.redis_ok, h.redis_reason));
-	st = service("storage", h.store_ok, h.store_reason);
-	if (h.store_ok) {
+	json_array_append_new(services, service("postgres", h.pg_ok, REASON_PG));
+	json_array_append_new(services, service("redis", h.redis_ok, REASON_REDIS));
+	st = service("storage", h.store_ok, REASON_STORE);
+	if (h.space_known) {
 		json_object_set_new(st, "free_bytes", json_integer((json_int_t)h.free_bytes));
 		json_object_set_new(st, "total_bytes", json_integer((json_int_t)h.total_bytes));
 	}
@@ -174,30 +181,27 @@ void
 routes_status_short_work(struct call *c, struct pool_thread *t)
 {
 	struct health h;
-	char *reason = NULL;
+	const char *reason = NULL;
 	json_t *o;
 
 	memset(&h, 0, sizeof h);
 	h.stop_early = true;
 	check_all(c, t, &h);
 	if (!h.pg_ok)
-		reason = xasprintf("postgres unavailable: %s", h.pg_reason);
+		reason = REASON_PG;
 	else if (!h.redis_ok)
-		reason = xasprintf("redis unavailable: %s", h.redis_reason);
+		reason = REASON_REDIS;
 	else if (!h.store_ok)
-		reason = xasprintf("storage unavailable: %s", h.store_reason);
+		reason = REASON_STORE;
 	else if (h.workers == NULL || json_array_size(h.workers) == 0)
-		reason = xstrdup("no workers are available");
+		reason = REASON_WORKERS;
 	if (reason == NULL) {
 		o = json_pack("{s:b}", "ok", 1);
 		resp_json(&c->resp, 200, o);
 	} else {
 		o = json_pack("{s:b,s:s}", "ok", 0, "reason", reason);
-		if (o == NULL) /* a reason that is not UTF-8 */
-			o = json_pack("{s:b,s:s}", "ok", 0, "reason", "unavailable");
 		resp_json(&c->resp, 503, o);
 	}
 	json_decref(o);
-	free(reason);
 	health_free(&h);
 }

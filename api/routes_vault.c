@@ -82,6 +82,40 @@ routes_vault_cook_prepare(struct call *c)
 	return 0;
 }
 
+/* True when a done job's bundle can be served: its row names a blob the store holds. */
+static bool
+bundle_present(struct call *c, const struct job *job)
+{
+	unsigned char sha[32];
+
+	return job->has_bundle && hex_decode(job->bundle_sha256, sha, sizeof sha) &&
+	    store_exists(c->store, sha);
+}
+
+/* A done job whose blob is gone (a lost disk, a GC gone wrong) would answer every
+ * download with an error and every POST with "done" forever: it is expired so the next
+ * jobstore_create makes a new job and the bundle is cooked again. 0, or -1 with a 503 in
+ * c->resp. */
+static int
+expire_lost_bundle(struct call *c, struct db *db, const struct job *job)
+{
+	struct job *expired = NULL;
+	char *err = NULL;
+	int status = 500;
+
+	log_warn_id(c->logid,
+	    "job %lld: done but bundle %s is missing from the store; expiring it and cooking again",
+	    (long long)job->id, job->has_bundle ? job->bundle_sha256 : "(no bundle row)");
+	if (jobstore_patch(db, job->id, JOB_EXPIRED, NULL, NULL, NULL, NULL,
+		(int)c->cfg->job_max_attempts, c->cfg->job_lease, &expired, &status, &err) != 0) {
+		call_db_failed(c, "expire job", err);
+		free(err);
+		return -1;
+	}
+	job_free(expired);
+	return 0;
+}
+
 /* Creates (or finds) the cook job, then enqueues it: Postgres first, Redis second. A
  * job whose enqueue failed is still committed, and the workers' reconciler re-enqueues
  * what Redis does not know, so the client gets its answer either way. */
@@ -112,6 +146,17 @@ routes_vault_cook_work(struct call *c, struct pool_thread *t)
 	    c->obj_hex, "format", VAULT_FORMAT);
 	key = dedup_key(c);
 	rc = jobstore_create(db, "cook", key, params, &job, &created, &err);
+	if (rc == 0 && !created && job->state == JOB_DONE && !bundle_present(c, job)) {
+		if (expire_lost_bundle(c, db, job) != 0) {
+			job_free(job);
+			json_decref(params);
+			free(key);
+			return;
+		}
+		job_free(job);
+		job = NULL;
+		rc = jobstore_create(db, "cook", key, params, &job, &created, &err);
+	}
 	json_decref(params);
 	free(key);
 	if (rc != 0) {
@@ -210,7 +255,22 @@ etag_matches(const char *header, const char *etag)
 	return false;
 }
 
-/* GET|HEAD /vault/{kind}/{id}: the bundle, sent with sendfile by api/http.c. The bundle
+/* Records a download for expiry by last use; a HEAD is not a download. */
+static void
+touch_bundle(struct call *c, struct db *db, const struct job *job)
+{
+	char *err = NULL, *safe;
+
+	if (c->head || jobstore_touch_bundle(db, job->id, &err) == 0)
+		return;
+	safe = call_redact(c->cfg, err);
+	log_warn_id(c->logid, "job %lld: cannot record the download: %s", (long long)job->id, safe);
+	free(safe);
+	free(err);
+}
+
+/* GET|HEAD /vault/{kind}/{id}: the bundle. A backend that serves blobs itself (S3) gives
+ * a URL to redirect to; the local one an fd, sent with sendfile by api/http.c. The bundle
  * is immutable for its ETag (the sha256), but it can expire, so it is served with
  * "Cache-Control: no-cache": caches keep it and revalidate, which costs a 304. */
 void
@@ -219,7 +279,7 @@ routes_vault_fetch_work(struct call *c, struct pool_thread *t)
 	struct db *db;
 	struct job *job = NULL;
 	unsigned char sha[32];
-	char *err = NULL, *digest = NULL, etag[80];
+	char *err = NULL, *digest = NULL, *filename, *url, etag[80];
 	uint64_t size = 0;
 	int fd;
 
@@ -248,6 +308,30 @@ routes_vault_fetch_work(struct call *c, struct pool_thread *t)
 		job_free(job);
 		return;
 	}
+	filename = xasprintf("swh_1_%s_%s.tar.gz", swhid_kind_name(c->obj_kind), c->obj_hex);
+	url = store_blob_url(c->store, sha, filename, &err);
+	if (url != NULL || err != NULL) {
+		if (url != NULL) {
+			json_t *o = json_pack("{s:s}", "location", url);
+
+			/* The ETag and Digest already set describe what the URL serves. */
+			resp_header(&c->resp, "Location", url);
+			resp_json(&c->resp, 302, o);
+			json_decref(o);
+			touch_bundle(c, db, job);
+		} else {
+			log_error_id(c->logid, "job %lld: bundle %s: no download URL: %s",
+			    (long long)job->id, job->bundle_sha256, err);
+			resp_clear(&c->resp);
+			resp_error(&c->resp, 500, "internal error while reading the bundle of %s",
+			    c->swhid);
+		}
+		free(url);
+		free(err);
+		free(filename);
+		job_free(job);
+		return;
+	}
 	fd = store_open_blob(c->store, sha, &size, &err);
 	if (fd < 0) {
 		bool missing = errno == ENOENT;
@@ -258,11 +342,12 @@ routes_vault_fetch_work(struct call *c, struct pool_thread *t)
 		resp_clear(&c->resp);
 		if (missing)
 			resp_error(&c->resp, 500,
-			    "the bundle of %s (sha256 %s) is missing from the store", c->swhid,
-			    job->bundle_sha256);
+			    "the bundle of %s is missing from the store; ask for it again with POST /vault/%s/%s",
+			    c->swhid, c->obj_kind_name, c->obj_hex);
 		else
-			resp_error(
-			    &c->resp, 500, "cannot read the bundle of %s from the store", c->swhid);
+			resp_error(&c->resp, 500, "internal error while reading the bundle of %s",
+			    c->swhid);
+		free(filename);
 		job_free(job);
 		return;
 	}
@@ -270,16 +355,8 @@ routes_vault_fetch_work(struct call *c, struct pool_thread *t)
 		log_warn_id(c->logid, "job %lld: bundle is %llu bytes in the store, %lld recorded",
 		    (long long)job->id, (unsigned long long)size, (long long)job->bundle_size);
 	resp_file(&c->resp, 200, "application/gzip", fd, size);
-	resp_headerf(&c->resp, "Content-Disposition", "attachment; filename=\"swh_1_%s_%s.tar.gz\"",
-	    swhid_kind_name(c->obj_kind), c->obj_hex);
-	/* A HEAD is not a download: only GET counts for expiry by last use. */
-	if (!c->head && jobstore_touch_bundle(db, job->id, &err) != 0) {
-		char *safe = call_redact(c->cfg, err);
-
-		log_warn_id(
-		    c->logid, "job %lld: cannot record the download: %s", (long long)job->id, safe);
-		free(safe);
-		free(err);
-	}
+	resp_headerf(&c->resp, "Content-Disposition", "attachment; filename=\"%s\"", filename);
+	free(filename);
+	touch_bundle(c, db, job);
 	job_free(job);
 }

@@ -1,6 +1,7 @@
 /* check_api_auth.c: the API's pure helpers: tokens to roles and access rules
- * (api/auth.c), query parameters, object ids, UTF-8 checks, secret redaction and
- * timestamps (api/call.c), and listen addresses (api/http.c). */
+ * (api/auth.c), query parameters, object ids, UTF-8 checks, secret redaction, hidden
+ * paths and timestamps (api/call.c), listen addresses, Content-Length values and the
+ * connection cap (api/http.c), and the check of a worker's PATCH body (api/jobjson.c). */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "api/auth.h"
 #include "api/call.h"
 #include "api/http.h"
+#include "api/jobjson.h"
 
 #define ADMIN "admin-token-0123456789"
 #define WORKER "worker-token-0123456789"
@@ -250,6 +252,142 @@ START_TEST(test_listen)
 }
 END_TEST
 
+/* Server paths never reach a client: the spool file and the data folder are hidden. */
+START_TEST(test_hide_paths)
+{
+	struct config cfg;
+	char *s;
+
+	test_config(&cfg, true);
+	free(cfg.data_dir);
+	cfg.data_dir = strdup("/srv/bv");
+	s = call_hide_paths(&cfg,
+	    "cannot read /srv/bv/tmp/uploads/upload-AbC123: bad; see /srv/bv/store and " ADMIN,
+	    "/srv/bv/tmp/uploads/upload-AbC123");
+	ck_assert_str_eq(s, "cannot read the upload: bad; see <data_dir>/store and ***");
+	free(s);
+	s = call_hide_paths(&cfg, "absolute path in entry '/etc/passwd'", NULL);
+	ck_assert_str_eq(s, "absolute path in entry '/etc/passwd'");
+	free(s);
+	config_free(&cfg);
+}
+END_TEST
+
+/* Content-Length values: digits only, unsigned, no overflow (2^63 is a length, not a
+ * negative number). */
+static const struct {
+	const char *in;
+	bool ok;
+	uint64_t want;
+} clen_cases[] = {
+    {"0", true, 0},
+    {"42", true, 42},
+    {" 42\t", true, 42},
+    {"9223372036854775808", true, 9223372036854775808ULL},
+    {"18446744073709551615", true, UINT64_MAX},
+    {"18446744073709551616", false, 0},
+    {"99999999999999999999999", false, 0},
+    {"", false, 0},
+    {" ", false, 0},
+    {"-1", false, 0},
+    {"+1", false, 0},
+    {"1x", false, 0},
+    {"1 2", false, 0},
+    {"0x10", false, 0},
+};
+
+START_TEST(test_content_length)
+{
+	uint64_t v = 12345;
+	bool ok = http_parse_content_length(clen_cases[_i].in, &v);
+
+	ck_assert_msg(ok == clen_cases[_i].ok, "'%s'", clen_cases[_i].in);
+	if (ok)
+		ck_assert_uint_eq(v, clen_cases[_i].want);
+	else
+		ck_assert_uint_eq(v, 12345); /* untouched on failure */
+}
+END_TEST
+
+/* The connection cap: half of what the reserve leaves, within [16, HTTP_MAX_CONNECTIONS]. */
+START_TEST(test_connection_cap)
+{
+	ck_assert_int_eq(http_connection_cap(1024, 72), 476);
+	ck_assert_int_eq(http_connection_cap(200, 72), 64);
+	ck_assert_int_eq(http_connection_cap(64, 72), 16);
+	ck_assert_int_eq(http_connection_cap(0, 72), 16);
+	ck_assert_int_eq(http_connection_cap(UINT64_MAX, 72), HTTP_MAX_CONNECTIONS);
+	ck_assert_int_eq(http_connection_cap(1048576, 72), HTTP_MAX_CONNECTIONS);
+	ck_assert_int_eq(http_connection_cap(1000, -5), 500);
+}
+END_TEST
+
+/* A worker's PATCH body: NULL when accepted, else a message naming the problem. */
+static const struct {
+	const char *body; /* JSON; NULL for no body */
+	const char *error; /* substring of the message, NULL when accepted */
+} patch_cases[] = {
+    {"{}", NULL},
+    {"{\"state\":\"running\",\"worker\":\"w1\"}", NULL},
+    {"{\"state\":null,\"error\":null,\"result\":null}", NULL},
+    {"{\"state\":\"done\",\"result\":{\"bundle_sha256\":\"ab\",\"bundle_size\":1}}", NULL},
+    {NULL, "must be a JSON object"},
+    {"[]", "must be a JSON object"},
+    {"{\"status\":\"done\"}", "unknown key 'status'"},
+    {"{\"state\":1}", "state must be a string"},
+    {"{\"result\":\"x\"}", "result must be an object"},
+    {"{\"state\":\"finished\"}", "unknown state 'finished'"},
+    {"{\"worker\":\"<W128>\"}", NULL},
+    {"{\"worker\":\"<W129>\"}", "worker is too long: at most 128 bytes"},
+    {"{\"progress_message\":\"<P1024>\"}", NULL},
+    {"{\"progress_message\":\"<P1025>\"}", "progress_message is too long: at most 1024 bytes"},
+    {"{\"error\":\"<E4096>\"}", NULL},
+    {"{\"error\":\"<E4097>\"}", "error is too long: at most 4096 bytes"},
+};
+
+/* Expands "<Xn>" in a case's body into n copies of 'x'. */
+static char *
+expand_body(const char *tmpl)
+{
+	const char *lt = strchr(tmpl, '<'), *gt;
+	size_t n, head;
+	char *out;
+
+	if (lt == NULL)
+		return strdup(tmpl);
+	gt = strchr(lt, '>');
+	n = strtoul(lt + 2, NULL, 10);
+	head = (size_t)(lt - tmpl);
+	out = malloc(head + n + strlen(gt + 1) + 1);
+	memcpy(out, tmpl, head);
+	memset(out + head, 'x', n);
+	strcpy(out + head + n, gt + 1);
+	return out;
+}
+
+START_TEST(test_patch_check)
+{
+	json_t *body = NULL;
+	char *text, *msg;
+
+	if (patch_cases[_i].body != NULL) {
+		text = expand_body(patch_cases[_i].body);
+		body = json_loads(text, 0, NULL);
+		ck_assert_ptr_nonnull(body);
+		free(text);
+	}
+	msg = jobjson_patch_check(body);
+	if (patch_cases[_i].error == NULL) {
+		ck_assert_msg(msg == NULL, "case %d: unexpected '%s'", _i, msg);
+	} else {
+		ck_assert_ptr_nonnull(msg);
+		ck_assert_msg(strstr(msg, patch_cases[_i].error) != NULL, "case %d: '%s'", _i, msg);
+	}
+	free(msg);
+	json_decref(body);
+}
+END_TEST
+
 static Suite *
 api_suite(void)
 {
@@ -265,6 +403,10 @@ api_suite(void)
 	tcase_add_test(tc, test_redact);
 	tcase_add_test(tc, test_iso8601);
 	tcase_add_test(tc, test_listen);
+	tcase_add_test(tc, test_hide_paths);
+	tcase_add_loop_test(tc, test_content_length, 0, (int)BV_NELEM(clen_cases));
+	tcase_add_test(tc, test_connection_cap);
+	tcase_add_loop_test(tc, test_patch_check, 0, (int)BV_NELEM(patch_cases));
 	suite_add_tcase(s, tc);
 	return s;
 }
