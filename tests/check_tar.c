@@ -84,6 +84,7 @@ struct mem_sink {
 	size_t limit; /* 0 = none */
 };
 
+/* The sink: appends to the buffer, or fails past the limit. */
 static int
 mem_sink_cb(void *arg, const void *data, size_t len, char **errstr)
 {
@@ -98,6 +99,7 @@ mem_sink_cb(void *arg, const void *data, size_t len, char **errstr)
 
 static int ticks;
 
+/* A tick that only counts its calls. */
 static int
 count_tick(void *arg, char **errstr)
 {
@@ -164,6 +166,7 @@ save(const char *dir, const char *name, const void *data, size_t len)
 	return path;
 }
 
+/* A fresh folder under /tmp for extraction tests. */
 static char *
 make_tmpdir(void)
 {
@@ -172,6 +175,7 @@ make_tmpdir(void)
 	return xstrdup(tmpl);
 }
 
+/* rm -rf of a test folder. */
 static void
 remove_tree(const char *dir)
 {
@@ -514,6 +518,7 @@ START_TEST(test_level_map)
 }
 END_TEST
 
+/* The test table. */
 static Suite *
 tar_suite(void)
 {
@@ -533,6 +538,7 @@ tar_suite(void)
 	return s;
 }
 
+/* Runs the suite; exit status 1 when a test failed. */
 int
 main(void)
 {

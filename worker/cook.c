@@ -8,7 +8,10 @@
  *      object, so a bundle that cannot be complete fails before any work, naming the path;
  *   3. write: the same walk feeding worker/tarball.c, blobs read straight from the store,
  *      compressed bytes streamed into a store writer (hashed as they go, never whole in
- *      memory). */
+ *      memory).
+ * Failure reasons are shown to anyone who asks for the bundle: they name paths inside the
+ * directory and object ids, never server paths; the store's and Postgres's own words go to
+ * the log as the run's detail. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -195,6 +198,26 @@ static int BV_PRINTF(2, 3) fail(struct cook *c, const char *fmt, ...)
 	return -1;
 }
 
+/* Keeps a server-side error text for the log (the first one wins); takes err. */
+static void
+note(struct cook *c, char *err)
+{
+	if (c->run->detail == NULL)
+		c->run->detail = err;
+	else
+		free(err);
+}
+
+/* The store's failure in words fit for the user: errno's text, never the temp file's
+ * path that the store's own message carries. */
+static const char *
+store_words(int e)
+{
+	if (e == ENOSPC || e == EDQUOT)
+		return "no space left on device";
+	return e != 0 ? strerror(e) : "input/output error";
+}
+
 /* Reads a symlink's target (the blob's bytes) into a string. */
 static int
 read_link(struct cook *c, int fd, const struct buf *path, size_t len, char **target)
@@ -235,8 +258,7 @@ write_blob(struct cook *c, const struct buf *path, unsigned int mode, const stru
 	if (fd < 0) {
 		int e = errno;
 		hex_encode(id, 20, hex);
-		log_warn_id(c->run->log_id, "%s: %s", rel(c, path), err);
-		free(err);
+		note(c, err);
 		if (e == ENOENT)
 			return fail(c,
 			    "the bytes of '%s' (swh:1:cnt:%s) are missing from the store",
@@ -374,13 +396,20 @@ static int
 sink(void *arg, const void *data, size_t len, char **errstr)
 {
 	struct cook *c = arg;
+	char *err = NULL;
 
 	if (store_writer_size(c->sw) + len > (uint64_t)c->max_size) {
 		*errstr = xasprintf(
 		    "bundle exceeds the size limit of %lld bytes", (long long)c->max_size);
 		return -1;
 	}
-	return store_writer_write(c->sw, data, len, errstr);
+	if (store_writer_write(c->sw, data, len, &err) != 0) {
+		int e = errno;
+		note(c, err);
+		*errstr = xasprintf("cannot write the bundle to the store: %s", store_words(e));
+		return -1;
+	}
+	return 0;
 }
 
 /* Compression threads: both cores (DESIGN §8), more where there are more. */
@@ -403,10 +432,9 @@ write_bundle(struct cook *c, unsigned char sha256[32], uint64_t *size)
 
 	c->sw = store_writer_new(c->w->store, &err);
 	if (c->sw == NULL) {
-		log_warn_id(c->run->log_id, "store: %s", err);
-		fail(c, "cannot write the bundle to the store: %s", err);
-		free(err);
-		return -1;
+		int e = errno;
+		note(c, err);
+		return fail(c, "cannot write the bundle to the store: %s", store_words(e));
 	}
 	c->tb = tarball_new((int)c->w->cfg->gzip_level, gzip_threads(), sink, c, &err);
 	if (c->tb == NULL) {
@@ -415,6 +443,10 @@ write_bundle(struct cook *c, unsigned char sha256[32], uint64_t *size)
 		goto out;
 	}
 	tarball_set_tick(c->tb, tick, c);
+	if (!job_phase(c->run, "Cooking: 0/%lld files", (long long)c->files_total)) {
+		c->cancelled = true;
+		goto out;
+	}
 
 	buf_init(&path);
 	buf_adds(&path, c->top);
@@ -434,15 +466,19 @@ write_bundle(struct cook *c, unsigned char sha256[32], uint64_t *size)
 	if (rc != 0)
 		goto out;
 
-	job_progress(c->run, "Storing the bundle");
+	if (!job_phase(c->run, "Storing the bundle")) {
+		c->cancelled = true;
+		rc = -1;
+		goto out;
+	}
 	*size = store_writer_size(c->sw);
 	/* Frees the writer, success or not. */
 	rc = store_writer_commit(c->sw, sha256, NULL, &err);
 	c->sw = NULL;
 	if (rc != 0) {
-		log_warn_id(c->run->log_id, "store: %s", err);
-		fail(c, "cannot store the bundle: %s", err);
-		free(err);
+		int e = errno;
+		note(c, err);
+		fail(c, "cannot store the bundle: %s", store_words(e));
 	}
 out:
 	tarball_free(c->tb);
@@ -472,6 +508,7 @@ parse_params(struct cook *c, const json_t *params, unsigned char root[20])
 	return 0;
 }
 
+/* The "cook" handler: load, plan, write (see the top of the file). */
 enum job_outcome
 cook_run(struct job_run *run, json_t **result, char **reason)
 {
@@ -488,11 +525,22 @@ cook_run(struct job_run *run, json_t **result, char **reason)
 	if (parse_params(&c, run->job->params, root) != 0)
 		goto out;
 
-	job_progress(run, "Listing directories");
+	if (!job_phase(run, "Listing directories")) {
+		outcome = JOB_OUTCOME_CANCELLED;
+		goto out;
+	}
 	if (load(&c, root, &err) != 0) {
-		/* Postgres failed us: not the job's fault. */
-		*reason = err;
-		outcome = JOB_OUTCOME_RETRY;
+		note(&c, err);
+		if (worker_db_transient(c.w)) {
+			/* Postgres failed us: not the job's fault, and it may come back. */
+			*reason = xstrdup("the archive database was unavailable while reading "
+					  "the directory");
+			outcome = JOB_OUTCOME_RETRY;
+		} else {
+			/* A query error another attempt would hit again. */
+			fail(&c, "the archive database could not read the directory (error %s)",
+			    db_last_sqlstate(c.w->db));
+		}
 		goto out;
 	}
 	if (c.cancelled) {

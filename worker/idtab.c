@@ -5,12 +5,14 @@
 #include "shared/util.h"
 #include "worker/idtab.h"
 
+/* An empty table (no allocation until the first id). */
 void
 idtab_init(struct idtab *t)
 {
 	memset(t, 0, sizeof *t);
 }
 
+/* Frees the arrays and leaves the table empty and reusable. */
 void
 idtab_free(struct idtab *t)
 {
@@ -46,6 +48,7 @@ grow_slots(struct idtab *t)
 	t->nslots = nslots;
 }
 
+/* Linear probing from the id's hash to its slot or the first empty one. */
 long
 idtab_find(const struct idtab *t, const unsigned char id[20])
 {
@@ -60,6 +63,7 @@ idtab_find(const struct idtab *t, const unsigned char id[20])
 	}
 }
 
+/* Appends the id under the next number, keeping the slots at most half full. */
 size_t
 idtab_put(struct idtab *t, const unsigned char id[20], bool *added)
 {

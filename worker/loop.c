@@ -1,7 +1,9 @@
 /* loop.c: the worker's main loop and a job's life: claim from Redis, read from Postgres,
  * claim through the API, run the handler for its kind, report, ack. Periodic duties ride
  * on the same loop: heartbeats, taking over entries of dead workers (XAUTOCLAIM) and, in
- * the one worker holding the advisory lock, re-enqueueing jobs Redis lost. Errors talking
+ * the one worker holding each advisory lock, re-enqueueing jobs Redis lost and sweeping
+ * the store's stale temp files. While a job runs, its keepalive thread (lease.c) keeps
+ * its lease and the heartbeat. Errors talking
  * to Redis, Postgres or the API never end the process: it logs (rate-limited), backs off
  * and tries again. docs/worker.md has the whole story. */
 #include <errno.h>
@@ -25,6 +27,12 @@
 #define BACKOFF_MAX_MS 10000
 /* Repeats of the same trouble are logged at most this often. */
 #define TROUBLE_LOG_MS 30000
+/* Stale store temp files (a crash's leftovers) are swept this often... */
+#define SWEEP_EVERY_MS (10 * 60 * 1000)
+/* ...when older than this (younger ones may be uploads or bundles being written). */
+#define SWEEP_TMP_AGE_S 3600
+/* The reconciler re-checks its lock after this many jobs. */
+#define RECONCILE_CHUNK 100
 
 volatile sig_atomic_t worker_stop;
 
@@ -35,6 +43,7 @@ static const struct {
     {"cook", cook_run},
 };
 
+/* Sleeps in 100 ms steps so that SIGTERM is seen soon. */
 void
 worker_sleep(uint64_t ms)
 {
@@ -46,6 +55,7 @@ worker_sleep(uint64_t ms)
 	}
 }
 
+/* Logs the first failure of a kind and then one line per TROUBLE_LOG_MS. */
 void
 trouble_fail(struct trouble *t, const char *fmt, ...)
 {
@@ -71,6 +81,7 @@ trouble_fail(struct trouble *t, const char *fmt, ...)
 	t->failing = true;
 }
 
+/* Logs "working again" once after failures. */
 void
 trouble_ok(struct trouble *t)
 {
@@ -91,15 +102,12 @@ iso_time(double t, char *out, size_t n)
 	strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-void
-worker_heartbeat(struct worker *w, bool force)
+/* What /status shows of this worker; lives three heartbeats. */
+char *
+worker_heartbeat_doc(const struct worker *w, int *ttl_s)
 {
-	uint64_t now = now_ms();
-	char started[32], *err = NULL;
+	char started[32];
 
-	if (!force && now < w->next_heartbeat_ms)
-		return;
-	w->next_heartbeat_ms = now + (uint64_t)w->cfg->worker_heartbeat * 1000;
 	iso_time(w->started_at, started, sizeof started);
 	json_t *doc = json_pack("{s:s, s:I, s:s, s:I, s:I, s:o}", "name", w->name, "pid",
 	    (json_int_t)getpid(), "started_at", started, "jobs_done", (json_int_t)w->jobs_done,
@@ -107,11 +115,39 @@ worker_heartbeat(struct worker *w, bool force)
 	    w->current_job > 0 ? json_integer(w->current_job) : json_null());
 	char *text = json_dumps(doc, JSON_COMPACT);
 	json_decref(doc);
-	if (kv_heartbeat(w->kv, w->name, text, (int)(3 * w->cfg->worker_heartbeat), &err) != 0) {
+	*ttl_s = (int)(3 * w->cfg->worker_heartbeat);
+	return text;
+}
+
+/* Sends the heartbeat from the job loop (the keepalive thread sends it during a job). */
+void
+worker_heartbeat(struct worker *w, bool force)
+{
+	uint64_t now = now_ms();
+	char *err = NULL;
+	int ttl;
+
+	if (!force && now < w->next_heartbeat_ms)
+		return;
+	w->next_heartbeat_ms = now + (uint64_t)w->cfg->worker_heartbeat * 1000;
+	char *text = worker_heartbeat_doc(w, &ttl);
+	if (kv_heartbeat(w->kv, w->name, text, ttl, &err) != 0) {
 		trouble_fail(&w->redis_trouble, "heartbeat: %s", err);
 		free(err);
 	}
 	free(text);
+}
+
+/* SQLSTATE classes 08 (connection), 40 (serialization failure, deadlock), 53 (out of
+ * resources) and 57P (shutdown, cannot connect now), and no SQLSTATE at all (no answer
+ * from the server): worth another attempt later. */
+bool
+worker_db_transient(struct worker *w)
+{
+	const char *st = db_last_sqlstate(w->db);
+
+	return st[0] == '\0' || strncmp(st, "08", 2) == 0 || strncmp(st, "40", 2) == 0 ||
+	    strncmp(st, "53", 2) == 0 || strncmp(st, "57P", 3) == 0;
 }
 
 /* Acks an entry we are done with; a failure only means it comes back later, where the
@@ -127,6 +163,7 @@ ack(struct worker *w, const struct kv_delivery *d)
 	}
 }
 
+/* The handler for a job kind, or NULL. */
 static job_handler
 find_handler(const char *kind)
 {
@@ -158,14 +195,19 @@ claim(struct worker *w, struct job_run *run, bool *backoff)
 			ack(w, &run->d);
 		}
 		break;
+	case REPORT_CONFLICT:
+		/* A duplicate delivery of a job another worker runs and keeps alive: its
+		 * own entry is the one that counts. */
+		log_info_id(run->log_id, "held by another worker; skipped");
+		ack(w, &run->d);
+		break;
 	case REPORT_REJECTED:
 		log_warn_id(run->log_id, "the API refused the claim (%s); dropped", err);
 		ack(w, &run->d);
 		break;
 	case REPORT_UNREACHABLE:
-		/* Left pending: this or another worker claims it again after the lease. */
-		trouble_fail(
-		    &w->api_trouble, "cannot claim job %lld: %s", (long long)run->job->id, err);
+		/* Logged by the retry loop. Left pending: this or another worker claims it
+		 * again after the lease. */
 		*backoff = true;
 		break;
 	}
@@ -191,6 +233,13 @@ finish(struct worker *w, struct job_run *run, json_t *body, bool done)
 			w->jobs_failed++;
 		ack(w, &run->d);
 		break;
+	case REPORT_CONFLICT:
+		/* Our lease ran out and another worker took the job over: its report is the
+		 * one that counts. Not retried. */
+		log_warn_id(
+		    run->log_id, "another worker holds the job now (%s); result dropped", err);
+		ack(w, &run->d);
+		break;
 	case REPORT_REJECTED:
 		/* Finished or expired in the meantime (another worker redid it). */
 		log_warn_id(run->log_id, "the API refused the final report (%s); dropped", err);
@@ -198,7 +247,7 @@ finish(struct worker *w, struct job_run *run, json_t *body, bool done)
 		break;
 	case REPORT_UNREACHABLE:
 		log_error_id(run->log_id,
-		    "cannot report the result (%s); the job stays pending and will be redone", err);
+		    "cannot report the result; the job stays pending and will be redone");
 		break;
 	}
 	free(state);
@@ -206,21 +255,69 @@ finish(struct worker *w, struct job_run *run, json_t *body, bool done)
 }
 
 /* A handler could not finish for reasons of ours (Postgres down): hand the job back as
- * queued and leave the entry pending, so it is claimed again after the lease. */
+ * queued with the reason (the failure reason if attempts run out) and leave the entry
+ * pending, so the job is claimed again after the lease. */
 static void
 release(struct worker *w, struct job_run *run, const char *reason)
 {
 	char *state = NULL, *err = NULL;
-	json_t *body = json_pack("{s:s, s:s}", "state", "queued", "progress_message",
-	    "Interrupted by a server-side error; will retry");
+	json_t *body = json_pack("{s:s, s:s, s:s, s:s}", "state", "queued", "worker", w->name,
+	    "error", reason, "progress_message", "Interrupted by a server-side error; will retry");
+	enum report_status rs =
+	    report_patch_retry(w, run->job->id, body, REPORT_RETRY_MS, &state, &err);
 
-	log_warn_id(run->log_id, "interrupted, will be retried: %s", reason);
-	if (report_patch(w, w->hc, run->job->id, body, &state, &err) != REPORT_OK) {
-		log_debug_id(run->log_id, "cannot release the job: %s", err);
-		free(err);
+	switch (rs) {
+	case REPORT_OK:
+		break;
+	case REPORT_CONFLICT:
+	case REPORT_REJECTED:
+		/* Another worker holds it, or it is final or gone: nothing to hand back. */
+		log_info_id(run->log_id, "the API refused the release (%s); dropped", err);
+		ack(w, &run->d);
+		break;
+	case REPORT_UNREACHABLE:
+		/* Logged by the retry loop; the lease runs out and the job is claimed again,
+		 * only without the reason. */
+		break;
 	}
 	free(state);
+	free(err);
 	json_decref(body);
+}
+
+/* " (detail)" for a log line, or "". */
+static const char *
+detail_suffix(const struct job_run *run, char *buf, size_t n)
+{
+	if (run->detail == NULL)
+		return "";
+	snprintf(buf, n, " (%s)", run->detail);
+	return buf;
+}
+
+/* Runs the handler with the keepalive thread around it. */
+static enum job_outcome
+run_handler(struct job_run *run, json_t **result, char **reason)
+{
+	job_handler handler = find_handler(run->job->kind);
+	char *err = NULL;
+
+	if (handler == NULL) {
+		*reason = xasprintf("unknown job kind '%s'", run->job->kind);
+		return JOB_OUTCOME_FAILED;
+	}
+	run->lease = lease_start(run, &err);
+	if (run->lease == NULL) {
+		/* Out of threads: not the job's fault. */
+		run->detail = err;
+		*reason = xstrdup("the worker ran out of resources");
+		return JOB_OUTCOME_RETRY;
+	}
+	enum job_outcome outcome = handler(run, result, reason);
+	/* Before the final report: a renewal after it would only be refused. */
+	lease_stop(run->lease);
+	run->lease = NULL;
+	return outcome;
 }
 
 /* Runs one delivery to the end. Returns true when the loop should back off (Postgres or
@@ -229,7 +326,7 @@ static bool
 run_delivery(struct worker *w, const struct kv_delivery *d)
 {
 	struct job_run run = {.w = w, .d = *d};
-	char *err = NULL, *reason = NULL;
+	char *err = NULL, *reason = NULL, dbuf[1024];
 	json_t *result = NULL;
 	bool backoff = false;
 
@@ -267,14 +364,7 @@ run_delivery(struct worker *w, const struct kv_delivery *d)
 	    run.job->attempts + 1, d->deliveries > 1 ? ", taken over from a silent worker" : "");
 
 	uint64_t t0 = now_ms();
-	job_handler handler = find_handler(run.job->kind);
-	enum job_outcome outcome;
-	if (handler == NULL) {
-		reason = xasprintf("unknown job kind '%s'", run.job->kind);
-		outcome = JOB_OUTCOME_FAILED;
-	} else {
-		outcome = handler(&run, &result, &reason);
-	}
+	enum job_outcome outcome = run_handler(&run, &result, &reason);
 	double secs = (double)(now_ms() - t0) / 1000.0;
 
 	json_t *body = NULL;
@@ -286,17 +376,20 @@ run_delivery(struct worker *w, const struct kv_delivery *d)
 		finish(w, &run, body, true);
 		break;
 	case JOB_OUTCOME_FAILED:
-		log_warn_id(run.log_id, "failed after %.2f s: %s", secs, reason);
+		log_warn_id(run.log_id, "failed after %.2f s: %s%s", secs, reason,
+		    detail_suffix(&run, dbuf, sizeof dbuf));
 		body = json_pack(
 		    "{s:s, s:s, s:s}", "state", "failed", "worker", w->name, "error", reason);
 		finish(w, &run, body, false);
 		break;
 	case JOB_OUTCOME_RETRY:
+		log_warn_id(run.log_id, "interrupted after %.2f s, will be retried: %s%s", secs,
+		    reason, detail_suffix(&run, dbuf, sizeof dbuf));
 		release(w, &run, reason);
 		backoff = true;
 		break;
 	case JOB_OUTCOME_CANCELLED:
-		log_info_id(run.log_id, "stopped: finished elsewhere");
+		/* Why was logged when the handler was stopped. */
 		ack(w, d);
 		break;
 	}
@@ -306,14 +399,35 @@ run_delivery(struct worker *w, const struct kv_delivery *d)
 	w->current_job = 0;
 	worker_heartbeat(w, true);
 out:
+	free(run.detail);
 	free(run.message);
 	free(run.sent_message);
 	job_free(run.job);
 	return backoff;
 }
 
+/* Whether this worker still holds the advisory lock it took in this pass. db_try_lock is
+ * session level and re-entrant: in the same session it only counts once more (undone at
+ * once); after a reconnect (db_exec resets a broken connection by itself, which drops
+ * session locks) it takes the lock again in the new session, or fails because another
+ * worker took it meanwhile. The backend pid tells the two cases apart. */
+static bool
+lock_still_held(struct worker *w, int64_t key, int *backend_pid)
+{
+	if (!db_try_lock(w->db, key))
+		return false;
+	int pid = PQbackendPID(db_conn(w->db));
+	if (pid == *backend_pid)
+		db_unlock(w->db, key); /* back to one hold */
+	else
+		*backend_pid = pid; /* taken again in a new session */
+	return true;
+}
+
 /* Re-enqueues jobs Postgres says are queued or running but Redis has no marker for
- * (Redis flushed or restarted without persistence). One worker at a time. */
+ * (Redis flushed or restarted without persistence). One worker at a time: the one that
+ * gets the lock, re-checked every RECONCILE_CHUNK jobs so that a pass stops early when a
+ * reconnect lost the lock to another worker. */
 static void
 reconcile(struct worker *w)
 {
@@ -331,12 +445,22 @@ reconcile(struct worker *w)
 	trouble_ok(&w->pg_trouble);
 	if (!db_try_lock(w->db, RECONCILE_LOCK_KEY))
 		return;
+	int backend_pid = PQbackendPID(db_conn(w->db));
+	bool held = true;
 	if (jobstore_list_unfinished(w->db, min_age, &ids, &n, &err) != 0) {
 		trouble_fail(&w->pg_trouble, "reconcile: %s", err);
 		free(err);
 		goto out;
 	}
 	for (size_t i = 0; i < n && !worker_stop; i++) {
+		if (i > 0 && i % RECONCILE_CHUNK == 0) {
+			held = lock_still_held(w, RECONCILE_LOCK_KEY, &backend_pid);
+			if (!held) {
+				log_info(
+				    "reconcile: lock lost after %zu of %zu jobs; stopped", i, n);
+				break;
+			}
+		}
 		int m = kv_has_marker(w->kv, ids[i], &err);
 		if (m == 0 && kv_enqueue(w->kv, ids[i], &err) == 0) {
 			log_info("re-enqueued job %lld that Redis lost", (long long)ids[i]);
@@ -350,15 +474,38 @@ reconcile(struct worker *w)
 	}
 out:
 	free(ids);
-	db_unlock(w->db, RECONCILE_LOCK_KEY);
+	if (held)
+		db_unlock(w->db, RECONCILE_LOCK_KEY);
 }
 
+/* Removes the store's temp files older than an hour (a crash's leftovers) without
+ * waiting for the next restart. One worker at a time. */
+static void
+sweep(struct worker *w)
+{
+	char *err = NULL;
+
+	if (!db_try_lock(w->db, SWEEP_LOCK_KEY))
+		return; /* another worker sweeps, or Postgres is down: next time */
+	int removed = store_clean_tmp(w->store, SWEEP_TMP_AGE_S, &err);
+	if (removed < 0) {
+		log_warn("cannot clean the store's temp files: %s", err);
+		free(err);
+	} else if (removed > 0) {
+		log_info("removed %d stale temp file(s) from the store", removed);
+	}
+	db_unlock(w->db, SWEEP_LOCK_KEY);
+}
+
+/* Claims and runs jobs until SIGTERM/SIGINT, with the periodic duties in between. */
 void
 worker_loop(struct worker *w)
 {
 	uint64_t lease_ms = (uint64_t)w->cfg->job_lease * 1000;
 	uint64_t stale_every = lease_ms / 2 > 1000 ? lease_ms / 2 : 1000;
 	uint64_t next_stale = now_ms() + stale_every, next_reconcile = 0;
+	/* main.c swept at start. */
+	uint64_t next_sweep = now_ms() + SWEEP_EVERY_MS;
 	uint64_t backoff = 0;
 
 	while (!worker_stop) {
@@ -371,6 +518,10 @@ worker_loop(struct worker *w)
 		if (now >= next_reconcile) {
 			reconcile(w);
 			next_reconcile = now_ms() + (uint64_t)w->cfg->reconcile_interval * 1000;
+		}
+		if (now >= next_sweep) {
+			sweep(w);
+			next_sweep = now_ms() + SWEEP_EVERY_MS;
 		}
 		if (now >= next_stale) {
 			r = kv_claim_stale(w->kv, w->name, (int64_t)lease_ms, &d, &err);

@@ -16,6 +16,7 @@
 /* Temp files younger than this may be uploads or bundles being written right now. */
 #define TMP_MAX_AGE_S 3600
 
+/* SIGTERM/SIGINT: the loop finishes the current job and returns. */
 static void
 on_stop(int sig)
 {
@@ -23,6 +24,7 @@ on_stop(int sig)
 	worker_stop = 1;
 }
 
+/* Bad command line: exit status 2, as getopt-style tools do. */
 static void
 usage(void)
 {
@@ -30,6 +32,8 @@ usage(void)
 	exit(2);
 }
 
+/* Stop requests set a flag the loop polls; SIGPIPE is ignored (a dropped API connection
+ * is an error return, not a death). */
 static void
 setup_signals(void)
 {
@@ -108,6 +112,7 @@ migrate(struct worker *w)
 	}
 }
 
+/* Start-up, the loop, and an orderly exit 0 after SIGTERM/SIGINT. */
 int
 main(int argc, char **argv)
 {
@@ -149,6 +154,8 @@ main(int argc, char **argv)
 	w.redis_trouble.what = "redis";
 	w.pg_trouble.what = "postgres";
 	w.api_trouble.what = "api";
+	w.lease_api_trouble.what = "api";
+	w.lease_redis_trouble.what = "redis";
 	if (cfg.worker_token[0] == '\0')
 		log_warn("worker_token is not set: the API will refuse this worker's reports");
 
@@ -171,8 +178,16 @@ main(int argc, char **argv)
 	if ((w.kv = kv_new(cfg.redis_url, &err)) == NULL)
 		fatal("config key 'redis_url': %s", err);
 	kv_set_lease(w.kv, (int)cfg.job_lease);
+	if ((w.lease_kv = kv_new(cfg.redis_url, &err)) == NULL)
+		fatal("config key 'redis_url': %s", err);
+	kv_set_lease(w.lease_kv, (int)cfg.job_lease);
 	w.hc = httpc_new(cfg.worker_token, 30);
 	w.hc_progress = httpc_new(cfg.worker_token, 5);
+	/* A renewal that hangs must not outlast the next one by much: a third of the lease,
+	 * between 1 and 10 s. */
+	long renew_timeout = (long)(cfg.job_lease / 3);
+	w.lease_hc = httpc_new(
+	    cfg.worker_token, renew_timeout < 1 ? 1 : (renew_timeout > 10 ? 10 : renew_timeout));
 
 	log_info(
 	    "worker %s started: api %s, lease %llds", w.name, w.api_base, (long long)cfg.job_lease);
@@ -180,8 +195,10 @@ main(int argc, char **argv)
 	log_info("worker %s stopping: %lld done, %lld failed", w.name, (long long)w.jobs_done,
 	    (long long)w.jobs_failed);
 
+	httpc_free(w.lease_hc);
 	httpc_free(w.hc_progress);
 	httpc_free(w.hc);
+	kv_free(w.lease_kv);
 	kv_free(w.kv);
 	store_free(w.store);
 	db_free(w.db);

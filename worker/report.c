@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "shared/jobs.h"
 #include "shared/log.h"
 #include "worker/worker.h"
 
@@ -31,9 +30,10 @@ api_error_text(const struct buf *resp)
 	return out;
 }
 
+/* One PATCH /jobs/{id}; the status says what the caller may do next. */
 enum report_status
-report_patch(struct worker *w, struct httpc *hc, int64_t job_id, const json_t *body, char **state,
-    char **errstr)
+report_patch(const struct worker *w, struct httpc *hc, int64_t job_id, const json_t *body,
+    char **state, char **errstr)
 {
 	char *text = json_dumps(body, JSON_COMPACT);
 	char *url = xasprintf("%s/jobs/%lld", w->api_base, (long long)job_id);
@@ -61,7 +61,7 @@ report_patch(struct worker *w, struct httpc *hc, int64_t job_id, const json_t *b
 		char *msg = api_error_text(&resp);
 		*errstr = xasprintf("HTTP %ld: %s", status, msg);
 		free(msg);
-		rs = REPORT_REJECTED;
+		rs = status == 409 ? REPORT_CONFLICT : REPORT_REJECTED;
 	} else if (status == 401 || status == 403) {
 		/* A configuration problem (worker_token), not the job's: keep the job. */
 		*errstr =
@@ -79,6 +79,8 @@ report_patch(struct worker *w, struct httpc *hc, int64_t job_id, const json_t *b
 	return rs;
 }
 
+/* report_patch until the API answers; the failures are logged here (rate-limited), so the
+ * caller gets no error text for REPORT_UNREACHABLE. */
 enum report_status
 report_patch_retry(struct worker *w, int64_t job_id, const json_t *body, uint64_t max_ms,
     char **state, char **errstr)
@@ -90,48 +92,47 @@ report_patch_retry(struct worker *w, int64_t job_id, const json_t *body, uint64_
 		enum report_status rs = report_patch(w, w->hc, job_id, body, state, &err);
 		if (rs != REPORT_UNREACHABLE) {
 			trouble_ok(&w->api_trouble);
-			if (rs == REPORT_REJECTED)
+			if (rs != REPORT_OK)
 				*errstr = err;
 			return rs;
 		}
-		if (worker_stop || now_ms() - start + delay > max_ms) {
-			*errstr = err;
-			return rs;
-		}
-		trouble_fail(&w->api_trouble, "%s", err);
+		trouble_fail(&w->api_trouble, "job %lld: %s", (long long)job_id, err);
 		free(err);
+		if (worker_stop || now_ms() - start + delay > max_ms)
+			return rs;
 		worker_sleep(delay);
 		delay = delay * 2 > 8000 ? 8000 : delay * 2;
 	}
 }
 
-/* Sends what is due: the lease, the heartbeat and a changed message, at most once per
- * PROGRESS_INTERVAL_MS. */
+/* Stops the job when the keepalive thread learned it is no longer ours; then sends a
+ * changed message, at most once per PROGRESS_INTERVAL_MS unless now. */
 static bool
-report_due(struct job_run *run)
+report_due(struct job_run *run, bool now_please)
 {
 	struct worker *w = run->w;
 	uint64_t now = now_ms();
-	char *err = NULL;
+	char *err = NULL, *why = NULL;
 
 	if (run->cancelled)
 		return false;
-	if (run->last_report_ms != 0 && now - run->last_report_ms < PROGRESS_INTERVAL_MS)
-		return true;
-	run->last_report_ms = now;
-
-	if (kv_touch(w->kv, w->name, &run->d, &err) != 0) {
-		trouble_fail(&w->redis_trouble, "cannot keep the lease of job %lld: %s",
-		    (long long)run->job->id, err);
-		free(err);
-		err = NULL;
+	if (lease_lost(run->lease, &why)) {
+		log_info_id(run->log_id, "no longer ours (%s); stopping", why);
+		free(why);
+		run->cancelled = true;
+		return false;
 	}
-	worker_heartbeat(w, false);
-
+	if (!now_please && run->last_report_ms != 0 &&
+	    now - run->last_report_ms < PROGRESS_INTERVAL_MS)
+		return true;
 	if (run->message == NULL ||
 	    (run->sent_message != NULL && strcmp(run->message, run->sent_message) == 0))
 		return true;
-	json_t *body = json_pack("{s:s}", "progress_message", run->message);
+	run->last_report_ms = now;
+
+	/* "worker" makes it an owner's report: the API answers 409 if another worker
+	 * took the job over. */
+	json_t *body = json_pack("{s:s, s:s}", "worker", w->name, "progress_message", run->message);
 	char *state = NULL;
 	enum report_status rs = report_patch(w, w->hc_progress, run->job->id, body, &state, &err);
 	json_decref(body);
@@ -139,14 +140,15 @@ report_due(struct job_run *run)
 	case REPORT_OK:
 		free(run->sent_message);
 		run->sent_message = xstrdup(run->message);
-		if (job_state_final(job_state_parse(state))) {
-			log_info_id(
-			    run->log_id, "the job is already %s elsewhere; stopping", state);
+		if (strcmp(state, "running") != 0) {
+			log_info_id(run->log_id, "the job is already %s; stopping", state);
 			run->cancelled = true;
 		}
 		break;
 	case REPORT_REJECTED:
-		/* 404: the job is gone; 400: it cannot take progress any more. */
+	case REPORT_CONFLICT:
+		/* 404: the job is gone; 400: it cannot take progress any more; 409: another
+		 * worker holds it. Never retried: the job is not ours to run. */
 		log_info_id(run->log_id, "the API refused a progress report (%s); stopping", err);
 		run->cancelled = true;
 		break;
@@ -160,6 +162,7 @@ report_due(struct job_run *run)
 	return !run->cancelled;
 }
 
+/* Records the handler's message and sends it when due. */
 bool
 job_progress(struct job_run *run, const char *fmt, ...)
 {
@@ -170,11 +173,26 @@ job_progress(struct job_run *run, const char *fmt, ...)
 	va_end(ap);
 	free(run->message);
 	run->message = msg;
-	return report_due(run);
+	return report_due(run, false);
 }
 
+/* Records the message and sends it at once. */
+bool
+job_phase(struct job_run *run, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	char *msg = xvasprintf(fmt, ap);
+	va_end(ap);
+	free(run->message);
+	run->message = msg;
+	return report_due(run, true);
+}
+
+/* For long files: whether to go on (and a pending message when due). */
 bool
 job_keepalive(struct job_run *run)
 {
-	return report_due(run);
+	return report_due(run, false);
 }

@@ -141,6 +141,7 @@ tarball_free(struct tarball *tb)
 	free(tb);
 }
 
+/* Installs the callback that keeps the job alive during long files. */
 void
 tarball_set_tick(struct tarball *tb, tarball_tick tick, void *arg)
 {
@@ -148,6 +149,7 @@ tarball_set_tick(struct tarball *tb, tarball_tick tick, void *arg)
 	tb->tick_arg = arg;
 }
 
+/* Uncompressed bytes so far, counted in the write callback. */
 uint64_t
 tarball_tar_bytes(const struct tarball *tb)
 {
@@ -231,18 +233,21 @@ put_data(struct tarball *tb, const char *path, const void *data, size_t len, cha
 	return 0;
 }
 
+/* A directory entry: a header with mode 0755 and no data. */
 int
 tarball_add_dir(struct tarball *tb, const char *path, char **errstr)
 {
 	return put_header(tb, path, AE_IFDIR, 0755, 0, NULL, errstr);
 }
 
+/* A symlink entry: the target travels in the header (pax linkpath when long). */
 int
 tarball_add_symlink(struct tarball *tb, const char *path, const char *target, char **errstr)
 {
 	return put_header(tb, path, AE_IFLNK, 0777, 0, target, errstr);
 }
 
+/* A regular file whose bytes are already in memory (tests, small generated files). */
 int
 tarball_add_file_mem(
     struct tarball *tb, const char *path, bool exec, const void *data, size_t size, char **errstr)

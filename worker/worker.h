@@ -18,9 +18,11 @@
 #include "shared/store.h"
 #include "shared/util.h"
 
-/* Advisory lock held (session level, try-lock) by the one worker reconciling the queue.
- * Distinct from db.c's migration lock. */
+/* Advisory locks (session level, try-lock) for periodic duties one worker at a time does:
+ * reconciling the queue, sweeping the store's stale temp files. Distinct from db.c's
+ * migration lock. */
 #define RECONCILE_LOCK_KEY 0x62767265636f6e63LL /* "bvreconc" */
+#define SWEEP_LOCK_KEY 0x6276737765657074LL /* "bvsweept" */
 
 /* Set by SIGTERM/SIGINT: finish the current job, then leave. */
 extern volatile sig_atomic_t worker_stop;
@@ -34,6 +36,8 @@ struct trouble {
 	bool failing;
 };
 
+/* The process. Everything here belongs to the job loop's thread, except the lease_*
+ * members, which only the running job's keepalive thread (lease.c) uses. */
 struct worker {
 	struct config *cfg;
 	struct db *db;
@@ -41,6 +45,9 @@ struct worker {
 	struct store *store;
 	struct httpc *hc; /* claims and final reports (30 s timeout) */
 	struct httpc *hc_progress; /* progress reports (short timeout: never stall a cook) */
+	struct httpc *lease_hc; /* lease renewals (timeout below a third of the lease) */
+	struct kv *lease_kv; /* its own Redis connection: hiredis contexts are not shared */
+	struct trouble lease_api_trouble, lease_redis_trouble;
 	char *name; /* consumer name and the jobs' "worker" */
 	char *api_base; /* "http://127.0.0.1:8080", no trailing slash */
 	double started_at; /* unix seconds */
@@ -59,15 +66,19 @@ struct job_run {
 	char *sent_message; /* last progress message the API accepted */
 	char *message; /* latest message from the handler */
 	uint64_t last_report_ms;
-	bool cancelled; /* the API says the job is already final */
+	bool cancelled; /* the job is no longer ours (final, or held by another worker) */
+	struct lease *lease; /* its keepalive thread */
+	char *detail; /* server-side detail of a failure (paths, errno, Postgres text): for
+		       * the log only, never for the user */
 };
 
 /* What a handler made of its job. */
 enum job_outcome {
 	JOB_OUTCOME_DONE, /* *result set */
 	JOB_OUTCOME_FAILED, /* *reason set: a readable sentence for the user */
-	JOB_OUTCOME_RETRY, /* *reason set: our infrastructure failed (Postgres down);
-				 * leave the entry pending so the job is claimed again */
+	JOB_OUTCOME_RETRY, /* *reason set (user-readable too: it becomes the failure
+			    * reason when attempts run out): our infrastructure failed
+			    * (Postgres down); hand the job back, claimed again later */
 	JOB_OUTCOME_CANCELLED /* the job was finished elsewhere; just ack */
 };
 
@@ -83,26 +94,51 @@ void trouble_fail(struct trouble *t, const char *fmt, ...) BV_PRINTF(2, 3);
 void trouble_ok(struct trouble *t);
 /* Sleeps ms milliseconds in small steps, returning early when asked to stop. */
 void worker_sleep(uint64_t ms);
+/* The heartbeat document (JSON text, caller frees) and its lifetime in seconds. */
+char *worker_heartbeat_doc(const struct worker *w, int *ttl_s);
+/* Whether the last Postgres error on w->db may go away by itself (connection lost, server
+ * shutting down, out of resources, serialization failure): a job that hit it is retried;
+ * any other SQL error fails the job at once. */
+bool worker_db_transient(struct worker *w);
 
 /* report.c: the API calls (PATCH /jobs/{id}). */
 enum report_status {
 	REPORT_OK, /* 200: *state is the job's state after the PATCH */
 	REPORT_REJECTED, /* 400/404: the API refused it (*errstr says why) */
+	REPORT_CONFLICT, /* 409: another worker holds the job, alive (*errstr) */
 	REPORT_UNREACHABLE /* transport error, 5xx, 401/403: try again later */
 };
-/* One PATCH with a JSON object body (not consumed). *state (new string) on REPORT_OK. */
-enum report_status report_patch(struct worker *w, struct httpc *hc, int64_t job_id,
+/* One PATCH with a JSON object body (not consumed). *state (new string) on REPORT_OK,
+ * *errstr otherwise; logs nothing. Safe from any thread with its own hc. */
+enum report_status report_patch(const struct worker *w, struct httpc *hc, int64_t job_id,
     const json_t *body, char **state, char **errstr);
 /* Retries REPORT_UNREACHABLE with backoff for up to max_ms (stops early when asked to
- * stop); the last attempt's status is returned. */
+ * stop), logging the failures itself (rate-limited, w->api_trouble); the last attempt's
+ * status is returned, with *errstr only for REPORT_REJECTED and REPORT_CONFLICT. */
 enum report_status report_patch_retry(struct worker *w, int64_t job_id, const json_t *body,
     uint64_t max_ms, char **state, char **errstr);
-/* The handler's progress: records the message and, at most once a second, sends it (when
- * it changed), keeps the Redis lease and the heartbeat. false when the job was finished
- * elsewhere: the handler should stop and return JOB_OUTCOME_CANCELLED. */
+/* The handler's progress: records the message and, at most once a second, sends it when
+ * it changed (the lease itself is kept by the keepalive thread). false when the job is no
+ * longer ours (final elsewhere, held by another worker, refused): the handler should stop
+ * and return JOB_OUTCOME_CANCELLED. */
 bool job_progress(struct job_run *run, const char *fmt, ...) BV_PRINTF(2, 3);
-/* Like job_progress with no new message: only keeps the lease (for long files). */
+/* Like job_progress, without the rate limit: for the few messages that start a phase
+ * during which nothing else is said (e.g. "Storing the bundle" while a big file is
+ * flushed to disk). */
+bool job_phase(struct job_run *run, const char *fmt, ...) BV_PRINTF(2, 3);
+/* Like job_progress with no new message (for long files): false when the job is no
+ * longer ours. */
 bool job_keepalive(struct job_run *run);
+
+/* lease.c: a running job's keepalive thread. */
+struct lease;
+/* Starts renewing run's lease (PATCH + kv_touch every min(5 s, job_lease / 3)) and
+ * sending the heartbeat. NULL + *errstr when the thread cannot be started. */
+struct lease *lease_start(struct job_run *run, char **errstr) BV_MUSTCHECK;
+/* Stops and joins the thread; NULL does nothing. */
+void lease_stop(struct lease *l);
+/* true (with *why, a new string) once a renewal learned the job is no longer ours. */
+bool lease_lost(struct lease *l, char **why);
 
 /* cook.c */
 enum job_outcome cook_run(struct job_run *run, json_t **result, char **reason);
