@@ -100,6 +100,8 @@ kv_cmd(struct kv *kv, char **errstr, int argc, const char **argv)
 {
 	redisReply *r;
 
+	bool reused = kv->c != NULL;
+again:
 	if (kv->c == NULL) {
 		struct timeval tv = {2, 0};
 		kv->c = redisConnectWithTimeout(kv->host, kv->port, tv);
@@ -130,6 +132,15 @@ kv_cmd(struct kv *kv, char **errstr, int argc, const char **argv)
 	r = redisCommandArgv(kv->c, argc, argv, NULL);
 	if (r == NULL) {
 		kv_broken(kv, argv[0], errstr);
+		if (reused && kv->c == NULL) {
+			/* A kept connection Redis closed (a restart): one fresh try, so callers see
+			 * an error only when Redis is really down. A repeated XADD is harmless:
+			 * claims ignore jobs that are not queued. */
+			free(*errstr);
+			*errstr = NULL;
+			reused = false;
+			goto again;
+		}
 		return NULL;
 	}
 	if (r->type == REDIS_REPLY_ERROR) {
