@@ -135,6 +135,119 @@ START_TEST(test_redis_flushed)
 }
 END_TEST
 
+/* PATCHes a job as a worker; returns the status and leaves the answer's state in *state. */
+static long
+patch_as(json_int_t job, const char *body, char *state, size_t n)
+{
+	struct itest_resp r;
+	char *path = xasprintf("/jobs/%lld", (long long)job);
+	itest_http(
+	    &r, "PATCH", path, IT_WORKER, body, strlen(body), "Content-Type: application/json");
+	long st = r.status;
+	if (state != NULL)
+		snprintf(state, n, "%s",
+		    json_string_value(json_object_get(r.json, "state")) ?: json_string_value(
+									      json_object_get(r.json, "error")) ?: "");
+	itest_resp_free(&r);
+	free(path);
+	return st;
+}
+
+/* A job belongs to the worker that claimed it until its lease runs out: another worker's
+ * changes are 409s, the holder's repeated claim is free, a late claim takes over. */
+START_TEST(test_ownership)
+{
+	char st[256];
+	for (int i = 0; i < IT.nworkers; i++)
+		itest_stop_worker(i, SIGTERM);
+	free(itest_make_tree("own", 100));
+	char *id = upload_tree("own");
+	json_int_t job = cook(id);
+
+	ck_assert_int_eq(
+	    patch_as(job, "{\"state\":\"running\",\"worker\":\"w-a\"}", st, sizeof st), 200);
+	ck_assert_str_eq(st, "running");
+	ck_assert_int_eq(
+	    patch_as(job, "{\"progress_message\":\"x\",\"worker\":\"w-b\"}", st, sizeof st), 409);
+	ck_assert_int_eq(
+	    patch_as(job, "{\"state\":\"running\",\"worker\":\"w-b\"}", st, sizeof st), 409);
+	ck_assert_int_eq(
+	    patch_as(job, "{\"state\":\"running\",\"worker\":\"w-a\"}", st, sizeof st), 200);
+	json_t *j = job_json(job);
+	ck_assert_int_eq(json_integer_value(json_object_get(j, "attempts")), 1);
+	json_decref(j);
+	/* Worker-supplied strings are bounded. */
+	char big[1200];
+	memset(big, 'x', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	char *body = xasprintf("{\"progress_message\":\"%s\",\"worker\":\"w-a\"}", big);
+	ck_assert_int_eq(patch_as(job, body, st, sizeof st), 400);
+	ck_assert_ptr_nonnull(strstr(st, "progress_message"));
+	free(body);
+	/* The lease is 4 s in these tests: after it, another worker may take over. */
+	sleep(5);
+	ck_assert_int_eq(
+	    patch_as(job, "{\"state\":\"running\",\"worker\":\"w-b\"}", st, sizeof st), 200);
+	j = job_json(job);
+	ck_assert_int_eq(json_integer_value(json_object_get(j, "attempts")), 2);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "worker")), "w-b");
+	json_decref(j);
+	/* The old holder's late report is refused; the job is untouched. */
+	ck_assert_int_eq(
+	    patch_as(
+		job, "{\"state\":\"failed\",\"error\":\"late\",\"worker\":\"w-a\"}", st, sizeof st),
+	    409);
+	/* A done that names a bundle the store does not have is refused. */
+	ck_assert_int_eq(patch_as(job,
+			     "{\"state\":\"done\",\"worker\":\"w-b\",\"result\":{\"bundle_sha256\":"
+			     "\"1111111111111111111111111111111111111111111111111111111111111111\","
+			     "\"bundle_size\":1}}",
+			     st, sizeof st),
+	    400);
+	/* Released with a reason, the job is picked up by a real worker and finishes. */
+	ck_assert_int_eq(
+	    patch_as(job, "{\"state\":\"queued\",\"worker\":\"w-b\",\"error\":\"test release\"}",
+		st, sizeof st),
+	    200);
+	itest_start_worker("faults-own");
+	json_t *fin = itest_wait_cook("directory", id, 60);
+	ck_assert_msg(strcmp(json_string_value(json_object_get(fin, "status")), "done") == 0, "%s",
+	    json_dumps(fin, 0));
+	json_decref(fin);
+}
+END_TEST
+
+/* A done bundle whose blob was lost (a disk, a hand) is cooked again on the next POST. */
+START_TEST(test_lost_bundle_recooked)
+{
+	if (IT.nworkers == 0 || IT.workers[IT.nworkers - 1] <= 0)
+		itest_start_worker("faults-lost");
+	free(itest_make_tree("lost", 100));
+	char *id = upload_tree("lost");
+	json_int_t job = cook(id);
+	json_t *st = itest_wait_cook("directory", id, 60);
+	ck_assert_str_eq(json_string_value(json_object_get(st, "status")), "done");
+	const char *sha =
+	    json_string_value(json_object_get(json_object_get(st, "bundle"), "sha256"));
+	ck_assert_ptr_nonnull(sha);
+	ck_assert_int_eq(itest_sh("rm data/store/objects/%.2s/%.2s/%s", sha, sha + 2, sha), 0);
+	json_decref(st);
+	struct itest_resp r;
+	char *path = xasprintf("/vault/directory/%s", id);
+	itest_http(&r, "GET", path, NULL, NULL, 0, NULL);
+	ck_assert_int_eq(r.status, 500);
+	itest_resp_free(&r);
+	json_int_t again = cook(id);
+	ck_assert_int_ne(again, job);
+	st = itest_wait_cook("directory", id, 60);
+	ck_assert_str_eq(json_string_value(json_object_get(st, "status")), "done");
+	json_decref(st);
+	itest_http(&r, "GET", path, NULL, NULL, 0, NULL);
+	ck_assert_int_eq(r.status, 200);
+	itest_resp_free(&r);
+}
+END_TEST
+
 static void
 setup(void)
 {
@@ -151,6 +264,8 @@ main(void)
 	tcase_add_unchecked_fixture(tc, setup, itest_teardown);
 	tcase_add_test(tc, test_worker_killed_mid_cook);
 	tcase_add_test(tc, test_redis_flushed);
+	tcase_add_test(tc, test_ownership);
+	tcase_add_test(tc, test_lost_bundle_recooked);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_set_fork_status(sr, CK_NOFORK);

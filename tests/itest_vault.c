@@ -386,6 +386,31 @@ START_TEST(test_bad_requests)
 }
 END_TEST
 
+/* Oversized header blocks, URLs and lengths get their status instead of a hang. */
+START_TEST(test_request_limits)
+{
+	char *code;
+	code = itest_sh_out("curl -s -o /dev/null -w '%%{http_code}' -m 10 $(for i in $(seq 150);"
+			    " do printf -- \"-H X-H$i:v \"; done) %s/status",
+	    IT.url);
+	ck_assert_str_eq(code, "431");
+	code = itest_sh_out(
+	    "curl -s -o /dev/null -w '%%{http_code}' -m 10 -H 'X-H: v' %s/status", IT.url);
+	ck_assert_str_eq(code, "200");
+	code = itest_sh_out("curl -s -o /dev/null -w '%%{http_code}' -m 10"
+			    " \"%s/status?q=$(head -c 5000 /dev/zero | tr '\\0' a)\"",
+	    IT.url);
+	ck_assert_str_eq(code, "414");
+	/* A Content-Length of 2^63 is over any limit: 413 at once, not a wait for the body. */
+	code =
+	    itest_sh_out("printf x > one.bin; curl -s -o /dev/null -w '%%{http_code}' -m 10"
+			 " -H 'Authorization: Bearer %s' -H 'Content-Length: 9223372036854775808'"
+			 " --data-binary @one.bin %s/directories",
+		IT_USER, IT.url);
+	ck_assert_str_eq(code, "413");
+}
+END_TEST
+
 /* Worker PATCHes follow the state machine: same state is a no-op, illegal is 400. */
 START_TEST(test_transitions)
 {
@@ -480,6 +505,7 @@ main(void)
 	tcase_add_test(tc, test_bad_uploads);
 	tcase_add_test(tc, test_bad_requests);
 	tcase_add_test(tc, test_transitions);
+	tcase_add_test(tc, test_request_limits);
 	tcase_add_test(tc, test_no_secrets_in_logs);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
