@@ -95,19 +95,6 @@ call_parse_object(struct call *c, const char *kind, const char *id)
 	return true;
 }
 
-/* Value of one hex digit, or -1. */
-static int
-hexval(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
 /* Decodes application/x-www-form-urlencoded text ('+' is a space); NULL when malformed
  * or when it would hold a NUL. */
 static char *
@@ -126,8 +113,8 @@ form_decode(const char *s, size_t len)
 
 			if (i + 2 >= len)
 				goto bad;
-			hi = hexval(s[i + 1]);
-			lo = hexval(s[i + 2]);
+			hi = hex_digit_value(s[i + 1]);
+			lo = hex_digit_value(s[i + 2]);
 			if (hi < 0 || lo < 0)
 				goto bad;
 			ch = (char)(hi * 16 + lo);

@@ -124,19 +124,6 @@ router_add(struct router *rt, const char *method, const char *pattern, int id)
 	return true;
 }
 
-/* Value of one hex digit, or -1. */
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decodes a segment; NUL and '/' are refused once decoded, because a segment that
  * decodes to "a/b" would otherwise let a capture smuggle a path separator. */
 char *
@@ -152,8 +139,8 @@ router_decode_segment(const char *s, size_t len)
 		if (c == '%') {
 			if (i + 2 >= len) /* fewer than two characters follow */
 				goto bad;
-			hi = hexval(s[i + 1]);
-			lo = hexval(s[i + 2]);
+			hi = hex_digit_value(s[i + 1]);
+			lo = hex_digit_value(s[i + 2]);
 			if (hi < 0 || lo < 0)
 				goto bad;
 			c = (char)(hi * 16 + lo);

@@ -207,8 +207,8 @@ hex_encode(const unsigned char *in, size_t n, char *out)
 }
 
 /* One hex digit's value, or -1. */
-static int
-hexval(char c)
+int
+hex_digit_value(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -226,7 +226,8 @@ hex_decode(const char *hex, unsigned char *out, size_t n)
 	if (!is_hex(hex, 2 * n))
 		return false;
 	for (size_t i = 0; i < n; i++)
-		out[i] = (unsigned char)(hexval(hex[2 * i]) << 4 | hexval(hex[2 * i + 1]));
+		out[i] = (unsigned char)(hex_digit_value(hex[2 * i]) << 4 |
+		    hex_digit_value(hex[2 * i + 1]));
 	return true;
 }
 
@@ -235,7 +236,7 @@ bool
 is_hex(const char *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		if (s[i] == '\0' || hexval(s[i]) < 0)
+		if (s[i] == '\0' || hex_digit_value(s[i]) < 0)
 			return false;
 	return s[n] == '\0';
 }

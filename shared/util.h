@@ -40,6 +40,8 @@ char *buf_steal(struct buf *b, size_t *len);
 void hex_encode(const unsigned char *in, size_t n, char *out);
 /* Exactly 2n hex digits (either case) into n bytes; false on anything else. */
 bool hex_decode(const char *hex, unsigned char *out, size_t n) BV_MUSTCHECK;
+/* The value of one hex digit (either case), or -1. */
+int hex_digit_value(char c);
 /* True when s is exactly n lowercase-or-uppercase hex digits. */
 bool is_hex(const char *s, size_t n);
 /* Standard base64 with padding; returns a new string. */

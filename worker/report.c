@@ -162,6 +162,14 @@ report_due(struct job_run *run, bool now_please)
 	return !run->cancelled;
 }
 
+/* Replaces the run's message with a formatted one. */
+static void
+set_message(struct job_run *run, const char *fmt, va_list ap)
+{
+	free(run->message);
+	run->message = xvasprintf(fmt, ap);
+}
+
 /* Records the handler's message and sends it when due. */
 bool
 job_progress(struct job_run *run, const char *fmt, ...)
@@ -169,10 +177,8 @@ job_progress(struct job_run *run, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	char *msg = xvasprintf(fmt, ap);
+	set_message(run, fmt, ap);
 	va_end(ap);
-	free(run->message);
-	run->message = msg;
 	return report_due(run, false);
 }
 
@@ -183,10 +189,8 @@ job_phase(struct job_run *run, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	char *msg = xvasprintf(fmt, ap);
+	set_message(run, fmt, ap);
 	va_end(ap);
-	free(run->message);
-	run->message = msg;
 	return report_due(run, true);
 }
 
