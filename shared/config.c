@@ -60,7 +60,7 @@ static const struct ckey keys[] = {
     K(worker_heartbeat, C_SECS, "5", 1, 600, false),
     K(worker_name, C_STR, "", 0, 0, false),
     K(max_bundle_size, C_SIZE, "10G", 1 * KIB, 64 * TIB, false),
-    K(gzip_level, C_INT, "6", 1, 12, false),
+    K(gzip_level, C_INT, "4", 1, 12, false),
 };
 
 /* The key's name by index; NULL past the end. */

@@ -514,7 +514,8 @@ START_TEST(test_level_map)
 	ck_assert_int_eq(tarball_pgzip_level(1), 1);
 	ck_assert_int_eq(tarball_pgzip_level(6), 6);
 	ck_assert_int_eq(tarball_pgzip_level(9), 9);
-	ck_assert_int_eq(tarball_pgzip_level(12), 9);
+	ck_assert_int_eq(tarball_pgzip_level(12), 12);
+	ck_assert_int_eq(tarball_pgzip_level(13), 12);
 }
 END_TEST
 

@@ -62,15 +62,15 @@ write_cb(struct archive *a, void *arg, const void *data, size_t len)
 	return (la_ssize_t)len;
 }
 
-/* gzip's 1..9 map onto libdeflate's levels of the same ratio (libdeflate 1..9 track zlib;
- * 10..12 are much slower and are not offered). */
+/* gzip_level is libdeflate's 1..12 scale (1..9 track zlib's ratios; 10..12 are much
+ * slower for a little more), clamped for safety. */
 int
 tarball_pgzip_level(int gzip_level)
 {
 	if (gzip_level < 1)
 		return 1;
-	if (gzip_level > 9)
-		return 9;
+	if (gzip_level > 12)
+		return 12;
 	return gzip_level;
 }
 
