@@ -81,8 +81,8 @@ admin_sql(const char *conninfo, const char *sql)
 }
 
 /* A port the kernel says is free now. */
-static int
-free_port(void)
+int
+itest_free_port(void)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t len = sizeof a;
@@ -158,7 +158,7 @@ itest_init(const char *name, int redis_db)
 		exit(1);
 	}
 	snprintf(IT.data_dir, sizeof IT.data_dir, "%s/data", IT.dir);
-	snprintf(IT.listen, sizeof IT.listen, "127.0.0.1:%d", free_port());
+	snprintf(IT.listen, sizeof IT.listen, "127.0.0.1:%d", itest_free_port());
 	snprintf(IT.url, sizeof IT.url, "http://%s", IT.listen);
 	itest_sh("mkdir -p data trees logs");
 }

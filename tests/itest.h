@@ -68,6 +68,8 @@ void itest_resp_free(struct itest_resp *r);
 /* A header's value (case-insensitive name), or NULL; static buffer. */
 const char *itest_header(const struct itest_resp *r, const char *name);
 
+/* A loopback port nobody listens on now. */
+int itest_free_port(void);
 /* Runs a shell command (with IT.dir as cwd); returns its exit status. */
 int itest_sh(const char *fmt, ...) BV_PRINTF(1, 2);
 /* Runs a shell command and returns its trimmed stdout (caller frees). */

@@ -64,10 +64,54 @@ START_TEST(test_bad_config)
 }
 END_TEST
 
+/* /status/short is 503 with a reason when no worker is alive, or when a service is down. */
+START_TEST(test_status_short_unhealthy)
+{
+	struct itest_resp r;
+	itest_start_api(); /* and no worker */
+	itest_http(&r, "GET", "/status/short", NULL, NULL, 0, NULL);
+	ck_assert_int_eq(r.status, 503);
+	ck_assert(json_is_false(json_object_get(r.json, "ok")));
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(r.json, "reason")), "no workers are available");
+	itest_resp_free(&r);
+	itest_http(&r, "GET", "/status", NULL, NULL, 0, NULL);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert(json_is_false(json_object_get(json_object_get(r.json, "can_process"), "cook")));
+	itest_resp_free(&r);
+
+	/* A second API whose Redis is a closed port: 503 naming Redis, no internals. */
+	int port = itest_free_port(), dead = itest_free_port();
+	char *bin = xasprintf("%s/api/bitsvault-api", getenv("BV_TOP_BUILDDIR"));
+	char *mig = xasprintf("%s/db/migrations", getenv("BV_TOP_SRCDIR"));
+	ck_assert_int_eq(
+	    itest_sh("BITSVAULT_LISTEN=127.0.0.1:%d BITSVAULT_DATA_DIR=data2"
+		     " BITSVAULT_DATABASE_URL=\"%s\" BITSVAULT_MIGRATIONS_DIR='%s'"
+		     " BITSVAULT_REDIS_URL=redis://127.0.0.1:%d/0 '%s' > logs/api2.log 2>&1 &"
+		     " echo $! > api2.pid",
+		port, IT.db_url, mig, dead, bin),
+	    0);
+	char *out = NULL;
+	for (int i = 0; i < 100; i++) {
+		free(out);
+		out = itest_sh_out(
+		    "curl -s -w ' %%{http_code}' http://127.0.0.1:%d/status/short", port);
+		if (strstr(out, " 503") != NULL)
+			break;
+		usleep(100000);
+	}
+	itest_sh("kill $(cat api2.pid)");
+	ck_assert_msg(strstr(out, "redis connection failed") != NULL && strstr(out, " 503") != NULL,
+	    "%s", out);
+	ck_assert_msg(strstr(out, "refused") == NULL, "internals leaked: %s", out);
+}
+END_TEST
+
 /* SIGTERM: the API stops taking connections but finishes the upload in flight. */
 START_TEST(test_sigterm_finishes_inflight)
 {
-	itest_start_api();
+	if (IT.api <= 0)
+		itest_start_api();
 	free(itest_make_tree("slow", 6 * 1024 * 1024));
 	ck_assert_int_eq(itest_sh("tar cf slow.tar -C trees/slow ."), 0);
 	/* About 3 s of upload at 2 MB/s; the signal lands in the middle of it. */
@@ -101,6 +145,7 @@ main(void)
 	TCase *tc = tcase_create("start");
 	tcase_add_test(tc, test_concurrent_migrations);
 	tcase_add_test(tc, test_bad_config);
+	tcase_add_test(tc, test_status_short_unhealthy);
 	tcase_add_test(tc, test_sigterm_finishes_inflight);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
