@@ -429,7 +429,8 @@ static char *
 command(const char *fmt, va_list ap)
 {
 	char *cmd = xvasprintf(fmt, ap);
-	char *full = xasprintf("cd '%s' && %s", IT.dir[0] ? IT.dir : "/tmp", cmd);
+	/* In a subshell: a "&" in cmd must not leave the rest to run outside IT.dir. */
+	char *full = xasprintf("cd '%s' && (%s\n)", IT.dir[0] ? IT.dir : "/tmp", cmd);
 	free(cmd);
 	return full;
 }
