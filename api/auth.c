@@ -19,6 +19,7 @@ struct auth {
 	struct auth_token *tokens;
 	size_t n;
 	bool anonymous_read;
+	bool anonymous_cook;
 };
 
 /* SHA-256 of a token: equal-length values for CRYPTO_memcmp whatever the token's length. */
@@ -52,6 +53,7 @@ auth_new(const struct config *cfg)
 	const char *p;
 
 	a->anonymous_read = cfg->anonymous_read;
+	a->anonymous_cook = cfg->anonymous_cook;
 	if (cfg->admin_token != NULL)
 		add_token(a, cfg->admin_token, strlen(cfg->admin_token), AUTH_ADMIN);
 	if (cfg->worker_token != NULL)
@@ -147,6 +149,13 @@ auth_check(const struct auth *a, enum auth_role role, enum auth_access access, c
 		break;
 	case ACCESS_WORKER_ADMIN:
 		if (role == AUTH_WORKER || role == AUTH_ADMIN)
+			return 0;
+		break;
+	case ACCESS_COOK:
+		/* SWH's clients (opam, Guix) send no token: a deployment that serves them
+		 * opens this with anonymous_cook. */
+		if (role == AUTH_USER || role == AUTH_ADMIN ||
+		    (role == AUTH_ANONYMOUS && a->anonymous_cook))
 			return 0;
 		break;
 	}

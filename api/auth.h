@@ -22,7 +22,8 @@ enum auth_access {
 	ACCESS_READ, /* anyone with a valid token; anonymous too when anonymous_read */
 	ACCESS_USER, /* user or admin */
 	ACCESS_WORKER, /* worker only */
-	ACCESS_WORKER_ADMIN /* worker or admin */
+	ACCESS_WORKER_ADMIN, /* worker or admin */
+	ACCESS_COOK /* asking for a cook on SWH's paths: user or admin, anyone when anonymous_cook */
 };
 
 struct auth;

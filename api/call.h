@@ -65,6 +65,7 @@ struct call {
 	char obj_hex[41];
 	char swhid[64];
 	int64_t job_id;
+	bool swh_face; /* an /api/1/vault/... alias: SWH's answers and error shape */
 
 	/* the answer */
 	struct resp resp;

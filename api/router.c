@@ -84,8 +84,9 @@ parse_pattern(const char *pattern, struct route *r)
 			if (memchr(p, '{', len) != NULL || memchr(p, '}', len) != NULL ||
 			    memchr(p, '%', len) != NULL)
 				return false;
-			/* An empty literal is only meaningful as the root "/". */
-			if (len == 0 && !(r->nsegs == 0 && end == NULL))
+			/* An empty literal is only meaningful last: the root "/", or a pattern
+			 * that ends with a slash (SWH's "/api/1/vault/flat/{swhid}/"). */
+			if (len == 0 && end != NULL)
 				return false;
 			r->segs[r->nsegs].text = xstrndup(p, len);
 			r->segs[r->nsegs].param = false;

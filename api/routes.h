@@ -21,6 +21,13 @@ int routes_vault_read_prepare(struct call *c);
 void routes_vault_status_work(struct call *c, struct pool_thread *t);
 void routes_vault_fetch_work(struct call *c, struct pool_thread *t);
 
+/* Software Heritage's own paths, so its clients work unchanged:
+ * POST|GET /api/1/vault/{type}/{swhid}/ and GET|HEAD /api/1/vault/{type}/{swhid}/raw/ */
+int routes_swh_prepare(struct call *c);
+void routes_swh_cook_work(struct call *c, struct pool_thread *t);
+void routes_swh_status_work(struct call *c, struct pool_thread *t);
+void routes_swh_fetch_work(struct call *c, struct pool_thread *t);
+
 /* PATCH /jobs/{id}, GET /jobs/{id} */
 int routes_jobs_patch_prepare(struct call *c);
 void routes_jobs_patch_work(struct call *c, struct pool_thread *t);

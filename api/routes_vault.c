@@ -50,11 +50,14 @@ dedup_key(const struct call *c)
 	return xasprintf("cook:%s:%s:" VAULT_FORMAT, c->obj_kind_name, c->obj_hex);
 }
 
-/* The status document, with the fetch URL built from the request's base URL. */
+/* The status document, with the fetch URL built from the request's base URL: SWH's raw
+ * path for a call on SWH's paths, ours otherwise. */
 static void
 reply_status(struct call *c, int status, const struct job *job)
 {
-	char *fetch = xasprintf("%s/vault/%s/%s", c->base_url, c->obj_kind_name, c->obj_hex);
+	char *fetch = c->swh_face
+	    ? xasprintf("%s/api/1/vault/flat/%s/raw/", c->base_url, c->swhid)
+	    : xasprintf("%s/vault/%s/%s", c->base_url, c->obj_kind_name, c->obj_hex);
 	json_t *o =
 	    jobjson_vault_status(job, c->swhid, c->obj_kind_name, c->obj_hex, VAULT_FORMAT, fetch);
 
@@ -359,4 +362,108 @@ routes_vault_fetch_work(struct call *c, struct pool_thread *t)
 	free(filename);
 	touch_bundle(c, db, job);
 	job_free(job);
+}
+
+/* SWH's bundle types. flat is a directory's tar.gz, the same bundle (and job) as
+ * /vault/directory/{id}; gitfast and git-bare come with revisions. Error texts are SWH's
+ * where its clients parse them (research swh-vault.md §1.1, §1.3). */
+static int
+parse_swh_target(struct call *c)
+{
+	const char *type = router_param(&c->m, "type");
+	const char *id = router_param(&c->m, "swhid");
+	enum swhid_kind kind;
+
+	if (strcmp(type, "flat") != 0 && strcmp(type, "gitfast") != 0 &&
+	    strcmp(type, "git-bare") != 0) {
+		resp_error(&c->resp, 404,
+		    "not found: unknown bundle type; types: flat, gitfast, git-bare");
+		return -1;
+	}
+	/* SWH's paths take a full SWHID, never bare hex. */
+	if (!swhid_parse(id, -1, &kind, c->obj_id)) {
+		resp_error(&c->resp, 400, "Invalid SWHID: %s", call_echo(id));
+		return -1;
+	}
+	if (strcmp(type, "flat") != 0) {
+		resp_error(&c->resp, 400, "bundle type %s cannot be cooked yet; types: flat", type);
+		return -1;
+	}
+	if (kind == SWHID_CNT) {
+		resp_error(&c->resp, 400,
+		    "Content objects do not need to be cooked, use `/api/1/content/raw/` instead.");
+		return -1;
+	}
+	if (kind != SWHID_DIR) {
+		resp_error(&c->resp, 400,
+		    "Object type %s cannot be cooked as 'flat' bundle; use gitfast or git-bare.",
+		    swhid_kind_name(kind));
+		return -1;
+	}
+	c->obj_kind = SWHID_DIR;
+	c->obj_kind_name = "directory";
+	hex_encode(c->obj_id, 20, c->obj_hex);
+	swhid_format(c->obj_kind, c->obj_id, c->swhid);
+	return 0;
+}
+
+/* Errors on SWH's paths in SWH's shape, {"exception", "reason"}, keeping our "error" key
+ * too: opam and Guix read "reason" (and match its end: "was never requested."). */
+static void
+swh_error_shape(struct call *c)
+{
+	json_t *body, *err;
+	const char *exc;
+
+	if (c->resp.status < 400 || c->resp.body == NULL)
+		return;
+	body = json_loadb(c->resp.body, c->resp.body_len, 0, NULL);
+	err = json_object_get(body, "error");
+	if (json_is_string(err)) {
+		exc = c->resp.status == 404 ? "NotFoundExc"
+		    : c->resp.status < 500  ? "BadInputExc"
+					    : "InternalServerError";
+		json_object_set_new(body, "exception", json_string(exc));
+		json_object_set(body, "reason", err);
+		resp_json(&c->resp, c->resp.status, body);
+	}
+	json_decref(body);
+}
+
+/* POST|GET /api/1/vault/{type}/{swhid}/ and GET|HEAD .../raw/. */
+int
+routes_swh_prepare(struct call *c)
+{
+	c->swh_face = true;
+	if (parse_swh_target(c) != 0) {
+		swh_error_shape(c);
+		return -1;
+	}
+	return 0;
+}
+
+/* POST: like POST /vault/directory/{id}, but always 200 (SWH has no 201). */
+void
+routes_swh_cook_work(struct call *c, struct pool_thread *t)
+{
+	routes_vault_cook_work(c, t);
+	if (c->resp.status == 201)
+		c->resp.status = 200;
+	swh_error_shape(c);
+}
+
+/* GET: the status document, with fetch_url on SWH's raw path. */
+void
+routes_swh_status_work(struct call *c, struct pool_thread *t)
+{
+	routes_vault_status_work(c, t);
+	swh_error_shape(c);
+}
+
+/* GET|HEAD raw/: the bundle. */
+void
+routes_swh_fetch_work(struct call *c, struct pool_thread *t)
+{
+	routes_vault_fetch_work(c, t);
+	swh_error_shape(c);
 }

@@ -45,6 +45,7 @@ static const struct ckey keys[] = {
     K(worker_token, C_STR, "", 0, 0, true),
     K(user_tokens, C_STR, "", 0, 0, true),
     K(anonymous_read, C_BOOL, "true", 0, 0, false),
+    K(anonymous_cook, C_BOOL, "false", 0, 0, false),
     K(log_level, C_STR, "info", 0, 0, false),
     K(max_upload_size, C_SIZE, "1G", 1 * KIB, 1 * TIB, false),
     K(max_json_size, C_SIZE, "1M", 1 * KIB, 64 * MIB, false),

@@ -23,6 +23,7 @@ struct config {
 	char *worker_token; /* secret */
 	char *user_tokens; /* secret: comma-separated list of tokens with role user */
 	bool anonymous_read; /* GET/HEAD of status, bundles and objects without a token */
+	bool anonymous_cook; /* POST /api/1/vault/... without a token (SWH's clients send none) */
 	/* logging */
 	char *log_level; /* debug, info, warn, error */
 	/* HTTP limits */

@@ -81,6 +81,7 @@ START_TEST(test_access)
 		enum auth_role role;
 		enum auth_access access;
 		int want;
+		bool anon_cook;
 	} cases[] = {
 	    {true, AUTH_ANONYMOUS, ACCESS_READ, 0},
 	    {false, AUTH_ANONYMOUS, ACCESS_READ, 401},
@@ -98,6 +99,13 @@ START_TEST(test_access)
 	    {true, AUTH_WORKER, ACCESS_WORKER_ADMIN, 0},
 	    {true, AUTH_ADMIN, ACCESS_WORKER_ADMIN, 0},
 	    {true, AUTH_USER, ACCESS_WORKER_ADMIN, 403},
+	    /* SWH's cook paths: a token, unless anonymous_cook opens them */
+	    {true, AUTH_ANONYMOUS, ACCESS_COOK, 401, false},
+	    {true, AUTH_ANONYMOUS, ACCESS_COOK, 0, true},
+	    {true, AUTH_USER, ACCESS_COOK, 0, false},
+	    {true, AUTH_ADMIN, ACCESS_COOK, 0, false},
+	    {true, AUTH_WORKER, ACCESS_COOK, 403, true},
+	    {true, AUTH_INVALID, ACCESS_COOK, 401, true},
 	};
 	size_t i;
 
@@ -107,6 +115,7 @@ START_TEST(test_access)
 		const char *msg = NULL;
 
 		test_config(&cfg, cases[i].anon_read);
+		cfg.anonymous_cook = cases[i].anon_cook;
 		a = auth_new(&cfg);
 		ck_assert_msg(auth_check(a, cases[i].role, cases[i].access, &msg) == cases[i].want,
 		    "case %zu", i);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "shared/config.h"
+#include "shared/util.h"
 
 /* Writes text to a temp file and returns its path (static buffer). */
 static const char *
@@ -142,6 +143,29 @@ START_TEST(test_file_errors)
 }
 END_TEST
 
+/* The commented example in docs/ is a valid file, and names every key of the table. */
+START_TEST(test_example_file)
+{
+	struct config cfg;
+	char *err = NULL, path[512], *text;
+	const char *src = getenv("BV_TOP_SRCDIR");
+
+	clear_env();
+	snprintf(path, sizeof path, "%s/docs/bitsvault.example.json", src ? src : ".");
+	ck_assert_msg(config_load(&cfg, path, &err) == 0, "%s", err);
+	config_free(&cfg);
+	text = read_file(path, NULL, &err);
+	ck_assert_msg(text != NULL, "%s", err);
+	for (int i = 0; config_key_name(i) != NULL; i++) {
+		char quoted[80];
+		snprintf(quoted, sizeof quoted, "\"%s\":", config_key_name(i));
+		ck_assert_msg(strstr(text, quoted) != NULL, "key %s missing from the example",
+		    config_key_name(i));
+	}
+	free(text);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -152,6 +176,7 @@ main(void)
 	tcase_add_test(tc, test_bad_values);
 	tcase_add_test(tc, test_secret_not_echoed);
 	tcase_add_test(tc, test_file_errors);
+	tcase_add_test(tc, test_example_file);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -157,6 +157,32 @@ START_TEST(test_order)
 }
 END_TEST
 
+/* A pattern that ends with a slash (SWH's paths) matches only paths that do too. */
+START_TEST(test_trailing_slash_pattern)
+{
+	struct router *rt = router_new();
+	struct router_match m;
+
+	ck_assert(router_add(rt, "GET", "/api/1/vault/{type}/{swhid}/", 1));
+	ck_assert(router_add(rt, "GET", "/api/1/vault/{type}/{swhid}/raw/", 2));
+	ck_assert_int_eq(
+	    router_match(rt, "GET", "/api/1/vault/flat/swh:1:dir:ab/", &m), ROUTER_FOUND);
+	ck_assert_int_eq(m.id, 1);
+	ck_assert_str_eq(router_param(&m, "swhid"), "swh:1:dir:ab");
+	router_match_clear(&m);
+	ck_assert_int_eq(router_match(rt, "GET", "/api/1/vault/flat/x/raw/", &m), ROUTER_FOUND);
+	ck_assert_int_eq(m.id, 2);
+	router_match_clear(&m);
+	ck_assert_int_eq(router_match(rt, "GET", "/api/1/vault/flat/x", &m), ROUTER_NOT_FOUND);
+	router_match_clear(&m);
+	ck_assert_int_eq(router_match(rt, "GET", "/api/1/vault/flat/x/raw", &m), ROUTER_NOT_FOUND);
+	router_match_clear(&m);
+	ck_assert_int_eq(router_match(rt, "GET", "/api/1/vault/flat//", &m), ROUTER_NOT_FOUND);
+	router_match_clear(&m);
+	router_free(rt);
+}
+END_TEST
+
 /* An empty table answers 404 to everything. */
 START_TEST(test_empty)
 {
@@ -174,7 +200,7 @@ END_TEST
 START_TEST(test_bad_patterns)
 {
 	static const char *const bad[] = {"", "status", "/a/{}", "/a/{b", "/a/b}", "/a/{b}c",
-	    "/a/x{b}", "/a//b", "/a/", "/a/%20", "/{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h}/{i}"};
+	    "/a/x{b}", "/a//b", "/a/%20", "/{a}/{b}/{c}/{d}/{e}/{f}/{g}/{h}/{i}"};
 	struct router *rt = router_new();
 	size_t i;
 
@@ -215,6 +241,7 @@ router_suite(void)
 
 	tcase_add_loop_test(tc, test_table, 0, (int)(sizeof cases / sizeof cases[0]));
 	tcase_add_test(tc, test_order);
+	tcase_add_test(tc, test_trailing_slash_pattern);
 	tcase_add_test(tc, test_empty);
 	tcase_add_test(tc, test_bad_patterns);
 	tcase_add_test(tc, test_decode);

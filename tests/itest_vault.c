@@ -386,6 +386,100 @@ START_TEST(test_bad_requests)
 }
 END_TEST
 
+/* Software Heritage's own paths: what its clients (opam, Guix) send, and SWH's answers. */
+START_TEST(test_swh_paths)
+{
+	struct itest_resp r;
+	itest_make_tree("swh", 500);
+	ck_assert_int_eq(itest_sh("tar czf swh.tar.gz -C trees/swh ."), 0);
+	char *id = upload("swh.tar.gz", NULL);
+	char *path = xasprintf("/api/1/vault/flat/swh:1:dir:%s/", id);
+
+	/* A token is needed unless anonymous_cook (off here). */
+	itest_http(&r, "POST", path, NULL, NULL, 0, NULL);
+	ck_assert_int_eq(r.status, 401);
+	itest_resp_free(&r);
+	/* Never requested: SWH's 404 and reason, which clients match. */
+	itest_http(&r, "GET", path, NULL, NULL, 0, NULL);
+	ck_assert_int_eq(r.status, 404);
+	ck_assert_str_eq(json_string_value(json_object_get(r.json, "exception")), "NotFoundExc");
+	char *reason = xasprintf("Cooking of swh:1:dir:%s was never requested.", id);
+	ck_assert_str_eq(json_string_value(json_object_get(r.json, "reason")), reason);
+	itest_resp_free(&r);
+
+	/* POST is 200 (SWH has no 201) with fetch_url on the raw path. */
+	itest_http(&r, "POST", path, IT_USER, NULL, 0, NULL);
+	ck_assert_msg(r.status == 200, "%ld %s", r.status, r.body.data);
+	char *raw = xasprintf("%sraw/", path);
+	const char *fetch = json_string_value(json_object_get(r.json, "fetch_url"));
+	ck_assert_msg(fetch != NULL && strstr(fetch, raw) != NULL, "fetch_url %s", fetch);
+	char *swhid = xasprintf("swh:1:dir:%s", id);
+	ck_assert_str_eq(json_string_value(json_object_get(r.json, "swhid")), swhid);
+	itest_resp_free(&r);
+	for (int i = 0; i < 600; i++) {
+		itest_http(&r, "GET", path, NULL, NULL, 0, NULL);
+		ck_assert_int_eq(r.status, 200);
+		bool done =
+		    strcmp(json_string_value(json_object_get(r.json, "status")), "done") == 0;
+		itest_resp_free(&r);
+		if (done)
+			break;
+		usleep(50000);
+	}
+	/* The raw bundle is the very one /vault/directory/{id} serves. */
+	itest_http(&r, "GET", raw, NULL, NULL, 0, NULL);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_str_eq(itest_header(&r, "Content-Type"), "application/gzip");
+	char *etag = xstrdup(itest_header(&r, "ETag"));
+	char *disp = xasprintf("swh_1_dir_%s.tar.gz", id);
+	ck_assert_ptr_nonnull(strstr(itest_header(&r, "Content-Disposition"), disp));
+	itest_resp_free(&r);
+	char *ours = xasprintf("/vault/directory/%s", id);
+	itest_http(&r, "GET", ours, NULL, NULL, 0, NULL);
+	ck_assert_str_eq(itest_header(&r, "ETag"), etag);
+	itest_resp_free(&r);
+
+	static const struct {
+		const char *method, *path;
+		long want;
+		const char *exc, *reason;
+	} bad[] = {
+	    {"GET", "/api/1/vault/flat/0123456789012345678901234567890123456789/", 400,
+		"BadInputExc", "Invalid SWHID"},
+	    {"POST", "/api/1/vault/flat/swh:1:cnt:0123456789012345678901234567890123456789/", 400,
+		"BadInputExc", "Content objects do not need to be cooked"},
+	    {"POST", "/api/1/vault/flat/swh:1:rev:0123456789012345678901234567890123456789/", 400,
+		"BadInputExc", "cannot be cooked as 'flat' bundle"},
+	    {"POST", "/api/1/vault/gitfast/swh:1:rev:0123456789012345678901234567890123456789/",
+		400, "BadInputExc", "cannot be cooked yet"},
+	    {"POST", "/api/1/vault/flat/swh:1:dir:0123456789012345678901234567890123456789/", 404,
+		"NotFoundExc", "swh:1:dir:0123456789012345678901234567890123456789 not found."},
+	    {"GET", "/api/1/vault/flat/swh:1:dir:0123456789012345678901234567890123456789/raw/",
+		404, "NotFoundExc",
+		"Cooked archive for swh:1:dir:0123456789012345678901234567890123456789 not found."},
+	    {"GET", "/api/1/vault/zip/swh:1:dir:0123456789012345678901234567890123456789/", 404,
+		"NotFoundExc", NULL},
+	    {"GET", "/api/1/vault/flat/swh:1:dir:0123456789012345678901234567890123456789", 404,
+		NULL, NULL},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		itest_http(&r, bad[i].method, bad[i].path, IT_USER, NULL, 0, NULL);
+		ck_assert_msg(
+		    r.status == bad[i].want, "case %zu: %ld %s", i, r.status, r.body.data);
+		ck_assert_msg(json_is_string(json_object_get(r.json, "error")), "case %zu", i);
+		if (bad[i].exc != NULL)
+			ck_assert_str_eq(
+			    json_string_value(json_object_get(r.json, "exception")), bad[i].exc);
+		if (bad[i].reason != NULL)
+			ck_assert_msg(
+			    strstr(json_string_value(json_object_get(r.json, "reason")) ?: "",
+				bad[i].reason),
+			    "case %zu: %s", i, r.body.data);
+		itest_resp_free(&r);
+	}
+}
+END_TEST
+
 /* Oversized header blocks and lengths get their status instead of a hang. */
 START_TEST(test_request_limits)
 {
@@ -505,6 +599,7 @@ main(void)
 	tcase_add_test(tc, test_bad_requests);
 	tcase_add_test(tc, test_transitions);
 	tcase_add_test(tc, test_request_limits);
+	tcase_add_test(tc, test_swh_paths);
 	tcase_add_test(tc, test_no_secrets_in_logs);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
