@@ -37,6 +37,8 @@ static const struct call_route routes[] = {
 	routes_dirs_upload_work},
     {"GET", "/directories/{id}", ACCESS_READ, CALL_BODY_NONE, routes_dirs_get_prepare,
 	routes_dirs_get_work},
+    {"GET", "/vault/{kind}", ACCESS_READ, CALL_BODY_NONE, routes_vault_list_prepare,
+	routes_vault_list_work},
     {"POST", "/vault/{kind}/{id}", ACCESS_USER, CALL_BODY_JSON, routes_vault_cook_prepare,
 	routes_vault_cook_work},
     {"GET", "/vault/{kind}/{id}/status", ACCESS_READ, CALL_BODY_NONE, routes_vault_read_prepare,

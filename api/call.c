@@ -167,6 +167,38 @@ call_query_param(struct call *c, const char *name, char **out)
 	return true;
 }
 
+/* Every key of the query string must be one of names. */
+bool
+call_query_allowed(struct call *c, const char *const *names)
+{
+	const char *p = c->query != NULL ? c->query : "";
+
+	while (*p != '\0') {
+		const char *end = strchr(p, '&');
+		size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+		const char *eq = memchr(p, '=', len);
+		char *key = form_decode(p, eq != NULL ? (size_t)(eq - p) : len);
+		bool known = false;
+
+		if (key == NULL) {
+			resp_error(&c->resp, 400, "malformed query string");
+			return false;
+		}
+		for (size_t i = 0; names[i] != NULL && !known; i++)
+			known = strcmp(key, names[i]) == 0;
+		if (!known && len > 0) {
+			resp_error(&c->resp, 400, "unknown query parameter '%s'", call_echo(key));
+			free(key);
+			return false;
+		}
+		free(key);
+		if (end == NULL)
+			break;
+		p = end + 1;
+	}
+	return true;
+}
+
 /* The thread's database, or a 503. */
 struct db *
 call_db(struct call *c, struct pool_thread *t)

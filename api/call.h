@@ -90,6 +90,9 @@ bool call_parse_object(struct call *c, const char *kind, const char *id) BV_MUST
 /* Reads an optional query parameter into *out (malloc'd, NULL when absent). false with a
  * 400 in c->resp when the query string is malformed. */
 bool call_query_param(struct call *c, const char *name, char **out) BV_MUSTCHECK;
+/* False with a 400 in c->resp naming the first query parameter not in names (a
+ * NULL-terminated list): a misspelt filter must not silently list everything. */
+bool call_query_allowed(struct call *c, const char *const *names) BV_MUSTCHECK;
 
 /* The thread's database handle, or NULL with a 503 in c->resp (and the reason logged). */
 struct db *call_db(struct call *c, struct pool_thread *t);

@@ -21,6 +21,10 @@ int routes_vault_read_prepare(struct call *c);
 void routes_vault_status_work(struct call *c, struct pool_thread *t);
 void routes_vault_fetch_work(struct call *c, struct pool_thread *t);
 
+/* GET /vault/{kind}: bundles, page by page (routes_list.c) */
+int routes_vault_list_prepare(struct call *c);
+void routes_vault_list_work(struct call *c, struct pool_thread *t);
+
 /* Software Heritage's own paths, so its clients work unchanged:
  * POST|GET /api/1/vault/{type}/{swhid}/ and GET|HEAD /api/1/vault/{type}/{swhid}/raw/ */
 int routes_swh_prepare(struct call *c);

@@ -402,6 +402,51 @@ jobstore_patch(struct db *db, int64_t id, enum job_state state, const char *work
 	return 0;
 }
 
+/* The newest job of each cook bundle of one object kind (and format), then the filters of
+ * jobstore_list_cooks. $1 kind, $2 format or NULL, $3 state or NULL. */
+#define LATEST_COOKS                                                                               \
+	"WITH latest AS (SELECT DISTINCT ON (dedup_key) id, state FROM jobs"                       \
+	" WHERE kind = 'cook' AND params->>'object_kind' = $1"                                     \
+	" AND ($2::text IS NULL OR params->>'format' = $2)"                                        \
+	" ORDER BY dedup_key, id DESC)"                                                            \
+	" SELECT id FROM latest WHERE state <> 'expired'"                                          \
+	" AND ($3::text IS NULL OR state = $3)"
+
+/* A page of the newest cook per bundle. */
+int
+jobstore_list_cooks(struct db *db, const char *object_kind, const char *format,
+    enum job_state state, int64_t limit, int64_t offset, struct job ***out, size_t *n,
+    int64_t *total, char **errstr)
+{
+	char lim[24], off[24];
+	const char *st = state == JOB_STATE_INVALID ? NULL : job_state_name(state);
+	const char *p[] = {object_kind, format, st, lim, off};
+	PGresult *res;
+
+	*out = NULL;
+	*n = 0;
+	snprintf(lim, sizeof lim, "%lld", (long long)limit);
+	snprintf(off, sizeof off, "%lld", (long long)offset);
+	res = db_exec(db, "SELECT count(*) FROM (" LATEST_COOKS ") t", 3, p, false, errstr);
+	if (res == NULL)
+		return -1;
+	if (!parse_int64(PQgetvalue(res, 0, 0), total))
+		*total = 0;
+	PQclear(res);
+	res = db_exec(db,
+	    "SELECT " JOB_COLUMNS JOB_FROM "WHERE j.id IN (" LATEST_COOKS ")"
+	    " ORDER BY j.id DESC LIMIT $4 OFFSET $5",
+	    5, p, false, errstr);
+	if (res == NULL)
+		return -1;
+	*n = (size_t)PQntuples(res);
+	*out = xcalloc(*n ? *n : 1, sizeof **out);
+	for (size_t i = 0; i < *n; i++)
+		(*out)[i] = job_from_row(res, (int)i);
+	PQclear(res);
+	return 0;
+}
+
 /* Queued or running jobs untouched for min_age_s seconds. */
 int
 jobstore_list_unfinished(struct db *db, int64_t min_age_s, int64_t **ids, size_t *n, char **errstr)

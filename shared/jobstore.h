@@ -68,6 +68,17 @@ int jobstore_patch(struct db *db, int64_t id, enum job_state state, const char *
     const char *progress_message, const char *error, const json_t *result, int max_attempts,
     int64_t lease_s, struct job **out, int *http_status, char **errstr) BV_MUSTCHECK;
 
+/* One page of cook jobs for GET /vault/{kind}: for each bundle (dedup_key) its newest
+ * job, newest first, expired ones left out (they are gone, as in the Vault).
+ *   object_kind  "directory", ...
+ *   format       NULL for any
+ *   state        JOB_STATE_INVALID for any live state, else only that one
+ * *out gets *n jobs (free each with job_free, then the array); *total the count over all
+ * pages. 0 or -1 + *errstr. */
+int jobstore_list_cooks(struct db *db, const char *object_kind, const char *format,
+    enum job_state state, int64_t limit, int64_t offset, struct job ***out, size_t *n,
+    int64_t *total, char **errstr) BV_MUSTCHECK;
+
 /* Jobs queued or running whose updated_at is older than min_age_s: ids into a new array
  * (*n entries), for the reconciler. 0 or -1. */
 int jobstore_list_unfinished(
