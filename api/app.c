@@ -18,6 +18,8 @@
 #include "api/pool.h"
 #include "api/router.h"
 #include "api/routes.h"
+#include "api/waiter.h"
+#include "shared/db.h"
 #include "shared/log.h"
 
 /* What a Host header may hold to be echoed into URLs (names, IPv4, [IPv6], :port). */
@@ -41,8 +43,8 @@ static const struct call_route routes[] = {
 	routes_vault_list_work},
     {"POST", "/vault/{kind}/{id}", ACCESS_USER, CALL_BODY_JSON, routes_vault_cook_prepare,
 	routes_vault_cook_work},
-    {"GET", "/vault/{kind}/{id}/status", ACCESS_READ, CALL_BODY_NONE, routes_vault_read_prepare,
-	routes_vault_status_work},
+    {"GET", "/vault/{kind}/{id}/status", ACCESS_READ, CALL_BODY_NONE,
+	routes_vault_status_wait_prepare, routes_vault_status_wait_work},
     {"GET", "/vault/{kind}/{id}", ACCESS_READ, CALL_BODY_NONE, routes_vault_read_prepare,
 	routes_vault_fetch_work},
     {"POST", "/api/1/vault/{type}/{swhid}/", ACCESS_COOK, CALL_BODY_NONE, routes_swh_prepare,
@@ -79,6 +81,9 @@ struct app {
 	int uploads_running;
 	struct call *upload_wait_head, *upload_wait_tail;
 	size_t uploads_waiting;
+	/* Long-polls: parked calls, woken by job notifications from Postgres. */
+	struct waiter *waiter;
+	struct db_listener *listener;
 };
 
 /* Makes a spool file for an upload. It is flock'ed for as long as it is open, so the
@@ -259,6 +264,44 @@ call_submit(struct app *a, struct call *c)
 	call_done(c);
 }
 
+/* A parked long-poll is due: read the status again (without waiting) and answer. */
+static void
+on_wake(void *arg, struct call *c)
+{
+	struct app *a = arg;
+
+	c->wait_s = 0;
+	resp_clear(&c->resp);
+	resp_init(&c->resp);
+	call_submit(a, c);
+}
+
+/* A job changed state or progress: {"id": N, "state": "..."} from the jobs trigger. */
+static void
+on_job_notify(void *arg, const char *payload)
+{
+	struct app *a = arg;
+	json_t *o = json_loads(payload, 0, NULL);
+	json_t *id = json_object_get(o, "id");
+
+	if (json_is_integer(id))
+		waiter_notify(a->waiter, (int64_t)json_integer_value(id));
+	json_decref(o);
+}
+
+/* The listener (re)connected: notifications sent while it was away are lost, so every
+ * parked call reads its status again. */
+static void
+on_listener_ready(void *arg)
+{
+	struct app *a = arg;
+
+	if (waiter_count(a->waiter) > 0)
+		log_info(
+		    "job-update listener ready: waking %zu waiting calls", waiter_count(a->waiter));
+	waiter_wake_all(a->waiter);
+}
+
 /* Starts waiting uploads while upload slots are free, oldest first. */
 static void
 uploads_start(struct app *a)
@@ -313,6 +356,13 @@ call_done(void *arg)
 	if (c->orphaned) {
 		/* The request was freed while its work ran (see on_finished). */
 		call_free(c);
+	} else if (c->wait_job_id > 0 && c->wait_s > 0 && !a->shutting_down &&
+	    db_listener_ready(a->listener)) {
+		/* A long-poll whose job may still change: park it, paused, until the job's
+		 * notification or its time (see api/waiter.c). */
+		int64_t job = c->wait_job_id;
+		c->wait_job_id = 0;
+		waiter_add(a->waiter, c, job, c->wait_s, c->wait_seq);
 	} else {
 		http_req_reply(c->req, &c->resp);
 	}
@@ -380,6 +430,10 @@ on_request(struct http_req *r, void *arg)
 		a->uploads_running++;
 		c->upload_slot = true;
 	}
+	/* Without notifications a long-poll could only sleep: answer at once instead. */
+	if (c->wait_s > 0 && (a->shutting_down || !db_listener_ready(a->listener)))
+		c->wait_s = 0;
+	c->wait_seq = waiter_seq(a->waiter);
 	call_submit(a, c);
 }
 
@@ -394,6 +448,8 @@ on_finished(struct http_req *r, void *arg)
 		return;
 	if (c->waiting)
 		uploads_forget(arg, c);
+	if (c->wait_entry != NULL)
+		waiter_remove(((struct app *)arg)->waiter, c);
 	if (c->in_pool) {
 		c->orphaned = true;
 		c->req = NULL;
@@ -468,6 +524,9 @@ app_new(const struct config *cfg, struct event_base *base, struct store *st, cha
 	    (long long)opts.max_connections, (unsigned long long)nofile);
 	a->upload_slots = cfg->api_threads / 2 > 1 ? (int)(cfg->api_threads / 2) : 1;
 	a->http = http_server_new(base, &opts, &cb, a);
+	a->waiter = waiter_new(base, on_wake, a);
+	a->listener = db_listener_new(
+	    base, cfg->database_url, "job_state", on_job_notify, on_listener_ready, a);
 	return a;
 fail:
 	app_free(a);
@@ -497,6 +556,7 @@ app_shutdown(struct app *a)
 	}
 	a->shutting_down = true;
 	http_server_drain(a->http);
+	waiter_wake_all(a->waiter); /* long-polls answer now, with the status as it is */
 	n = http_server_inflight(a->http);
 	log_info("shutting down: stopped accepting, %zu request(s) in flight", n);
 	if (n == 0) {
@@ -522,6 +582,8 @@ app_free(struct app *a)
 {
 	if (a == NULL)
 		return;
+	db_listener_free(a->listener);
+	waiter_free(a->waiter);
 	http_server_free(a->http, true);
 	pool_free(a->pool);
 	auth_free(a->auth);

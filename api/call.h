@@ -77,6 +77,11 @@ struct call {
 	bool upload_slot; /* holds one of the upload slots */
 	bool waiting; /* in the queue for an upload slot */
 	struct call *wait_next;
+	/* long-polling (?wait=N on a status): set by the route, acted on by app.c */
+	int wait_s; /* seconds the client will wait; 0 = answer now */
+	int64_t wait_job_id; /* set by the work when the job may still change */
+	uint64_t wait_seq; /* waiter_seq() before the status was read */
+	void *wait_entry; /* while parked in api/waiter.c */
 };
 
 struct call *call_new(

@@ -21,6 +21,10 @@ int routes_vault_read_prepare(struct call *c);
 void routes_vault_status_work(struct call *c, struct pool_thread *t);
 void routes_vault_fetch_work(struct call *c, struct pool_thread *t);
 
+/* GET /vault/{kind}/{id}/status?wait=N (routes_wait.c) */
+int routes_vault_status_wait_prepare(struct call *c);
+void routes_vault_status_wait_work(struct call *c, struct pool_thread *t);
+
 /* GET /vault/{kind}: bundles, page by page (routes_list.c) */
 int routes_vault_list_prepare(struct call *c);
 void routes_vault_list_work(struct call *c, struct pool_thread *t);

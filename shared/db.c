@@ -2,6 +2,8 @@
  * migration runner. SQL text belongs to the modules that own the tables; this file only
  * knows schema_migrations. */
 #include <dirent.h>
+
+#include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -345,4 +347,198 @@ out:
 		free(names[i]);
 	free(names);
 	return rc;
+}
+
+/* --- LISTEN on an event loop ----------------------------------------------------------- */
+
+struct db_listener {
+	struct event_base *base;
+	char *conninfo;
+	char *channel;
+	db_notify_cb cb;
+	db_ready_cb on_ready;
+	void *arg;
+	PGconn *conn;
+	struct event *ev; /* on PQsocket: connecting, then reading */
+	struct event *retry; /* reconnect timer */
+	int backoff_ms;
+	bool listening; /* LISTEN acknowledged */
+	bool warned;
+};
+
+static void listener_connect(struct db_listener *l);
+
+/* Drops the connection and tries again later (0.2 s doubling to 10 s). */
+static void
+listener_lost(struct db_listener *l, const char *why)
+{
+	struct timeval tv;
+
+	if (!l->warned)
+		log_warn("job-update listener: %s; retrying", why);
+	l->warned = true;
+	l->listening = false;
+	if (l->ev != NULL) {
+		event_free(l->ev);
+		l->ev = NULL;
+	}
+	if (l->conn != NULL) {
+		PQfinish(l->conn);
+		l->conn = NULL;
+	}
+	l->backoff_ms = l->backoff_ms == 0 ? 200 : l->backoff_ms * 2;
+	if (l->backoff_ms > 10000)
+		l->backoff_ms = 10000;
+	tv.tv_sec = l->backoff_ms / 1000;
+	tv.tv_usec = (l->backoff_ms % 1000) * 1000;
+	evtimer_add(l->retry, &tv);
+}
+
+/* Reads: results of the LISTEN, then notifications. */
+static void
+listener_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct db_listener *l = arg;
+	PGnotify *n;
+	PGresult *res;
+
+	if (!PQconsumeInput(l->conn)) {
+		char *m = pq_message(PQerrorMessage(l->conn));
+		listener_lost(l, m);
+		free(m);
+		return;
+	}
+	while (!PQisBusy(l->conn) && (res = PQgetResult(l->conn)) != NULL) {
+		if (PQresultStatus(res) == PGRES_COMMAND_OK && !l->listening) {
+			l->listening = true;
+			l->backoff_ms = 0;
+			if (l->warned)
+				log_info("job-update listener: listening again");
+			l->warned = false;
+			if (l->on_ready != NULL)
+				l->on_ready(l->arg);
+		} else if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+			char *m = pq_message(PQresultErrorMessage(res));
+			PQclear(res);
+			listener_lost(l, m);
+			free(m);
+			return;
+		}
+		PQclear(res);
+	}
+	while ((n = PQnotifies(l->conn)) != NULL) {
+		l->cb(l->arg, n->extra != NULL ? n->extra : "");
+		PQfreemem(n);
+	}
+}
+
+/* Connecting: PQconnectPoll says which way to wait next; the socket may change. */
+static void
+listener_poll(evutil_socket_t fd, short what, void *arg)
+{
+	struct db_listener *l = arg;
+	PostgresPollingStatusType st = PQconnectPoll(l->conn);
+	short want;
+
+	if (l->ev != NULL) {
+		event_free(l->ev);
+		l->ev = NULL;
+	}
+	switch (st) {
+	case PGRES_POLLING_READING:
+		want = EV_READ;
+		break;
+	case PGRES_POLLING_WRITING:
+		want = EV_WRITE;
+		break;
+	case PGRES_POLLING_OK: {
+		char *q = xasprintf("LISTEN %s", l->channel);
+		PQsetnonblocking(l->conn, 1);
+		if (!PQsendQuery(l->conn, q)) {
+			free(q);
+			listener_lost(l, "LISTEN could not be sent");
+			return;
+		}
+		free(q);
+		(void)PQflush(l->conn);
+		l->ev =
+		    event_new(l->base, PQsocket(l->conn), EV_READ | EV_PERSIST, listener_read, l);
+		event_add(l->ev, NULL);
+		return;
+	}
+	default: {
+		char *m = pq_message(PQerrorMessage(l->conn));
+		listener_lost(l, m);
+		free(m);
+		return;
+	}
+	}
+	l->ev = event_new(l->base, PQsocket(l->conn), want, listener_poll, l);
+	event_add(l->ev, NULL);
+}
+
+/* Starts a non-blocking connect. */
+static void
+listener_connect(struct db_listener *l)
+{
+	const char *kw[] = {"connect_timeout", "keepalives", "keepalives_idle",
+	    "keepalives_interval", "keepalives_count", "application_name", "dbname", NULL};
+	const char *val[] = {"5", "1", "10", "5", "3", "bitsvault-listen", l->conninfo, NULL};
+
+	l->conn = PQconnectStartParams(kw, val, 1);
+	if (l->conn == NULL || PQstatus(l->conn) == CONNECTION_BAD) {
+		listener_lost(l, "cannot start a connection");
+		return;
+	}
+	/* The first poll is for writing (PQconnectStart's contract). */
+	l->ev = event_new(l->base, PQsocket(l->conn), EV_WRITE, listener_poll, l);
+	event_add(l->ev, NULL);
+}
+
+/* Reconnect timer. */
+static void
+listener_retry(evutil_socket_t fd, short what, void *arg)
+{
+	listener_connect(arg);
+}
+
+/* A listener on channel; connects right away. */
+struct db_listener *
+db_listener_new(struct event_base *base, const char *conninfo, const char *channel, db_notify_cb cb,
+    db_ready_cb on_ready, void *arg)
+{
+	struct db_listener *l = xcalloc(1, sizeof *l);
+
+	l->base = base;
+	l->conninfo = xstrdup(conninfo);
+	l->channel = xstrdup(channel);
+	l->cb = cb;
+	l->on_ready = on_ready;
+	l->arg = arg;
+	l->retry = evtimer_new(base, listener_retry, l);
+	listener_connect(l);
+	return l;
+}
+
+/* Closes and frees. */
+void
+db_listener_free(struct db_listener *l)
+{
+	if (l == NULL)
+		return;
+	if (l->ev != NULL)
+		event_free(l->ev);
+	event_free(l->retry);
+	if (l->conn != NULL)
+		PQfinish(l->conn);
+	free(l->conninfo);
+	free(l->channel);
+	free(l);
+}
+
+/* Whether notifications flow now. */
+bool
+db_listener_ready(const struct db_listener *l)
+{
+	return l != NULL && l->listening;
 }

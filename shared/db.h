@@ -47,4 +47,19 @@ int db_migrate(struct db *db, const char *dir, int *applied, char **errstr) BV_M
 bool db_try_lock(struct db *db, int64_t key);
 void db_unlock(struct db *db, int64_t key);
 
+/* LISTEN on a libevent loop (research B.3: a dedicated, asynchronous connection). It
+ * connects without blocking the loop, calls cb with each notification's payload, and
+ * reconnects with backoff when Postgres goes away; db_listener_ready says whether
+ * notifications can be relied on now (while it is not, callers must not wait on them).
+ * After a reconnect, notifications sent meanwhile are lost: on_ready is called so the
+ * caller can re-read what it waits for. */
+struct event_base;
+struct db_listener;
+typedef void (*db_notify_cb)(void *arg, const char *payload);
+typedef void (*db_ready_cb)(void *arg);
+struct db_listener *db_listener_new(struct event_base *base, const char *conninfo,
+    const char *channel, db_notify_cb cb, db_ready_cb on_ready, void *arg);
+void db_listener_free(struct db_listener *l);
+bool db_listener_ready(const struct db_listener *l);
+
 #endif

@@ -1,5 +1,6 @@
 /* itest_faults.c: jobs survive a worker killed mid-cook and a flushed Redis. */
 #include <check.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,6 +218,101 @@ START_TEST(test_ownership)
 }
 END_TEST
 
+struct poll_arg {
+	const char *path;
+	long status;
+	char state[32];
+	uint64_t ms;
+};
+
+/* One long-poll, timed. */
+static void *
+poll_thread(void *arg)
+{
+	struct poll_arg *a = arg;
+	struct itest_resp r;
+	uint64_t t0 = now_ms();
+
+	itest_http(&r, "GET", a->path, NULL, NULL, 0, NULL);
+	a->ms = now_ms() - t0;
+	a->status = r.status;
+	snprintf(a->state, sizeof a->state, "%s",
+	    json_string_value(json_object_get(r.json, "status")) ?: "");
+	itest_resp_free(&r);
+	return NULL;
+}
+
+/* ?wait=N holds the status request until the job changes (woken by Postgres, not by a
+ * loop) or N seconds pass; a finished job answers at once; N is bounded. */
+START_TEST(test_long_poll)
+{
+	char st[256];
+	for (int i = 0; i < IT.nworkers; i++)
+		itest_stop_worker(i, SIGTERM);
+	free(itest_make_tree("poll", 100));
+	char *id = upload_tree("poll");
+	json_int_t job = cook(id);
+	char *path = xasprintf("/vault/directory/%s/status?wait=20", id);
+
+	/* A change wakes the waiting client at once. */
+	struct poll_arg a = {.path = path};
+	pthread_t th;
+	pthread_create(&th, NULL, poll_thread, &a);
+	usleep(800000);
+	ck_assert_int_eq(
+	    patch_as(job, "{\"state\":\"running\",\"worker\":\"w-poll\"}", st, sizeof st), 200);
+	pthread_join(th, NULL);
+	ck_assert_int_eq(a.status, 200);
+	ck_assert_str_eq(a.state, "pending");
+	ck_assert_msg(
+	    a.ms >= 700 && a.ms < 5000, "answered after %llu ms", (unsigned long long)a.ms);
+
+	/* A progress message is a change too. */
+	memset(&a, 0, sizeof a);
+	a.path = path;
+	pthread_create(&th, NULL, poll_thread, &a);
+	usleep(500000);
+	ck_assert_int_eq(patch_as(job, "{\"progress_message\":\"half way\",\"worker\":\"w-poll\"}",
+			     st, sizeof st),
+	    200);
+	pthread_join(th, NULL);
+	ck_assert_msg(
+	    a.ms >= 400 && a.ms < 5000, "answered after %llu ms", (unsigned long long)a.ms);
+
+	/* Nothing happens: the answer comes when the time is up. */
+	char *short_wait = xasprintf("/vault/directory/%s/status?wait=2", id);
+	memset(&a, 0, sizeof a);
+	a.path = short_wait;
+	poll_thread(&a);
+	ck_assert_int_eq(a.status, 200);
+	ck_assert_str_eq(a.state, "pending");
+	ck_assert_msg(
+	    a.ms >= 1900 && a.ms < 4000, "answered after %llu ms", (unsigned long long)a.ms);
+
+	/* Finished: no waiting at all. */
+	ck_assert_int_eq(
+	    patch_as(job, "{\"state\":\"failed\",\"worker\":\"w-poll\",\"error\":\"test\"}", st,
+		sizeof st),
+	    200);
+	memset(&a, 0, sizeof a);
+	a.path = path;
+	poll_thread(&a);
+	ck_assert_str_eq(a.state, "failed");
+	ck_assert_msg(a.ms < 1000, "answered after %llu ms", (unsigned long long)a.ms);
+
+	static const char *const bad[] = {"61", "-1", "abc", "1.5"};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct itest_resp r;
+		char *p = xasprintf("/vault/directory/%s/status?wait=%s", id, bad[i]);
+		itest_http(&r, "GET", p, NULL, NULL, 0, NULL);
+		ck_assert_msg(r.status == 400, "wait=%s: %ld", bad[i], r.status);
+		ck_assert_ptr_nonnull(strstr(r.body.data, "wait must be"));
+		itest_resp_free(&r);
+		free(p);
+	}
+}
+END_TEST
+
 /* A done bundle whose blob was lost (a disk, a hand) is cooked again on the next POST. */
 START_TEST(test_lost_bundle_recooked)
 {
@@ -265,6 +361,7 @@ main(void)
 	tcase_add_test(tc, test_worker_killed_mid_cook);
 	tcase_add_test(tc, test_redis_flushed);
 	tcase_add_test(tc, test_ownership);
+	tcase_add_test(tc, test_long_poll);
 	tcase_add_test(tc, test_lost_bundle_recooked);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
