@@ -13,8 +13,41 @@
 #include "shared/log.h"
 #include "shared/objects.h"
 
-/* The only bundle format so far. */
-#define VAULT_FORMAT "tar.gz"
+/* The bundle formats of a directory (DESIGN §5); the first is the default, and the only
+ * one SWH's paths serve (their "flat"). Each (kind, id, format) is its own job. */
+static const char *const vault_formats[] = {"tar.gz", "zip"};
+#define VAULT_FORMATS "tar.gz, zip"
+
+/* The known format named s (vault_formats' own string), or NULL. */
+static const char *
+known_format(const char *s)
+{
+	for (size_t i = 0; i < BV_NELEM(vault_formats); i++)
+		if (strcmp(s, vault_formats[i]) == 0)
+			return vault_formats[i];
+	return NULL;
+}
+
+/* The call's bundle format: ?format= as parse_target checked it (struct call has no field
+ * for it, so the query is read again), "tar.gz" when absent and on SWH's paths. */
+static const char *
+call_format(struct call *c)
+{
+	char *format = NULL;
+	const char *f = NULL;
+
+	if (!c->swh_face && call_query_param(c, "format", &format) && format != NULL)
+		f = known_format(format);
+	free(format);
+	return f != NULL ? f : vault_formats[0];
+}
+
+/* True for the zip format (its own Content-Type, file name and fetch URL). */
+static bool
+is_zip(const char *format)
+{
+	return strcmp(format, "zip") == 0;
+}
 
 /* Validates kind, id and ?format=. Unknown kinds are 404: /vault/foo is not a resource. */
 static int
@@ -34,8 +67,9 @@ parse_target(struct call *c)
 		return -1;
 	if (!call_query_param(c, "format", &format))
 		return -1;
-	if (format != NULL && strcmp(format, VAULT_FORMAT) != 0) {
-		resp_error(&c->resp, 400, "unknown format; formats: " VAULT_FORMAT);
+	if (format != NULL && known_format(format) == NULL) {
+		resp_error(&c->resp, 400, "unknown format '%s'; formats: " VAULT_FORMATS,
+		    call_echo(format));
 		free(format);
 		return -1;
 	}
@@ -43,23 +77,26 @@ parse_target(struct call *c)
 	return 0;
 }
 
-/* "cook:<kind>:<hex>:tar.gz": one live job per bundle (the jobs_dedup_live index). */
+/* "cook:<kind>:<hex>:<format>": one live job per bundle (the jobs_dedup_live index). */
 static char *
-dedup_key(const struct call *c)
+dedup_key(struct call *c)
 {
-	return xasprintf("cook:%s:%s:" VAULT_FORMAT, c->obj_kind_name, c->obj_hex);
+	return xasprintf("cook:%s:%s:%s", c->obj_kind_name, c->obj_hex, call_format(c));
 }
 
 /* The status document, with the fetch URL built from the request's base URL: SWH's raw
- * path for a call on SWH's paths, ours otherwise. */
+ * path for a call on SWH's paths, ours otherwise (with ?format= for a format other than
+ * the default). */
 static void
 reply_status(struct call *c, int status, const struct job *job)
 {
-	char *fetch = c->swh_face
-	    ? xasprintf("%s/api/1/vault/flat/%s/raw/", c->base_url, c->swhid)
-	    : xasprintf("%s/vault/%s/%s", c->base_url, c->obj_kind_name, c->obj_hex);
+	const char *format = call_format(c);
+	bool dflt = format == vault_formats[0];
+	char *fetch = c->swh_face ? xasprintf("%s/api/1/vault/flat/%s/raw/", c->base_url, c->swhid)
+				  : xasprintf("%s/vault/%s/%s%s%s", c->base_url, c->obj_kind_name,
+					c->obj_hex, dflt ? "" : "?format=", dflt ? "" : format);
 	json_t *o =
-	    jobjson_vault_status(job, c->swhid, c->obj_kind_name, c->obj_hex, VAULT_FORMAT, fetch);
+	    jobjson_vault_status(job, c->swhid, c->obj_kind_name, c->obj_hex, format, fetch);
 
 	resp_json(&c->resp, status, o);
 	json_decref(o);
@@ -146,7 +183,7 @@ routes_vault_cook_work(struct call *c, struct pool_thread *t)
 		return;
 	}
 	params = json_pack("{s:s,s:s,s:s}", "object_kind", c->obj_kind_name, "object_id",
-	    c->obj_hex, "format", VAULT_FORMAT);
+	    c->obj_hex, "format", call_format(c));
 	key = dedup_key(c);
 	rc = jobstore_create(db, "cook", key, params, &job, &created, &err);
 	if (rc == 0 && !created && job->state == JOB_DONE && !bundle_present(c, job)) {
@@ -285,6 +322,8 @@ routes_vault_fetch_work(struct call *c, struct pool_thread *t)
 	char *err = NULL, *digest = NULL, *filename, *url, etag[80];
 	uint64_t size = 0;
 	int fd;
+	const char *format = call_format(c);
+	const char *ctype = is_zip(format) ? "application/zip" : "application/gzip";
 
 	if ((db = call_db(c, t)) == NULL || find_job(c, db, &job) != 0)
 		return;
@@ -306,12 +345,12 @@ routes_vault_fetch_work(struct call *c, struct pool_thread *t)
 
 	if (c->if_none_match != NULL && etag_matches(c->if_none_match, etag)) {
 		c->resp.status = 304;
-		c->resp.content_type = "application/gzip";
+		c->resp.content_type = ctype;
 		resp_headerf(&c->resp, "Content-Length", "%lld", (long long)job->bundle_size);
 		job_free(job);
 		return;
 	}
-	filename = xasprintf("swh_1_%s_%s.tar.gz", swhid_kind_name(c->obj_kind), c->obj_hex);
+	filename = xasprintf("swh_1_%s_%s.%s", swhid_kind_name(c->obj_kind), c->obj_hex, format);
 	url = store_blob_url(c->store, sha, filename, &err);
 	if (url != NULL || err != NULL) {
 		if (url != NULL) {
@@ -345,8 +384,9 @@ routes_vault_fetch_work(struct call *c, struct pool_thread *t)
 		resp_clear(&c->resp);
 		if (missing)
 			resp_error(&c->resp, 500,
-			    "the bundle of %s is missing from the store; ask for it again with POST /vault/%s/%s",
-			    c->swhid, c->obj_kind_name, c->obj_hex);
+			    "the bundle of %s is missing from the store; ask for it again with POST /vault/%s/%s%s",
+			    c->swhid, c->obj_kind_name, c->obj_hex,
+			    is_zip(format) ? "?format=zip" : "");
 		else
 			resp_error(&c->resp, 500, "internal error while reading the bundle of %s",
 			    c->swhid);
@@ -357,7 +397,7 @@ routes_vault_fetch_work(struct call *c, struct pool_thread *t)
 	if ((int64_t)size != job->bundle_size)
 		log_warn_id(c->logid, "job %lld: bundle is %llu bytes in the store, %lld recorded",
 		    (long long)job->id, (unsigned long long)size, (long long)job->bundle_size);
-	resp_file(&c->resp, 200, "application/gzip", fd, size);
+	resp_file(&c->resp, 200, ctype, fd, size);
 	resp_headerf(&c->resp, "Content-Disposition", "attachment; filename=\"%s\"", filename);
 	free(filename);
 	touch_bundle(c, db, job);

@@ -1,4 +1,5 @@
-/* cook.c: the "cook" job: a directory of the archive becomes a tar.gz bundle in the store.
+/* cook.c: the "cook" job: a directory of the archive becomes a tar.gz or zip bundle in the
+ * store.
  *
  * Three passes, none of them per-file in Postgres:
  *   1. load: the tree, breadth first, a few thousand directories per query, then every
@@ -54,6 +55,7 @@ struct cook {
 	size_t dcap, ccap;
 	int64_t files_total, files_done;
 	bool writing; /* plan walk when false */
+	bool zip; /* format "zip", else "tar.gz" */
 	struct tarball *tb;
 	struct store_writer *sw;
 	int64_t max_size;
@@ -390,8 +392,8 @@ tick(void *arg, char **errstr)
 	return -1;
 }
 
-/* Compressed bytes into the store writer, within the size cap. Called from pgzip, in
- * order, never concurrently. */
+/* Compressed bytes into the store writer, within the size cap. Called in order, never
+ * concurrently: from pgzip for a tar.gz, from the zip writer on the job's thread. */
 static int
 sink(void *arg, const void *data, size_t len, char **errstr)
 {
@@ -436,7 +438,11 @@ write_bundle(struct cook *c, unsigned char sha256[32], uint64_t *size)
 		note(c, err);
 		return fail(c, "cannot write the bundle to the store: %s", store_words(e));
 	}
-	c->tb = tarball_new((int)c->w->cfg->gzip_level, gzip_threads(), sink, c, &err);
+	/* zip: zlib's deflate on this thread; gzip_level is read on zlib's 1..9 scale. */
+	if (c->zip)
+		c->tb = tarball_new_zip((int)c->w->cfg->gzip_level, sink, c, &err);
+	else
+		c->tb = tarball_new((int)c->w->cfg->gzip_level, gzip_threads(), sink, c, &err);
 	if (c->tb == NULL) {
 		fail(c, "%s", err);
 		free(err);
@@ -502,8 +508,10 @@ parse_params(struct cook *c, const json_t *params, unsigned char root[20])
 		return fail(c, "cannot cook a %s yet: only directories", kind);
 	if (!hex_decode(id, root, 20))
 		return fail(c, "bad job parameters: object_id must be 40 hex digits");
-	if (format != NULL && strcmp(format, "tar.gz") != 0)
-		return fail(c, "unsupported bundle format '%s': only tar.gz", format);
+	if (format != NULL && strcmp(format, "zip") == 0)
+		c->zip = true;
+	else if (format != NULL && strcmp(format, "tar.gz") != 0)
+		return fail(c, "unsupported bundle format '%s': formats: tar.gz, zip", format);
 	swhid_format(SWHID_DIR, root, c->top);
 	return 0;
 }

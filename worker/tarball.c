@@ -1,9 +1,20 @@
-/* tarball.c: deterministic pax tar through libarchive, compressed by pgzip (research B.4).
+/* tarball.c: deterministic bundles through libarchive (research B.4): a pax tar compressed
+ * by pgzip, or a zip.
  *
- * libarchive writes the tar stream only; no libarchive compression filter is used, so
- * the gzip member comes from pgzip (parallel libdeflate, mtime 0 in its header). Blocking
- * is turned off (bytes_per_block 0) so every write reaches our callback at once and the
- * stream is not padded to 10240 bytes (B.4 padding note).
+ * tar.gz: libarchive writes the tar stream only; no libarchive compression filter is used,
+ * so the gzip member comes from pgzip (parallel libdeflate, mtime 0 in its header).
+ * Blocking is turned off (bytes_per_block 0) so every write reaches our callback at once
+ * and the stream is not padded to 10240 bytes (B.4 padding note).
+ *
+ * zip: libarchive's zip writer, deflate through zlib on this thread, straight to the sink
+ * (same blocking settings). Every field it writes comes from the entry or is constant
+ * (libarchive 3.6.2, archive_write_set_format_zip.c): the MS-DOS time from the mtime
+ * through localtime() (hence the UTC check in tarball_new_zip), an "UT" extra field with
+ * the mtime only (atime and ctime are never set here), a "ux" extra field with uid/gid 0,
+ * "made by" Unix with the mode in the high 16 bits of the external attributes (Info-ZIP's
+ * convention, so unzip restores 0644/0755 and symlinks, whose target is the stored data),
+ * a data descriptor after each file, Zip64 fields only for files or offsets near 4 GiB.
+ * The central directory is kept in memory until the end: about 100 bytes per entry.
  *
  * Names: libarchive converts pax "path"/"linkpath" records from the current locale's
  * charset to UTF-8. Under the C locale every non-ASCII name would be written as
@@ -16,8 +27,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <locale.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "shared/util.h"
@@ -29,8 +42,11 @@
 struct tarball {
 	struct archive *a;
 	struct archive_entry *e;
-	struct pgzip *z;
-	locale_t loc;
+	struct pgzip *z; /* tar.gz only */
+	pgzip_sink sink; /* zip only: the bytes go straight there */
+	void *sink_arg;
+	locale_t loc; /* C.UTF-8 (C where missing) */
+	locale_t cloc; /* zip only: C, for names that are not UTF-8 */
 	char *err; /* the sink's (or pgzip's) message, kept for the caller */
 	unsigned char *buf; /* TARBALL_READ_SIZE bytes */
 	tarball_tick tick;
@@ -39,6 +55,7 @@ struct tarball {
 	bool failed; /* no more entries can be written */
 	bool finished;
 	bool discard; /* freeing before finish: drop libarchive's closing bytes */
+	bool zip;
 };
 
 /* libarchive's write callback: hands the tar bytes to the compressor. */
@@ -51,7 +68,8 @@ write_cb(struct archive *a, void *arg, const void *data, size_t len)
 	if (tb->discard)
 		return (la_ssize_t)len;
 	tb->tar_bytes += len;
-	if (pgzip_write(tb->z, data, len, &err) != 0) {
+	if ((tb->zip ? tb->sink(tb->sink_arg, data, len, &err)
+		     : pgzip_write(tb->z, data, len, &err)) != 0) {
 		if (tb->err == NULL)
 			tb->err = err;
 		else
@@ -74,20 +92,34 @@ tarball_pgzip_level(int gzip_level)
 	return gzip_level;
 }
 
+/* A new writer with its locales; NULL + *errstr when the C library has none. */
+static struct tarball *
+alloc_tarball(bool zip, char **errstr)
+{
+	struct tarball *tb = xcalloc(1, sizeof *tb);
+
+	tb->zip = zip;
+	tb->loc = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+	if (tb->loc == (locale_t)0)
+		tb->loc = newlocale(LC_CTYPE_MASK, "C", (locale_t)0);
+	if (zip && tb->loc != (locale_t)0)
+		tb->cloc = newlocale(LC_CTYPE_MASK, "C", (locale_t)0);
+	if (tb->loc == (locale_t)0 || (zip && tb->cloc == (locale_t)0)) {
+		*errstr = xasprintf("cannot create a locale: %s", strerror(errno));
+		tarball_free(tb);
+		return NULL;
+	}
+	return tb;
+}
+
 /* Sets up libarchive for pax_restricted output into pgzip. */
 struct tarball *
 tarball_new(int gzip_level, int threads, pgzip_sink sink, void *sink_arg, char **errstr)
 {
-	struct tarball *tb = xcalloc(1, sizeof *tb);
+	struct tarball *tb = alloc_tarball(false, errstr);
 
-	tb->loc = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
-	if (tb->loc == (locale_t)0)
-		tb->loc = newlocale(LC_CTYPE_MASK, "C", (locale_t)0);
-	if (tb->loc == (locale_t)0) {
-		*errstr = xasprintf("cannot create a locale: %s", strerror(errno));
-		free(tb);
+	if (tb == NULL)
 		return NULL;
-	}
 	tb->z =
 	    pgzip_new(tarball_pgzip_level(gzip_level), threads < 1 ? 1 : threads, sink, sink_arg);
 	if (tb->z == NULL) {
@@ -118,6 +150,64 @@ tarball_new(int gzip_level, int threads, pgzip_sink sink, void *sink_arg, char *
 	return tb;
 }
 
+/* True when libarchive's MS-DOS time for TARBALL_MTIME is 1980-01-01 00:00:00: the local
+ * time is exactly that, or earlier (libarchive clamps dates before 1980 to it). */
+static bool
+dos_time_fixed(void)
+{
+	time_t t = TARBALL_MTIME;
+	struct tm tm;
+
+	if (localtime_r(&t, &tm) == NULL)
+		return false;
+	if (tm.tm_year < 80)
+		return true;
+	return tm.tm_year == 80 && tm.tm_mon == 0 && tm.tm_mday == 1 && tm.tm_hour == 0 &&
+	    tm.tm_min == 0 && tm.tm_sec == 0;
+}
+
+/* Sets up libarchive's zip writer: deflate at zip_level, no blocking, into sink. */
+struct tarball *
+tarball_new_zip(int zip_level, pgzip_sink sink, void *sink_arg, char **errstr)
+{
+	char opts[64];
+
+	if (!dos_time_fixed()) {
+		*errstr = xstrdup("cannot write a reproducible zip: the worker's time zone is not "
+				  "UTC (set TZ=UTC)");
+		return NULL;
+	}
+	struct tarball *tb = alloc_tarball(true, errstr);
+	if (tb == NULL)
+		return NULL;
+	tb->sink = sink;
+	tb->sink_arg = sink_arg;
+	tb->a = archive_write_new();
+	tb->e = archive_entry_new();
+	if (tb->a == NULL || tb->e == NULL) {
+		*errstr = xstrdup("cannot create a libarchive writer");
+		tarball_free(tb);
+		return NULL;
+	}
+	if (zip_level < 1)
+		zip_level = 1;
+	if (zip_level > 9)
+		zip_level = 9;
+	snprintf(opts, sizeof opts, "zip:compression=deflate,zip:compression-level=%d", zip_level);
+	if (archive_write_set_format_zip(tb->a) != ARCHIVE_OK ||
+	    archive_write_set_options(tb->a, opts) != ARCHIVE_OK ||
+	    archive_write_set_bytes_per_block(tb->a, 0) != ARCHIVE_OK ||
+	    archive_write_set_bytes_in_last_block(tb->a, 1) != ARCHIVE_OK ||
+	    archive_write_open2(tb->a, tb, NULL, write_cb, NULL, NULL) != ARCHIVE_OK) {
+		*errstr = xasprintf("cannot set up the zip writer: %s",
+		    archive_error_string(tb->a) ? archive_error_string(tb->a) : "unknown error");
+		tarball_free(tb);
+		return NULL;
+	}
+	tb->buf = xmalloc(TARBALL_READ_SIZE);
+	return tb;
+}
+
 /* Frees everything; before tarball_finish, the partial stream is simply dropped. */
 void
 tarball_free(struct tarball *tb)
@@ -136,6 +226,8 @@ tarball_free(struct tarball *tb)
 	pgzip_free(tb->z);
 	if (tb->loc != (locale_t)0)
 		freelocale(tb->loc);
+	if (tb->cloc != (locale_t)0)
+		freelocale(tb->cloc);
 	free(tb->err);
 	free(tb->buf);
 	free(tb);
@@ -180,14 +272,59 @@ static int
 usable(struct tarball *tb, char **errstr)
 {
 	if (tb->failed) {
-		*errstr = xstrdup(tb->err ? tb->err : "the tar stream already failed");
+		*errstr = xstrdup(tb->err ? tb->err : "the bundle stream already failed");
 		return -1;
 	}
 	if (tb->finished) {
-		*errstr = xstrdup("the tar stream is already finished");
+		*errstr = xstrdup("the bundle stream is already finished");
 		return -1;
 	}
 	return 0;
+}
+
+/* True when s is well-formed UTF-8 (no overlongs, surrogates or code points past
+ * U+10FFFF). */
+static bool
+utf8_valid(const unsigned char *s)
+{
+	while (*s != 0) {
+		unsigned int c = *s, n, cp;
+
+		if (c < 0x80) {
+			s++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			n = 1, cp = c & 0x1f;
+		else if (c >= 0xe0 && c <= 0xef)
+			n = 2, cp = c & 0x0f;
+		else if (c >= 0xf0 && c <= 0xf4)
+			n = 3, cp = c & 0x07;
+		else
+			return false;
+		for (unsigned int i = 1; i <= n; i++) {
+			if ((s[i] & 0xc0) != 0x80)
+				return false;
+			cp = (cp << 6) | (s[i] & 0x3f);
+		}
+		if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+			return false;
+		s += n + 1;
+	}
+	return true;
+}
+
+/* The locale a header is written under. tar: C.UTF-8 always (see the top). zip: libarchive
+ * sets the "name is UTF-8" flag (bit 11) for a non-ASCII name when the locale's charset
+ * is UTF-8, and copies the bytes as they are either way; so a name that is not UTF-8 is
+ * written under C, without the flag. */
+static locale_t
+header_locale(const struct tarball *tb, const char *path)
+{
+	if (tb->zip && !utf8_valid((const unsigned char *)path))
+		return tb->cloc;
+	return tb->loc;
 }
 
 /* Writes one header with every field set here, never from disk. */
@@ -212,7 +349,7 @@ put_header(struct tarball *tb, const char *path, unsigned int type, unsigned int
 	if (target != NULL)
 		archive_entry_set_symlink(e, target);
 
-	locale_t old = uselocale(tb->loc);
+	locale_t old = uselocale(header_locale(tb, path));
 	int r = archive_write_header(tb->a, e);
 	uselocale(old);
 	/* ARCHIVE_WARN: a name that is not UTF-8, written as raw bytes (see the top). */
@@ -299,7 +436,8 @@ tarball_add_file_fd(
 	return 0;
 }
 
-/* Closes the tar (two zero blocks) and the gzip member. */
+/* Closes the tar (two zero blocks) and the gzip member, or writes the zip's central
+ * directory. */
 int
 tarball_finish(struct tarball *tb, char **errstr)
 {
@@ -309,9 +447,10 @@ tarball_finish(struct tarball *tb, char **errstr)
 	int r = archive_write_close(tb->a);
 	uselocale(old);
 	if (r != ARCHIVE_OK)
-		return fail(tb, "cannot finish the tar stream", NULL, errstr);
+		return fail(tb, tb->zip ? "cannot finish the zip" : "cannot finish the tar stream",
+		    NULL, errstr);
 	tb->finished = true;
-	if (pgzip_finish(tb->z, errstr) != 0) {
+	if (!tb->zip && pgzip_finish(tb->z, errstr) != 0) {
 		tb->failed = true;
 		return -1;
 	}

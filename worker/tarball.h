@@ -1,8 +1,9 @@
-/* tarball.h: the deterministic tar.gz writer for bundles (DESIGN §5). Entries are pushed
- * in the order they must appear; every header field is set from the arguments alone (fixed
- * mtime, uid/gid 0, empty owner names), never from disk, and the gzip stream comes from
- * pgzip, so the same entries always give the same bytes. Knows nothing of Postgres or the
- * store: file bytes come from an fd, compressed bytes go to a sink. */
+/* tarball.h: the deterministic bundle writer (DESIGN §5): tar.gz (tarball_new) or zip
+ * (tarball_new_zip). Entries are pushed in the order they must appear; every header field
+ * is set from the arguments alone (fixed mtime, uid/gid 0, empty owner names, fixed modes),
+ * never from disk; the tar's gzip stream comes from pgzip and the zip's deflate from zlib,
+ * so the same entries always give the same bytes. Knows nothing of Postgres or the store:
+ * file bytes come from an fd, finished bytes go to a sink. */
 #ifndef BV_WORKER_TARBALL_H
 #define BV_WORKER_TARBALL_H
 
@@ -12,7 +13,8 @@
 #include "shared/pgzip.h"
 #include "shared/util.h"
 
-/* 1980-01-01T00:00:00Z: every entry's mtime. */
+/* 1980-01-01T00:00:00Z: every entry's mtime (zip's own epoch, so its MS-DOS times hold it
+ * exactly). */
 #define TARBALL_MTIME 315532800
 
 struct tarball;
@@ -25,6 +27,12 @@ typedef int (*tarball_tick)(void *arg, char **errstr);
  * to sink in order. NULL + *errstr when libarchive or pgzip cannot be set up. */
 struct tarball *tarball_new(
     int gzip_level, int threads, pgzip_sink sink, void *sink_arg, char **errstr) BV_MUSTCHECK;
+/* A zip instead: deflate at zlib level (1..9, clamped) on the caller's thread, sent to sink
+ * as it is made. Needs the process's time zone to be UTC (the worker sets TZ=UTC at
+ * start): libarchive writes zip's MS-DOS times with localtime(); in any other zone NULL
+ * + *errstr, rather than bytes that depend on the host. */
+struct tarball *tarball_new_zip(
+    int zip_level, pgzip_sink sink, void *sink_arg, char **errstr) BV_MUSTCHECK;
 void tarball_free(struct tarball *tb);
 void tarball_set_tick(struct tarball *tb, tarball_tick tick, void *arg);
 
@@ -42,10 +50,11 @@ int tarball_add_file_mem(struct tarball *tb, const char *path, bool exec, const 
 /* A symbolic link (mode 0777) to target. */
 int tarball_add_symlink(
     struct tarball *tb, const char *path, const char *target, char **errstr) BV_MUSTCHECK;
-/* Writes the end-of-archive blocks and the gzip trailer. 0 or -1. */
+/* Writes the end-of-archive blocks and the gzip trailer (the zip's central directory).
+ * 0 or -1. */
 int tarball_finish(struct tarball *tb, char **errstr) BV_MUSTCHECK;
 
-/* Uncompressed tar bytes produced so far. */
+/* Uncompressed tar bytes produced so far (for a zip: the zip's bytes). */
 uint64_t tarball_tar_bytes(const struct tarball *tb);
 
 /* gzip level 1..9 -> pgzip's (libdeflate's) 1..12 scale. */
