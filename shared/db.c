@@ -309,6 +309,10 @@ db_migrate(struct db *db, const char *dir, int *applied, char **errstr)
 	char lockkey[24];
 	const char *lockp[] = {lockkey};
 	snprintf(lockkey, sizeof lockkey, "%lld", MIGRATION_LOCK_KEY);
+	/* Another process may hold the lock through a long migration: wait for it. */
+	if (db_run(db, "SET statement_timeout = 0", 0, NULL, errstr) != 0 ||
+	    db_run(db, "SET lock_timeout = 0", 0, NULL, errstr) != 0)
+		goto out;
 	if (db_run(db, "SELECT pg_advisory_lock($1::bigint)", 1, lockp, errstr) != 0)
 		goto out;
 	if (db_run(db,
@@ -341,6 +345,11 @@ db_migrate(struct db *db, const char *dir, int *applied, char **errstr)
 unlock:;
 	char *uerr = NULL;
 	if (db_run(db, "SELECT pg_advisory_unlock($1::bigint)", 1, lockp, &uerr) != 0)
+		free(uerr);
+	/* Back to the connection's own timeouts (the startup options). */
+	uerr = NULL;
+	if (db_run(db, "RESET statement_timeout", 0, NULL, &uerr) != 0 ||
+	    db_run(db, "RESET lock_timeout", 0, NULL, &uerr) != 0)
 		free(uerr);
 out:
 	for (size_t i = 0; i < n; i++)

@@ -951,12 +951,20 @@ write_db(struct ingest *ig, struct db *db, int64_t *new_contents)
 	for (int attempt = 0;; attempt++) {
 		if (db_begin(db, &err) != 0)
 			goto dberr;
+		/* A big tree's inserts may take long, and may wait on another upload's rows
+		 * of the same contents: no statement or lock timeout for this transaction. */
+		if (db_run(db, "SET LOCAL statement_timeout = 0", 0, NULL, &err) != 0 ||
+		    db_run(db, "SET LOCAL lock_timeout = 0", 0, NULL, &err) != 0) {
+			db_rollback(db);
+			goto dberr;
+		}
 		if (objects_put_contents(db, ig->contents, ig->ncontents, &err) == 0 &&
 		    objects_put_directories(db, ig->dirs, ig->ndirs, &err) == 0 &&
 		    db_commit(db, &err) == 0)
 			break;
 		const char *state = db_last_sqlstate(db);
-		bool again = strcmp(state, "40P01") == 0 || strcmp(state, "40001") == 0;
+		bool again = strcmp(state, "40P01") == 0 || strcmp(state, "40001") == 0 ||
+		    strcmp(state, "55P03") == 0;
 		int status = db_status(db);
 		db_rollback(db);
 		if (again && attempt < 3) {

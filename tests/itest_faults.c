@@ -82,13 +82,21 @@ START_TEST(test_worker_killed_mid_cook)
 	    "the cook ended before the kill: %s; make the tree bigger", json_dumps(j, 0));
 	json_decref(j);
 
-	itest_start_worker("faults-w2");
+	/* The same name again, as a restarted container would be: still a new holder, and a
+	 * new attempt (a job that kills its worker must run out of attempts). */
+	j = job_json(job);
+	char *first_id = xstrdup(json_string_value(json_object_get(j, "worker")));
+	json_decref(j);
+	ck_assert_msg(strncmp(first_id, "faults-w1#", 10) == 0, "worker %s", first_id);
+	itest_start_worker("faults-w1");
 	json_t *st = itest_wait_cook("directory", id, 120);
 	ck_assert_msg(strcmp(json_string_value(json_object_get(st, "status")), "done") == 0, "%s",
 	    json_dumps(st, 0));
 	json_decref(st);
 	j = job_json(job);
-	ck_assert_str_eq(json_string_value(json_object_get(j, "worker")), "faults-w2");
+	const char *second_id = json_string_value(json_object_get(j, "worker"));
+	ck_assert_msg(strncmp(second_id, "faults-w1#", 10) == 0, "worker %s", second_id);
+	ck_assert_str_ne(second_id, first_id);
 	ck_assert_int_eq(json_integer_value(json_object_get(j, "attempts")), 2);
 	json_decref(j);
 
@@ -344,6 +352,35 @@ START_TEST(test_lost_bundle_recooked)
 }
 END_TEST
 
+/* A failure whose reason would be too long for the API (a missing blob at a 4 KB path)
+ * still ends the job as failed, with the reason cut: never running forever. */
+START_TEST(test_long_failure_reason)
+{
+	if (IT.nworkers == 0 || IT.workers[IT.nworkers - 1] <= 0)
+		itest_start_worker("faults-long");
+	ck_assert_int_eq(
+	    itest_sh("set -e; d=trees/long; for i in $(seq 16); do"
+		     " d=$d/$(head -c 250 /dev/zero | tr '\\0' d); done; mkdir -p $d;"
+		     " printf 'only-here-%%s' $$ > $d/f.txt; echo ok > trees/long/top.txt;"
+		     " sha256sum $d/f.txt | cut -c1-64 > long.sha"),
+	    0);
+	char *id = upload_tree("long");
+	char *sha = itest_sh_out("cat long.sha");
+	ck_assert_int_eq(itest_sh("rm data/store/objects/%.2s/%.2s/%s", sha, sha + 2, sha), 0);
+	cook(id);
+	json_t *st = itest_wait_cook("directory", id, 60);
+	const char *status = json_string_value(json_object_get(st, "status"));
+	const char *msg = json_string_value(json_object_get(st, "progress_message"));
+	ck_assert_msg(status != NULL && strcmp(status, "failed") == 0, "%s", json_dumps(st, 0));
+	ck_assert_ptr_nonnull(msg);
+	ck_assert_msg(strlen(msg) <= 4096, "reason of %zu bytes", strlen(msg));
+	/* cut at the API's limit, the cut marked */
+	ck_assert_msg(strncmp(msg, "the bytes of '", 14) == 0, "%.80s", msg);
+	ck_assert_str_eq(msg + strlen(msg) - 3, "...");
+	json_decref(st);
+}
+END_TEST
+
 static void
 setup(void)
 {
@@ -363,6 +400,7 @@ main(void)
 	tcase_add_test(tc, test_ownership);
 	tcase_add_test(tc, test_long_poll);
 	tcase_add_test(tc, test_lost_bundle_recooked);
+	tcase_add_test(tc, test_long_failure_reason);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_set_fork_status(sr, CK_NOFORK);

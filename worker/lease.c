@@ -70,7 +70,7 @@ static bool
 renew(struct lease *l)
 {
 	struct worker *w = l->w;
-	json_t *body = json_pack("{s:s}", "worker", w->name);
+	json_t *body = json_pack("{s:s}", "worker", w->id);
 	char *state = NULL, *err = NULL;
 	enum report_status rs = report_patch(w, w->lease_hc, l->job_id, body, &state, &err);
 	bool ours = true;

@@ -178,7 +178,7 @@ find_handler(const char *kind)
 static bool
 claim(struct worker *w, struct job_run *run, bool *backoff)
 {
-	json_t *body = json_pack("{s:s, s:s}", "state", "running", "worker", w->name);
+	json_t *body = json_pack("{s:s, s:s}", "state", "running", "worker", w->id);
 	char *state = NULL, *err = NULL;
 	enum report_status rs =
 	    report_patch_retry(w, run->job->id, body, REPORT_RETRY_MS, &state, &err);
@@ -196,10 +196,13 @@ claim(struct worker *w, struct job_run *run, bool *backoff)
 		}
 		break;
 	case REPORT_CONFLICT:
-		/* A duplicate delivery of a job another worker runs and keeps alive: its
-		 * own entry is the one that counts. */
+		/* Another worker runs the job and keeps its lease. A fresh delivery is a
+		 * duplicate (the reconciler's): ack it. An entry taken over with XAUTOCLAIM
+		 * is the holder's own (acks are per group, not per consumer): leave it, the
+		 * holder's next kv_touch claims it back. */
 		log_info_id(run->log_id, "held by another worker; skipped");
-		ack(w, &run->d);
+		if (run->d.deliveries <= 1)
+			ack(w, &run->d);
 		break;
 	case REPORT_REJECTED:
 		log_warn_id(run->log_id, "the API refused the claim (%s); dropped", err);
@@ -214,6 +217,26 @@ claim(struct worker *w, struct job_run *run, bool *backoff)
 	free(state);
 	free(err);
 	return ours;
+}
+
+/* The final report was refused: says "failed" once with a short reason of ours. A
+ * refusal of that too means the job is final already. */
+static void
+fail_refused(struct worker *w, struct job_run *run, const char *why)
+{
+	char *reason = xasprintf("the worker's report was refused by the API: %s", why ? why : "");
+	char *clipped = report_clip(reason, 512);
+	json_t *body =
+	    json_pack("{s:s, s:s, s:s}", "state", "failed", "worker", w->id, "error", clipped);
+	char *state = NULL, *err = NULL;
+
+	if (report_patch_retry(w, run->job->id, body, REPORT_RETRY_MS, &state, &err) == REPORT_OK)
+		w->jobs_failed++;
+	json_decref(body);
+	free(reason);
+	free(clipped);
+	free(state);
+	free(err);
 }
 
 /* Sends the final state and acks; without an answer from the API the entry is left
@@ -235,14 +258,17 @@ finish(struct worker *w, struct job_run *run, json_t *body, bool done)
 		break;
 	case REPORT_CONFLICT:
 		/* Our lease ran out and another worker took the job over: its report is the
-		 * one that counts. Not retried. */
+		 * one that counts. Not retried, and the entry is left to it (acks are per
+		 * group: acking would drop the new holder's delivery and marker). */
 		log_warn_id(
 		    run->log_id, "another worker holds the job now (%s); result dropped", err);
-		ack(w, &run->d);
 		break;
 	case REPORT_REJECTED:
-		/* Finished or expired in the meantime (another worker redid it). */
-		log_warn_id(run->log_id, "the API refused the final report (%s); dropped", err);
+		/* Finished or expired in the meantime (another worker redid it), or the
+		 * report itself was refused (a bundle the API cannot find): one plain
+		 * failure, so the job never stays running with nobody on it. */
+		log_warn_id(run->log_id, "the API refused the final report (%s)", err);
+		fail_refused(w, run, err);
 		ack(w, &run->d);
 		break;
 	case REPORT_UNREACHABLE:
@@ -261,8 +287,10 @@ static void
 release(struct worker *w, struct job_run *run, const char *reason)
 {
 	char *state = NULL, *err = NULL;
-	json_t *body = json_pack("{s:s, s:s, s:s, s:s}", "state", "queued", "worker", w->name,
-	    "error", reason, "progress_message", "Interrupted by a server-side error; will retry");
+	char *clipped = report_clip(reason, REPORT_MAX_ERROR);
+	json_t *body = json_pack("{s:s, s:s, s:s, s:s}", "state", "queued", "worker", w->id,
+	    "error", clipped, "progress_message", "Interrupted by a server-side error; will retry");
+	free(clipped);
 	enum report_status rs =
 	    report_patch_retry(w, run->job->id, body, REPORT_RETRY_MS, &state, &err);
 
@@ -372,14 +400,16 @@ run_delivery(struct worker *w, const struct kv_delivery *d)
 	case JOB_OUTCOME_DONE:
 		log_info_id(run.log_id, "done in %.2f s", secs);
 		body = json_pack(
-		    "{s:s, s:s, s:O}", "state", "done", "worker", w->name, "result", result);
+		    "{s:s, s:s, s:O}", "state", "done", "worker", w->id, "result", result);
 		finish(w, &run, body, true);
 		break;
 	case JOB_OUTCOME_FAILED:
 		log_warn_id(run.log_id, "failed after %.2f s: %s%s", secs, reason,
 		    detail_suffix(&run, dbuf, sizeof dbuf));
+		char *clipped = report_clip(reason, REPORT_MAX_ERROR);
 		body = json_pack(
-		    "{s:s, s:s, s:s}", "state", "failed", "worker", w->name, "error", reason);
+		    "{s:s, s:s, s:s}", "state", "failed", "worker", w->id, "error", clipped);
+		free(clipped);
 		finish(w, &run, body, false);
 		break;
 	case JOB_OUTCOME_RETRY:

@@ -149,6 +149,9 @@ main(int argc, char **argv)
 	memset(&w, 0, sizeof w);
 	w.cfg = &cfg;
 	w.name = worker_name(&cfg);
+	char tag[9];
+	random_hex(tag, 4);
+	w.id = xasprintf("%s#%s", w.name, tag);
 	w.api_base = api_base(&cfg);
 	w.started_at = now_wall();
 	w.redis_trouble.what = "redis";
@@ -204,6 +207,7 @@ main(int argc, char **argv)
 	db_free(w.db);
 	free(w.api_base);
 	free(w.name);
+	free(w.id);
 	config_free(&cfg);
 	return 0;
 }

@@ -132,7 +132,9 @@ report_due(struct job_run *run, bool now_please)
 
 	/* "worker" makes it an owner's report: the API answers 409 if another worker
 	 * took the job over. */
-	json_t *body = json_pack("{s:s, s:s}", "worker", w->name, "progress_message", run->message);
+	char *clipped = report_clip(run->message, REPORT_MAX_PROGRESS);
+	json_t *body = json_pack("{s:s, s:s}", "worker", w->id, "progress_message", clipped);
+	free(clipped);
 	char *state = NULL;
 	enum report_status rs = report_patch(w, w->hc_progress, run->job->id, body, &state, &err);
 	json_decref(body);
@@ -199,4 +201,22 @@ bool
 job_keepalive(struct job_run *run)
 {
 	return report_due(run, false);
+}
+
+/* Cuts s to max bytes without splitting a UTF-8 sequence. */
+char *
+report_clip(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n <= max)
+		return xstrdup(s);
+	n = max - 3;
+	/* back off continuation bytes (10xxxxxx) so the cut falls between characters */
+	while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+		n--;
+	char *out = xmalloc(n + 4);
+	memcpy(out, s, n);
+	memcpy(out + n, "...", 4);
+	return out;
 }

@@ -48,7 +48,11 @@ struct worker {
 	struct httpc *lease_hc; /* lease renewals (timeout below a third of the lease) */
 	struct kv *lease_kv; /* its own Redis connection: hiredis contexts are not shared */
 	struct trouble lease_api_trouble, lease_redis_trouble;
-	char *name; /* consumer name and the jobs' "worker" */
+	char *name; /* consumer name, heartbeat and logs */
+	/* The jobs' "worker": name plus a random tag made at start, so a worker restarted
+	 * under the same name (a fixed worker_name, PID 1 in a container) is another holder
+	 * to the API, and taking its old job back counts as a new attempt. */
+	char *id;
 	char *api_base; /* "http://127.0.0.1:8080", no trailing slash */
 	double started_at; /* unix seconds */
 	int64_t jobs_done, jobs_failed;
@@ -110,6 +114,12 @@ enum report_status {
 };
 /* One PATCH with a JSON object body (not consumed). *state (new string) on REPORT_OK,
  * *errstr otherwise; logs nothing. Safe from any thread with its own hc. */
+/* The API's limits on what a worker writes (api/jobjson.h): longer text is cut. */
+#define REPORT_MAX_PROGRESS 1024
+#define REPORT_MAX_ERROR 4096
+/* A copy of s cut to at most max bytes at a UTF-8 character boundary, "..." marking the
+ * cut: a reason that names a long path must not get the whole report refused. */
+char *report_clip(const char *s, size_t max);
 enum report_status report_patch(const struct worker *w, struct httpc *hc, int64_t job_id,
     const json_t *body, char **state, char **errstr);
 /* Retries REPORT_UNREACHABLE with backoff for up to max_ms (stops early when asked to
