@@ -103,11 +103,50 @@ reply_status(struct call *c, int status, const struct job *job)
 	free(fetch);
 }
 
+/* The longest notify_url accepted. */
+#define NOTIFY_URL_MAX 2048
+
+/* Checks a notify_url: a string of printable ASCII, http or https, a host, no userinfo
+ * (credentials do not belong in a stored URL). NULL when fine, else the reason. */
+static const char *
+notify_url_problem(const json_t *v)
+{
+	const char *url, *auth, *end;
+	size_t len;
+
+	if (!json_is_string(v))
+		return "notify_url must be a string";
+	url = json_string_value(v);
+	len = json_string_length(v);
+	if (len > NOTIFY_URL_MAX)
+		return "notify_url is too long: at most 2048 bytes";
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)url[i] <= 0x20 || (unsigned char)url[i] >= 0x7f)
+			return "notify_url must not contain spaces, control characters or non-ASCII "
+			       "bytes (percent-encode them)";
+	if (strncasecmp(url, "http://", 7) == 0)
+		auth = url + 7;
+	else if (strncasecmp(url, "https://", 8) == 0)
+		auth = url + 8;
+	else
+		return "notify_url must be an http:// or https:// URL";
+	end = auth + strcspn(auth, "/?#");
+	if (end == auth)
+		return "notify_url has no host";
+	if (memchr(auth, '@', (size_t)(end - auth)) != NULL)
+		return "notify_url must not carry a user name or password (user:pass@)";
+	return NULL;
+}
+
 /* POST /vault/{kind}/{id}: only directories can be cooked for now. The body may be empty
- * or a JSON object; its keys (notify_url, later) are not used yet. */
+ * or a JSON object; notify_url is checked here (before any job changes), other keys are
+ * ignored. */
 int
 routes_vault_cook_prepare(struct call *c)
 {
+	json_t *notify;
+	const char *why;
+
 	if (parse_target(c) != 0)
 		return -1;
 	if (c->obj_kind != SWHID_DIR) {
@@ -117,6 +156,29 @@ routes_vault_cook_prepare(struct call *c)
 	}
 	if (c->json != NULL && !json_is_object(c->json)) {
 		resp_error(&c->resp, 400, "the body must be empty or a JSON object");
+		return -1;
+	}
+	notify = json_object_get(c->json, "notify_url");
+	if (notify != NULL && (why = notify_url_problem(notify)) != NULL) {
+		resp_error(&c->resp, 400, "%s", why);
+		return -1;
+	}
+	return 0;
+}
+
+/* Registers the body's notify_url (checked by the prepare step) for the job; sent by a
+ * worker once the job is final, at once when it already is. 0, or -1 with a 503. */
+static int
+add_notify(struct call *c, struct db *db, const struct job *job)
+{
+	json_t *notify = json_object_get(c->json, "notify_url");
+	char *err = NULL;
+
+	if (!json_is_string(notify))
+		return 0;
+	if (jobstore_notify_add(db, job->id, json_string_value(notify), &err) != 0) {
+		call_db_failed(c, "register notify_url", err);
+		free(err);
 		return -1;
 	}
 	return 0;
@@ -212,7 +274,8 @@ routes_vault_cook_work(struct call *c, struct pool_thread *t)
 			free(err);
 		}
 	}
-	reply_status(c, created ? 201 : 200, job);
+	if (add_notify(c, db, job) == 0)
+		reply_status(c, created ? 201 : 200, job);
 	job_free(job);
 }
 

@@ -62,6 +62,8 @@ static const struct ckey keys[] = {
     K(worker_name, C_STR, "", 0, 0, false),
     K(max_bundle_size, C_SIZE, "10G", 1 * KIB, 64 * TIB, false),
     K(gzip_level, C_INT, "4", 1, 12, false),
+    K(notify_attempts, C_INT, "5", 1, 20, false),
+    K(notify_backoff_ms, C_INT, "1000", 1, 600000, false),
 };
 
 /* The key's name by index; NULL past the end. */

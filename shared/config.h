@@ -44,6 +44,9 @@ struct config {
 	char *worker_name; /* "" = <hostname>-<pid> */
 	int64_t max_bundle_size; /* bytes; a cook past it fails with a reason */
 	int64_t gzip_level; /* 1..12, libdeflate's scale (6 ~ gzip -6) */
+	/* notify_url callbacks */
+	int64_t notify_attempts; /* tries before a notification is given up */
+	int64_t notify_backoff_ms; /* first retry's delay; later ones x5, x30, x120, x600 */
 };
 
 /* Fills every key with its default. */

@@ -483,3 +483,125 @@ jobstore_touch_bundle(struct db *db, int64_t job_id, char **errstr)
 	return db_run(
 	    db, "UPDATE bundles SET last_download_at = now() WHERE job_id = $1", 1, p, errstr);
 }
+
+/* Frees a notification. */
+void
+job_notification_free(struct job_notification *n)
+{
+	if (n == NULL)
+		return;
+	free(n->url);
+	free(n->object_kind);
+	free(n->object_id);
+	free(n->format);
+	free(n);
+}
+
+/* Registers a notify_url; a pending twin is left alone, a finished one armed again. */
+int
+jobstore_notify_add(struct db *db, int64_t job_id, const char *url, char **errstr)
+{
+	char ids[24];
+	const char *p[] = {ids, url};
+
+	snprintf(ids, sizeof ids, "%lld", (long long)job_id);
+	return db_run(db,
+	    "INSERT INTO job_notifications (job_id, url) VALUES ($1, $2)"
+	    " ON CONFLICT (job_id, url) DO UPDATE SET state = 'pending', attempts = 0,"
+	    " next_at = now(), last_error = NULL, sent_at = NULL"
+	    " WHERE job_notifications.state <> 'pending'",
+	    2, p, errstr);
+}
+
+/* One statement claims the batch: the row locks last only as long as the UPDATE, and the
+ * pushed next_at keeps other senders off while this one works. */
+int
+jobstore_notify_claim(struct db *db, int limit, int64_t lease_s, struct job_notification ***out,
+    size_t *n, char **errstr)
+{
+	char lim[16], lease[24];
+	const char *p[] = {lim, lease};
+	PGresult *res;
+
+	*out = NULL;
+	*n = 0;
+	snprintf(lim, sizeof lim, "%d", limit);
+	snprintf(lease, sizeof lease, "%lld", (long long)lease_s);
+	res = db_exec(db,
+	    "UPDATE job_notifications n"
+	    " SET next_at = now() + make_interval(secs => $2::double precision)"
+	    " FROM jobs j WHERE j.id = n.job_id AND n.id IN ("
+	    "  SELECT n2.id FROM job_notifications n2 JOIN jobs j2 ON j2.id = n2.job_id"
+	    "  WHERE n2.state = 'pending' AND n2.next_at <= now()"
+	    "  AND j2.state IN ('done', 'failed')"
+	    "  ORDER BY n2.next_at LIMIT $1 FOR UPDATE OF n2 SKIP LOCKED)"
+	    " RETURNING n.id, n.job_id, n.url, n.attempts, j.params->>'object_kind',"
+	    " j.params->>'object_id', j.params->>'format'",
+	    2, p, false, errstr);
+	if (res == NULL)
+		return -1;
+	*n = (size_t)PQntuples(res);
+	*out = xcalloc(*n ? *n : 1, sizeof **out);
+	for (size_t i = 0; i < *n; i++) {
+		struct job_notification *jn = xcalloc(1, sizeof *jn);
+		int row = (int)i;
+
+		if (!parse_int64(PQgetvalue(res, row, 0), &jn->id))
+			jn->id = 0;
+		if (!parse_int64(PQgetvalue(res, row, 1), &jn->job_id))
+			jn->job_id = 0;
+		jn->url = xstrdup(PQgetvalue(res, row, 2));
+		jn->attempts = atoi(PQgetvalue(res, row, 3));
+		jn->object_kind = col_str(res, row, 4);
+		jn->object_id = col_str(res, row, 5);
+		jn->format = col_str(res, row, 6);
+		(*out)[i] = jn;
+	}
+	PQclear(res);
+	return 0;
+}
+
+/* Delivered. */
+int
+jobstore_notify_sent(struct db *db, int64_t id, char **errstr)
+{
+	char ids[24];
+	const char *p[] = {ids};
+
+	snprintf(ids, sizeof ids, "%lld", (long long)id);
+	return db_run(db,
+	    "UPDATE job_notifications SET state = 'sent', attempts = attempts + 1,"
+	    " sent_at = now(), last_error = NULL WHERE id = $1",
+	    1, p, errstr);
+}
+
+/* One failed attempt. */
+int
+jobstore_notify_failed(
+    struct db *db, int64_t id, const char *last_error, bool final, int64_t delay_ms, char **errstr)
+{
+	char ids[24], delay[24];
+	const char *p[] = {ids, last_error, final ? "failed" : "pending", delay};
+
+	snprintf(ids, sizeof ids, "%lld", (long long)id);
+	snprintf(delay, sizeof delay, "%lld", (long long)delay_ms);
+	return db_run(db,
+	    "UPDATE job_notifications SET attempts = attempts + 1, last_error = $2, state = $3,"
+	    " next_at = now() + make_interval(secs => $4::double precision / 1000) WHERE id = $1",
+	    4, p, errstr);
+}
+
+/* Put back, uncounted. */
+int
+jobstore_notify_release(struct db *db, int64_t id, int64_t delay_ms, char **errstr)
+{
+	char ids[24], delay[24];
+	const char *p[] = {ids, delay};
+
+	snprintf(ids, sizeof ids, "%lld", (long long)id);
+	snprintf(delay, sizeof delay, "%lld", (long long)delay_ms);
+	return db_run(db,
+	    "UPDATE job_notifications"
+	    " SET next_at = now() + make_interval(secs => $2::double precision / 1000) WHERE id = $1",
+	    2, p, errstr);
+}

@@ -86,4 +86,36 @@ int jobstore_list_unfinished(
 /* Records a download of the job's bundle (for expiry by last use). */
 int jobstore_touch_bundle(struct db *db, int64_t job_id, char **errstr) BV_MUSTCHECK;
 
+/* notify_url callbacks (table job_notifications, DESIGN §4): registered by the API's
+ * cook, sent by one worker at a time once the job is final. */
+struct job_notification {
+	int64_t id;
+	int64_t job_id;
+	char *url;
+	int attempts; /* failed attempts so far */
+	char *object_kind; /* the job's params: "directory", 40 hex, "tar.gz" */
+	char *object_id;
+	char *format;
+};
+void job_notification_free(struct job_notification *n);
+/* Registers url for the job, due at once (it is sent when the job is final). The same url
+ * again for the job is one row: still pending, nothing changes; already sent or failed,
+ * it is armed again (a new request for the news). 0 or -1 + *errstr. */
+int jobstore_notify_add(struct db *db, int64_t job_id, const char *url, char **errstr) BV_MUSTCHECK;
+/* Claims up to limit pending notifications that are due and whose job is done or failed
+ * (FOR UPDATE SKIP LOCKED), moving their next_at lease_s ahead so that a sender that dies
+ * leaves them to be sent again later. *out gets *n entries (free each with
+ * job_notification_free, then the array). 0 or -1 + *errstr. */
+int jobstore_notify_claim(struct db *db, int limit, int64_t lease_s, struct job_notification ***out,
+    size_t *n, char **errstr) BV_MUSTCHECK;
+/* Delivered. */
+int jobstore_notify_sent(struct db *db, int64_t id, char **errstr) BV_MUSTCHECK;
+/* A failed attempt: attempts + 1 and last_error; failed when final, else due again in
+ * delay_ms. */
+int jobstore_notify_failed(struct db *db, int64_t id, const char *last_error, bool final,
+    int64_t delay_ms, char **errstr) BV_MUSTCHECK;
+/* Due again in delay_ms without counting an attempt (the sender could not try). */
+int jobstore_notify_release(
+    struct db *db, int64_t id, int64_t delay_ms, char **errstr) BV_MUSTCHECK;
+
 #endif

@@ -16,6 +16,7 @@
 
 #include "shared/jobs.h"
 #include "shared/log.h"
+#include "worker/notify.h"
 #include "worker/worker.h"
 
 /* How long a claim read blocks in Redis; also bounds how long SIGTERM waits when idle. */
@@ -31,6 +32,8 @@
 #define SWEEP_EVERY_MS (10 * 60 * 1000)
 /* ...when older than this (younger ones may be uploads or bundles being written). */
 #define SWEEP_TMP_AGE_S 3600
+/* notify_url callbacks of finished jobs are looked for this often (notify.c). */
+#define NOTIFY_EVERY_MS 1000
 /* The reconciler re-checks its lock after this many jobs. */
 #define RECONCILE_CHUNK 100
 
@@ -536,6 +539,7 @@ worker_loop(struct worker *w)
 	uint64_t next_stale = now_ms() + stale_every, next_reconcile = 0;
 	/* main.c swept at start. */
 	uint64_t next_sweep = now_ms() + SWEEP_EVERY_MS;
+	uint64_t next_notify = 0;
 	uint64_t backoff = 0;
 
 	while (!worker_stop) {
@@ -548,6 +552,10 @@ worker_loop(struct worker *w)
 		if (now >= next_reconcile) {
 			reconcile(w);
 			next_reconcile = now_ms() + (uint64_t)w->cfg->reconcile_interval * 1000;
+		}
+		if (now >= next_notify) {
+			notify_run(w);
+			next_notify = now_ms() + NOTIFY_EVERY_MS;
 		}
 		if (now >= next_sweep) {
 			sweep(w);

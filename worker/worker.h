@@ -19,10 +19,11 @@
 #include "shared/util.h"
 
 /* Advisory locks (session level, try-lock) for periodic duties one worker at a time does:
- * reconciling the queue, sweeping the store's stale temp files. Distinct from db.c's
+ * reconciling the queue, sweeping the store's stale temp files, sending notifications. Distinct from db.c's
  * migration lock. */
 #define RECONCILE_LOCK_KEY 0x62767265636f6e63LL /* "bvreconc" */
 #define SWEEP_LOCK_KEY 0x6276737765657074LL /* "bvsweept" */
+#define NOTIFY_LOCK_KEY 0x62766e6f74696679LL /* "bvnotify": sending notify_url callbacks */
 
 /* Set by SIGTERM/SIGINT: finish the current job, then leave. */
 extern volatile sig_atomic_t worker_stop;
