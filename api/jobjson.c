@@ -90,6 +90,10 @@ jobjson_vault_status(const struct job *job, const char *swhid, const char *obj_t
 	json_object_set_new(o, "attempts", json_integer(job->attempts));
 	if (job->state == JOB_DONE && job->has_bundle)
 		json_object_set_new(o, "bundle", bundle_json(job));
+	/* Files the bundle lacks (named in its manifest); absent when none were left out. */
+	json_t *left = json_object_get(job->result, "left_out");
+	if (job->state == JOB_DONE && json_is_integer(left) && json_integer_value(left) > 0)
+		json_object_set_new(o, "left_out", json_integer(json_integer_value(left)));
 	return o;
 }
 

@@ -519,6 +519,88 @@ START_TEST(test_level_map)
 }
 END_TEST
 
+#define MANIFEST "{\"swhid\": \"" TOP "\", \"left_out\": [], \"count\": 0}\n"
+
+/* A small tree, then the manifest of left-out files beside its top folder. */
+static char *
+write_manifested(int threads, size_t *len)
+{
+	struct mem_sink ms = {.limit = 0};
+	char *err = NULL;
+
+	buf_init(&ms.out);
+	struct tarball *tb = tarball_new(6, threads, mem_sink_cb, &ms, &err);
+	ck_assert_msg(tb != NULL, "new: %s", err);
+	ck_assert_int_eq(tarball_add_dir(tb, TOP, &err), 0);
+	ck_assert_int_eq(tarball_add_file_mem(tb, TOP "/a.txt", false, "a\n", 2, &err), 0);
+	ck_assert_int_eq(tarball_add_dir(tb, TOP "/sub", &err), 0);
+	ck_assert_int_eq(tarball_add_file_mem(tb, TOP "/sub/b.sh", true, "b\n", 2, &err), 0);
+	ck_assert_msg(
+	    tarball_add_manifest(tb, TOP, MANIFEST, strlen(MANIFEST), &err) == 0, "%s", err);
+	ck_assert_int_eq(tarball_finish(tb, &err), 0);
+	/* nothing can follow the end of the archive */
+	ck_assert_int_eq(tarball_add_manifest(tb, TOP, "x", 1, &err), -1);
+	free(err);
+	tarball_free(tb);
+	return buf_steal(&ms.out, len);
+}
+
+/* The manifest is the last entry, at the root beside the top folder, a 0644 file with the
+ * fixed metadata; the same entries give the same bytes; tar lists and extracts it. */
+START_TEST(test_manifest)
+{
+	size_t len1, len2;
+	char *a = write_manifested(2, &len1);
+	char *b = write_manifested(1, &len2);
+	ck_assert_uint_eq(len1, len2);
+	ck_assert_int_eq(memcmp(a, b, len1), 0);
+
+	static const char *const names[] = {
+	    TOP "/", TOP "/a.txt", TOP "/sub/", TOP "/sub/b.sh", TOP TARBALL_MANIFEST_SUFFIX};
+	struct archive *ar = archive_read_new();
+	struct archive_entry *e;
+	archive_read_support_filter_gzip(ar);
+	archive_read_support_format_tar(ar);
+	ck_assert_int_eq(archive_read_open_memory(ar, a, len1), ARCHIVE_OK);
+	for (size_t i = 0; i < BV_NELEM(names); i++) {
+		ck_assert_int_eq(archive_read_next_header(ar, &e), ARCHIVE_OK);
+		ck_assert_str_eq(archive_entry_pathname(e), names[i]);
+	}
+	ck_assert_int_eq(archive_entry_filetype(e), AE_IFREG);
+	ck_assert_int_eq(archive_entry_perm(e), 0644);
+	ck_assert_int_eq(archive_entry_mtime(e), TARBALL_MTIME);
+	ck_assert_int_eq(archive_entry_uid(e), 0);
+	ck_assert_int_eq(archive_entry_gid(e), 0);
+	char data[256];
+	la_ssize_t n = archive_read_data(ar, data, sizeof data);
+	ck_assert_int_eq(n, (la_ssize_t)strlen(MANIFEST));
+	ck_assert_int_eq(memcmp(data, MANIFEST, (size_t)n), 0);
+	ck_assert_int_eq(archive_read_next_header(ar, &e), ARCHIVE_EOF);
+	archive_read_free(ar);
+
+	char *dir = make_tmpdir();
+	char *file = save(dir, "m.tar.gz", a, len1);
+	char *cmd = xasprintf("cd '%s' && tar tzf m.tar.gz > list.txt && tar xzf m.tar.gz && "
+			      "test -f '" TOP TARBALL_MANIFEST_SUFFIX "' && test -d '" TOP "'",
+	    dir);
+	ck_assert_int_eq(system(cmd), 0);
+	free(cmd);
+	char *lpath = xasprintf("%s/list.txt", dir);
+	size_t llen;
+	char *list = slurp(lpath, &llen);
+	ck_assert_str_eq(list,
+	    TOP "/\n" TOP "/a.txt\n" TOP "/sub/\n" TOP "/sub/b.sh\n" TOP TARBALL_MANIFEST_SUFFIX
+		"\n");
+	free(list);
+	free(lpath);
+	remove_tree(dir);
+	free(file);
+	free(dir);
+	free(a);
+	free(b);
+}
+END_TEST
+
 /* The test table. */
 static Suite *
 tar_suite(void)
@@ -534,6 +616,7 @@ tar_suite(void)
 	tcase_add_test(tc, test_sink_error);
 	tcase_add_test(tc, test_abandon);
 	tcase_add_test(tc, test_empty_tree);
+	tcase_add_test(tc, test_manifest);
 	tcase_add_test(tc, test_level_map);
 	suite_add_tcase(s, tc);
 	return s;

@@ -6,15 +6,20 @@
  *      content row the same way (objects_get_*); everything stays in memory (ids, tree
  *      bodies, sha256 and length per content: tens of bytes per entry);
  *   2. plan: a walk in archive order that counts the files and finds the first missing
- *      object, so a bundle that cannot be complete fails before any work, naming the path;
+ *      directory, so a tree that cannot be walked fails before any work, naming the path;
  *   3. write: the same walk feeding worker/tarball.c, blobs read straight from the store,
  *      compressed bytes streamed into a store writer (hashed as they go, never whole in
  *      memory).
+ * A file whose content row or blob is missing is left out, never replaced by placeholder
+ * bytes: the bundle then ends with a manifest beside the top folder
+ * ("swh:1:dir:<hex>.missing.json") naming every left-out path and why, and the result
+ * says how many ("left_out"). The folder stays the exact tree minus those files.
  * Failure reasons are shown to anyone who asks for the bundle: they name paths inside the
  * directory and object ids, never server paths; the store's and Postgres's own words go to
  * the log as the run's detail. */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -59,6 +64,7 @@ struct cook {
 	struct tarball *tb;
 	struct store_writer *sw;
 	int64_t max_size;
+	json_t *left_out; /* the manifest's entries, in archive order */
 	char *reason; /* a failure in words for the user */
 	bool cancelled;
 };
@@ -220,6 +226,81 @@ store_words(int e)
 	return e != 0 ? strerror(e) : "input/output error";
 }
 
+/* A path as a JSON string: as it is when it is UTF-8, else with every byte past ASCII
+ * written as \xNN (the exact bytes then go in path_hex, see left_out_add). */
+static json_t *
+path_json(const char *s, size_t len, bool *exact)
+{
+	json_t *v = json_stringn(s, len);
+	struct buf b;
+
+	*exact = v != NULL;
+	if (v != NULL)
+		return v;
+	buf_init(&b);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch < 0x80) {
+			buf_addc(&b, (char)ch);
+		} else {
+			char esc[5];
+			snprintf(esc, sizeof esc, "\\x%02x", ch);
+			buf_adds(&b, esc);
+		}
+	}
+	v = json_stringn(b.data, b.len);
+	buf_free(&b);
+	return v;
+}
+
+/* Notes a file left out of the bundle, for the manifest. */
+static void
+left_out_add(struct cook *c, const struct buf *path, const unsigned char id[20], const char *why)
+{
+	char swhid[64];
+	bool exact;
+	const char *p = rel(c, path);
+	json_t *e = json_object();
+
+	swhid_format(SWHID_CNT, id, swhid);
+	json_object_set_new(e, "path", path_json(p, strlen(p), &exact));
+	if (!exact) {
+		char *hex = xmalloc(2 * strlen(p) + 1);
+		hex_encode((const unsigned char *)p, strlen(p), hex);
+		json_object_set_new(e, "path_hex", json_string(hex));
+		free(hex);
+	}
+	json_object_set_new(e, "swhid", json_string(swhid));
+	json_object_set_new(e, "reason", json_string(why));
+	if (c->left_out == NULL)
+		c->left_out = json_array();
+	json_array_append_new(c->left_out, e);
+}
+
+/* Writes the manifest after the folder: nothing when no file was left out. */
+static int
+add_manifest(struct cook *c, char **err)
+{
+	if (c->left_out == NULL)
+		return 0;
+	json_t *m = json_pack("{s:s, s:O, s:I}", "swhid", c->top, "left_out", c->left_out, "count",
+	    (json_int_t)json_array_size(c->left_out));
+	char *text = json_dumps(m, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	json_decref(m);
+	if (text == NULL) {
+		*err = xstrdup("cannot write the manifest of left-out files");
+		return -1;
+	}
+	struct buf b;
+	buf_init(&b);
+	buf_adds(&b, text);
+	buf_addc(&b, '\n');
+	free(text);
+	int rc = tarball_add_manifest(c->tb, c->top, b.data, b.len, err);
+	buf_free(&b);
+	return rc;
+}
+
 /* Reads a symlink's target (the blob's bytes) into a string. */
 static int
 read_link(struct cook *c, int fd, const struct buf *path, size_t len, char **target)
@@ -247,7 +328,8 @@ read_link(struct cook *c, int fd, const struct buf *path, size_t len, char **tar
 	return 0;
 }
 
-/* Adds one file or symlink to the bundle, bytes straight from the store. */
+/* Adds one file or symlink to the bundle, bytes straight from the store; a blob missing
+ * from the store is left out (noted for the manifest). */
 static int
 write_blob(struct cook *c, const struct buf *path, unsigned int mode, const struct cntinfo *ci,
     const unsigned char id[20])
@@ -259,12 +341,13 @@ write_blob(struct cook *c, const struct buf *path, unsigned int mode, const stru
 	int fd = store_open_blob(c->w->store, ci->sha256, &size, &err);
 	if (fd < 0) {
 		int e = errno;
+		if (e == ENOENT) {
+			free(err);
+			left_out_add(c, path, id, "missing from the store");
+			return 0;
+		}
 		hex_encode(id, 20, hex);
 		note(c, err);
-		if (e == ENOENT)
-			return fail(c,
-			    "the bytes of '%s' (swh:1:cnt:%s) are missing from the store",
-			    rel(c, path), hex);
 		return fail(c, "cannot read '%s' (swh:1:cnt:%s) from the store: %s", rel(c, path),
 		    hex, strerror(e));
 	}
@@ -348,10 +431,12 @@ walk(struct cook *c, size_t di, struct buf *path, int depth)
 		} else if (mode == GIT_MODE_FILE || mode == GIT_MODE_EXEC ||
 		    mode == GIT_MODE_LINK) {
 			long ci = idtab_find(&c->cnts, id);
-			if (ci < 0 || !c->cinfo[ci].loaded)
-				return fail(c,
-				    "file '%s' (swh:1:cnt:%s) is missing from the archive",
-				    rel(c, path), hex);
+			if (ci < 0 || !c->cinfo[ci].loaded) {
+				/* No row: left out, named in the manifest. */
+				if (c->writing)
+					left_out_add(c, path, id, "not in the archive");
+				continue;
+			}
 			if (!c->writing) {
 				c->files_total++;
 				continue;
@@ -461,7 +546,7 @@ write_bundle(struct cook *c, unsigned char sha256[32], uint64_t *size)
 		fail(c, "%s", err);
 		free(err);
 	} else if (walk(c, 0, &path, 0) == 0) {
-		if (tarball_finish(c->tb, &err) != 0) {
+		if (add_manifest(c, &err) != 0 || tarball_finish(c->tb, &err) != 0) {
 			fail(c, "%s", err);
 			free(err);
 		} else {
@@ -576,6 +661,12 @@ cook_run(struct job_run *run, json_t **result, char **reason)
 	}
 	hex_encode(sha256, 32, hex);
 	*result = json_pack("{s:s, s:I}", "bundle_sha256", hex, "bundle_size", (json_int_t)size);
+	if (c.left_out != NULL) {
+		size_t n = json_array_size(c.left_out);
+		json_object_set_new(*result, "left_out", json_integer((json_int_t)n));
+		log_warn_id(run->log_id, "%s: %zu file%s left out of the bundle (see %s%s)", c.top,
+		    n, n == 1 ? "" : "s", c.top, TARBALL_MANIFEST_SUFFIX);
+	}
 	outcome = JOB_OUTCOME_DONE;
 out:
 	if (outcome == JOB_OUTCOME_FAILED)
@@ -584,6 +675,7 @@ out:
 		free(c.reason);
 	for (size_t i = 0; i < c.dirs.n && i < c.dcap; i++)
 		free(c.dinfo[i].raw);
+	json_decref(c.left_out);
 	free(c.dinfo);
 	free(c.cinfo);
 	idtab_free(&c.dirs);

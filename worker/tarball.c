@@ -396,6 +396,17 @@ tarball_add_file_mem(
 	return 0;
 }
 
+/* The manifest beside the top folder: same header rules as any file. */
+int
+tarball_add_manifest(
+    struct tarball *tb, const char *top, const void *data, size_t size, char **errstr)
+{
+	char *path = xasprintf("%s%s", top, TARBALL_MANIFEST_SUFFIX);
+	int rc = tarball_add_file_mem(tb, path, false, data, size, errstr);
+	free(path);
+	return rc;
+}
+
 /* Streams size bytes from fd. A file that ends early would otherwise be padded with
  * zeros by libarchive: that is a corrupt bundle, so it is an error. */
 int

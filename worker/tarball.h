@@ -47,6 +47,13 @@ int tarball_add_file_fd(struct tarball *tb, const char *path, bool exec, uint64_
 /* A regular file from memory. */
 int tarball_add_file_mem(struct tarball *tb, const char *path, bool exec, const void *data,
     size_t size, char **errstr) BV_MUSTCHECK;
+/* The manifest of left-out files (DESIGN §5): a regular file (0644) named
+ * "<top>" TARBALL_MANIFEST_SUFFIX at the archive's root, beside the top folder, so the
+ * folder itself is exactly the tree minus what was left out. Written last, after the
+ * folder's entries; a bundle with nothing left out has none. */
+#define TARBALL_MANIFEST_SUFFIX ".missing.json"
+int tarball_add_manifest(
+    struct tarball *tb, const char *top, const void *data, size_t size, char **errstr) BV_MUSTCHECK;
 /* A symbolic link (mode 0777) to target. */
 int tarball_add_symlink(
     struct tarball *tb, const char *path, const char *target, char **errstr) BV_MUSTCHECK;
