@@ -16,20 +16,13 @@
 #include <archive_entry.h>
 
 #include "shared/util.h"
+#include "tests/bundle_fixture.h"
 #include "worker/tarball.h"
 
 #define TOP "swh:1:dir:4b825dc642cb6eb9a060e54bf8d69288fbee4904"
-#define BIG_SIZE (3 * 1024 * 1024 + 123)
 #define LONG_NAME                                                                                  \
 	"a-very-long-file-name-that-does-not-fit-in-the-hundred-bytes-of-a-ustar-name-field-"      \
 	"so-pax-must-carry-it.txt"
-
-/* One entry of the sample tree, in archive order. */
-struct sample {
-	const char *path; /* below TOP */
-	char type; /* 'd' dir, 'f' file, 'x' executable, 'l' symlink, 'b' big file */
-	const char *data; /* file bytes or link target */
-};
 
 static const struct sample samples[] = {
     {"", 'd', NULL},
@@ -47,67 +40,6 @@ static const struct sample samples[] = {
     {"vendor", 'd', NULL}, /* a submodule: an empty directory */
     {"zz-dangling", 'l', "../nowhere"},
 };
-
-static unsigned char *big;
-
-/* Deterministic, poorly compressible bytes. */
-static void
-make_big(void)
-{
-	uint64_t x = 88172645463325252ULL;
-
-	if (big != NULL)
-		return;
-	big = xmalloc(BIG_SIZE);
-	for (size_t i = 0; i < BIG_SIZE; i++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		big[i] = (i % 4096) < 2048 ? (unsigned char)x : (unsigned char)('a' + i % 26);
-	}
-}
-
-/* An fd positioned at 0 holding len bytes. */
-static int
-fd_with(const void *data, size_t len)
-{
-	int fd = memfd_create("check_tar", 0);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
-	ck_assert_int_eq(lseek(fd, 0, SEEK_SET), 0);
-	return fd;
-}
-
-/* Sink into a struct buf, optionally refusing past a limit like the cook's sink. */
-struct mem_sink {
-	struct buf out;
-	size_t limit; /* 0 = none */
-};
-
-/* The sink: appends to the buffer, or fails past the limit. */
-static int
-mem_sink_cb(void *arg, const void *data, size_t len, char **errstr)
-{
-	struct mem_sink *ms = arg;
-	if (ms->limit > 0 && ms->out.len + len > ms->limit) {
-		*errstr = xasprintf("bundle exceeds the size limit of %zu bytes", ms->limit);
-		return -1;
-	}
-	buf_add(&ms->out, data, len);
-	return 0;
-}
-
-static int ticks;
-
-/* A tick that only counts its calls. */
-static int
-count_tick(void *arg, char **errstr)
-{
-	(void)arg;
-	(void)errstr;
-	ticks++;
-	return 0;
-}
 
 /* Writes the sample tree; returns the tar.gz bytes. */
 static char *

@@ -538,3 +538,43 @@ itest_wait_cook(const char *kind, const char *id, int timeout_s)
 	free(path);
 	return last;
 }
+
+char *
+itest_upload_tree(const char *name)
+{
+	struct itest_resp r;
+	ck_assert_int_eq(itest_sh("tar cf %s.tar -C trees/%s .", name, name), 0);
+	char *file = xasprintf("%s.tar", name);
+	itest_http_file(&r, "POST", "/directories", IT_USER, file);
+	ck_assert_msg(r.status == 201, "upload: %ld %s", r.status, r.body.data);
+	char *id = xstrdup(json_string_value(json_object_get(r.json, "id")));
+	itest_resp_free(&r);
+	free(file);
+	return id;
+}
+
+json_int_t
+itest_cook(const char *id)
+{
+	struct itest_resp r;
+	char *path = xasprintf("/vault/directory/%s", id);
+	itest_http(&r, "POST", path, IT_USER, NULL, 0, NULL);
+	ck_assert_msg(r.status == 201 || r.status == 200, "cook: %ld %s", r.status, r.body.data);
+	json_int_t job = json_integer_value(json_object_get(r.json, "id"));
+	itest_resp_free(&r);
+	free(path);
+	return job;
+}
+
+json_t *
+itest_job(json_int_t job)
+{
+	struct itest_resp r;
+	char *path = xasprintf("/jobs/%lld", (long long)job);
+	itest_http(&r, "GET", path, IT_ADMIN, NULL, 0, NULL);
+	ck_assert_msg(r.status == 200, "job: %ld %s", r.status, r.body.data);
+	json_t *j = json_incref(r.json);
+	itest_resp_free(&r);
+	free(path);
+	return j;
+}

@@ -84,6 +84,13 @@ char *itest_make_tree(const char *name, size_t big_bytes);
 /* git's tree id of a folder (git write-tree in a throwaway repository). */
 char *itest_git_tree_id(const char *dir);
 
+/* Uploads trees/<name> as a tar (POST /directories) and returns the id (caller frees). */
+char *itest_upload_tree(const char *name);
+/* POST /vault/directory/<id> as a user (201 or 200 expected); returns the job id. */
+json_int_t itest_cook(const char *id);
+/* GET /jobs/<job> as admin: the job document (caller decrefs). */
+json_t *itest_job(json_int_t job);
+
 /* Polls a Vault status until status is done or failed, or timeout_s passes; returns the
  * last status JSON (caller decrefs). */
 json_t *itest_wait_cook(const char *kind, const char *id, int timeout_s);

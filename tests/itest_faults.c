@@ -8,49 +8,6 @@
 
 #include "tests/itest.h"
 
-/* Uploads trees/<name> as a tar and returns its id. */
-static char *
-upload_tree(const char *name)
-{
-	struct itest_resp r;
-	ck_assert_int_eq(itest_sh("tar cf %s.tar -C trees/%s .", name, name), 0);
-	char *file = xasprintf("%s.tar", name);
-	itest_http_file(&r, "POST", "/directories", IT_USER, file);
-	ck_assert_msg(r.status == 201, "upload: %ld %s", r.status, r.body.data);
-	char *id = xstrdup(json_string_value(json_object_get(r.json, "id")));
-	itest_resp_free(&r);
-	free(file);
-	return id;
-}
-
-/* POSTs a cook and returns the job id. */
-static json_int_t
-cook(const char *id)
-{
-	struct itest_resp r;
-	char *path = xasprintf("/vault/directory/%s", id);
-	itest_http(&r, "POST", path, IT_USER, NULL, 0, NULL);
-	ck_assert_msg(r.status == 201 || r.status == 200, "cook: %ld %s", r.status, r.body.data);
-	json_int_t job = json_integer_value(json_object_get(r.json, "id"));
-	itest_resp_free(&r);
-	free(path);
-	return job;
-}
-
-/* The job as the API's admin view shows it. */
-static json_t *
-job_json(json_int_t job)
-{
-	struct itest_resp r;
-	char *path = xasprintf("/jobs/%lld", (long long)job);
-	itest_http(&r, "GET", path, IT_ADMIN, NULL, 0, NULL);
-	ck_assert_msg(r.status == 200, "job: %ld %s", r.status, r.body.data);
-	json_t *j = json_incref(r.json);
-	itest_resp_free(&r);
-	free(path);
-	return j;
-}
-
 /* A worker killed with SIGKILL while it cooks: the other worker finishes the job after
  * the lease, the bundle is whole, and no temp file stays under a real name. */
 START_TEST(test_worker_killed_mid_cook)
@@ -61,15 +18,15 @@ START_TEST(test_worker_killed_mid_cook)
 	    0);
 	char *dir = xasprintf("%s/trees/kill", IT.dir);
 	char *gitid = itest_git_tree_id(dir);
-	char *id = upload_tree("kill");
+	char *id = itest_upload_tree("kill");
 	ck_assert_str_eq(id, gitid);
 
 	int w1 = itest_start_worker("faults-w1");
-	json_int_t job = cook(id);
+	json_int_t job = itest_cook(id);
 	/* Wait until w1 holds it. */
 	bool running = false;
 	for (int i = 0; i < 400 && !running; i++) {
-		json_t *j = job_json(job);
+		json_t *j = itest_job(job);
 		running = strcmp(json_string_value(json_object_get(j, "state")), "running") == 0;
 		json_decref(j);
 		if (!running)
@@ -77,14 +34,14 @@ START_TEST(test_worker_killed_mid_cook)
 	}
 	ck_assert_msg(running, "the job never started");
 	itest_stop_worker(w1, SIGKILL);
-	json_t *j = job_json(job);
+	json_t *j = itest_job(job);
 	ck_assert_msg(strcmp(json_string_value(json_object_get(j, "state")), "running") == 0,
 	    "the cook ended before the kill: %s; make the tree bigger", json_dumps(j, 0));
 	json_decref(j);
 
 	/* The same name again, as a restarted container would be: still a new holder, and a
 	 * new attempt (a job that kills its worker must run out of attempts). */
-	j = job_json(job);
+	j = itest_job(job);
 	char *first_id = xstrdup(json_string_value(json_object_get(j, "worker")));
 	json_decref(j);
 	ck_assert_msg(strncmp(first_id, "faults-w1#", 10) == 0, "worker %s", first_id);
@@ -93,7 +50,7 @@ START_TEST(test_worker_killed_mid_cook)
 	ck_assert_msg(strcmp(json_string_value(json_object_get(st, "status")), "done") == 0, "%s",
 	    json_dumps(st, 0));
 	json_decref(st);
-	j = job_json(job);
+	j = itest_job(job);
 	const char *second_id = json_string_value(json_object_get(j, "worker"));
 	ck_assert_msg(strncmp(second_id, "faults-w1#", 10) == 0, "worker %s", second_id);
 	ck_assert_str_ne(second_id, first_id);
@@ -122,8 +79,8 @@ START_TEST(test_redis_flushed)
 		char name[16];
 		snprintf(name, sizeof name, "flush%d", i);
 		free(itest_make_tree(name, 1000 + (size_t)i));
-		ids[i] = upload_tree(name);
-		cook(ids[i]);
+		ids[i] = itest_upload_tree(name);
+		itest_cook(ids[i]);
 	}
 	const char *r = strstr(IT.redis_url, "://") + 3;
 	char *host = xstrndup(r, strcspn(r, ":"));
@@ -170,8 +127,8 @@ START_TEST(test_ownership)
 	for (int i = 0; i < IT.nworkers; i++)
 		itest_stop_worker(i, SIGTERM);
 	free(itest_make_tree("own", 100));
-	char *id = upload_tree("own");
-	json_int_t job = cook(id);
+	char *id = itest_upload_tree("own");
+	json_int_t job = itest_cook(id);
 
 	ck_assert_int_eq(
 	    patch_as(job, "{\"state\":\"running\",\"worker\":\"w-a\"}", st, sizeof st), 200);
@@ -182,7 +139,7 @@ START_TEST(test_ownership)
 	    patch_as(job, "{\"state\":\"running\",\"worker\":\"w-b\"}", st, sizeof st), 409);
 	ck_assert_int_eq(
 	    patch_as(job, "{\"state\":\"running\",\"worker\":\"w-a\"}", st, sizeof st), 200);
-	json_t *j = job_json(job);
+	json_t *j = itest_job(job);
 	ck_assert_int_eq(json_integer_value(json_object_get(j, "attempts")), 1);
 	json_decref(j);
 	/* Worker-supplied strings are bounded. */
@@ -197,7 +154,7 @@ START_TEST(test_ownership)
 	sleep(5);
 	ck_assert_int_eq(
 	    patch_as(job, "{\"state\":\"running\",\"worker\":\"w-b\"}", st, sizeof st), 200);
-	j = job_json(job);
+	j = itest_job(job);
 	ck_assert_int_eq(json_integer_value(json_object_get(j, "attempts")), 2);
 	ck_assert_str_eq(json_string_value(json_object_get(j, "worker")), "w-b");
 	json_decref(j);
@@ -258,8 +215,8 @@ START_TEST(test_long_poll)
 	for (int i = 0; i < IT.nworkers; i++)
 		itest_stop_worker(i, SIGTERM);
 	free(itest_make_tree("poll", 100));
-	char *id = upload_tree("poll");
-	json_int_t job = cook(id);
+	char *id = itest_upload_tree("poll");
+	json_int_t job = itest_cook(id);
 	char *path = xasprintf("/vault/directory/%s/status?wait=20", id);
 
 	/* A change wakes the waiting client at once. */
@@ -327,8 +284,8 @@ START_TEST(test_lost_bundle_recooked)
 	if (IT.nworkers == 0 || IT.workers[IT.nworkers - 1] <= 0)
 		itest_start_worker("faults-lost");
 	free(itest_make_tree("lost", 100));
-	char *id = upload_tree("lost");
-	json_int_t job = cook(id);
+	char *id = itest_upload_tree("lost");
+	json_int_t job = itest_cook(id);
 	json_t *st = itest_wait_cook("directory", id, 60);
 	ck_assert_str_eq(json_string_value(json_object_get(st, "status")), "done");
 	const char *sha =
@@ -341,7 +298,7 @@ START_TEST(test_lost_bundle_recooked)
 	itest_http(&r, "GET", path, NULL, NULL, 0, NULL);
 	ck_assert_int_eq(r.status, 500);
 	itest_resp_free(&r);
-	json_int_t again = cook(id);
+	json_int_t again = itest_cook(id);
 	ck_assert_int_ne(again, job);
 	st = itest_wait_cook("directory", id, 60);
 	ck_assert_str_eq(json_string_value(json_object_get(st, "status")), "done");
@@ -364,10 +321,10 @@ START_TEST(test_long_failure_reason)
 		     " printf 'only-here-%%s' $$ > $d/f.txt; echo ok > trees/long/top.txt;"
 		     " sha256sum $d/f.txt | cut -c1-64 > long.sha"),
 	    0);
-	char *id = upload_tree("long");
+	char *id = itest_upload_tree("long");
 	char *sha = itest_sh_out("cat long.sha");
 	ck_assert_int_eq(itest_sh("rm data/store/objects/%.2s/%.2s/%s", sha, sha + 2, sha), 0);
-	cook(id);
+	itest_cook(id);
 	json_t *st = itest_wait_cook("directory", id, 60);
 	const char *status = json_string_value(json_object_get(st, "status"));
 	ck_assert_msg(status != NULL && strcmp(status, "done") == 0, "%s", json_dumps(st, 0));

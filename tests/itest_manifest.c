@@ -10,21 +10,6 @@
 
 #include "tests/itest.h"
 
-/* Uploads trees/<name> as a tar and returns its id. */
-static char *
-upload_tree(const char *name)
-{
-	struct itest_resp r;
-	ck_assert_int_eq(itest_sh("tar cf %s.tar -C trees/%s .", name, name), 0);
-	char *file = xasprintf("%s.tar", name);
-	itest_http_file(&r, "POST", "/directories", IT_USER, file);
-	ck_assert_msg(r.status == 201, "upload: %ld %s", r.status, r.body.data);
-	char *id = xstrdup(json_string_value(json_object_get(r.json, "id")));
-	itest_resp_free(&r);
-	free(file);
-	return id;
-}
-
 /* POSTs a cook of directory id in format (NULL: the default) and waits until it ends;
  * returns the final status document. */
 static json_t *
@@ -137,7 +122,7 @@ check_manifest(json_t *m, const char *id, const char *path, const char *blob, co
 START_TEST(test_missing_blob)
 {
 	char *id = itest_make_tree("m", 300000);
-	char *got = upload_tree("m");
+	char *got = itest_upload_tree("m");
 	ck_assert_str_eq(got, id);
 	/* name.txt holds the tree's name: no other tree shares its blob */
 	char *blob = delete_blob("m/src/lib/deep/er/name.txt");
@@ -186,7 +171,7 @@ END_TEST
 START_TEST(test_missing_row)
 {
 	char *id = itest_make_tree("r", 1000);
-	free(upload_tree("r"));
+	free(itest_upload_tree("r"));
 	char *blob = itest_sh_out("git hash-object trees/r/src/lib/deep/er/name.txt");
 	char *sql = xasprintf(
 	    "DELETE FROM contents WHERE sha1_git = decode('%s', 'hex') RETURNING 1", blob);
@@ -211,7 +196,7 @@ END_TEST
 START_TEST(test_nothing_missing)
 {
 	char *id = itest_make_tree("c", 1000);
-	free(upload_tree("c"));
+	free(itest_upload_tree("c"));
 	json_t *st = cook_wait(id, NULL);
 	expect_done(st, 0);
 	json_decref(st);

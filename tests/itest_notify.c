@@ -179,16 +179,8 @@ last_body(const char *prefix, char *ctype, size_t n)
 static char *
 new_tree(const char *name)
 {
-	struct itest_resp r;
 	free(itest_make_tree(name, 500));
-	ck_assert_int_eq(itest_sh("tar cf %s.tar -C trees/%s .", name, name), 0);
-	char *file = xasprintf("%s.tar", name);
-	itest_http_file(&r, "POST", "/directories", IT_USER, file);
-	ck_assert_msg(r.status == 201, "upload: %ld %s", r.status, r.body.data);
-	char *id = xstrdup(json_string_value(json_object_get(r.json, "id")));
-	itest_resp_free(&r);
-	free(file);
-	return id;
+	return itest_upload_tree(name);
 }
 
 /* POST /vault/directory/{id} with body (or none); returns the status, the job id in
