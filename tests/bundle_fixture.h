@@ -4,11 +4,16 @@
 #ifndef BV_BUNDLE_FIXTURE_H
 #define BV_BUNDLE_FIXTURE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "shared/util.h"
 
 #define BIG_SIZE (3 * 1024 * 1024 + 123)
+/* The top folder of the sample bundles (the empty tree's SWHID). */
+#define TOP "swh:1:dir:4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+/* The manifest the manifest tests write. */
+#define MANIFEST "{\"swhid\": \"" TOP "\", \"left_out\": [], \"count\": 0}\n"
 
 /* One entry of a sample tree, in archive order. */
 struct sample {
@@ -33,5 +38,16 @@ int mem_sink_cb(void *arg, const void *data, size_t len, char **errstr);
 /* A tick that counts its calls in ticks. */
 extern int ticks;
 int count_tick(void *arg, char **errstr);
+
+/* Files for extraction tests (each aborts the test on failure). */
+char *save(const char *dir, const char *name, const void *data, size_t len);
+char *make_tmpdir(void);
+void remove_tree(const char *dir);
+char *slurp(const char *path, size_t *len);
+/* What `tar tv` / `unzip -Z` show as permissions for a sample type. */
+const char *ls_perms(char type);
+/* Checks a manifest test's bundle (tar.gz or zip): entries, metadata, bytes, and that
+ * GNU tar or unzip list and extract it. */
+void check_manifest_bundle(const char *data, size_t len, bool zip);
 
 #endif

@@ -19,7 +19,6 @@
 #include "tests/bundle_fixture.h"
 #include "worker/tarball.h"
 
-#define TOP "swh:1:dir:4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 #define LONG_NAME                                                                                  \
 	"a-very-long-file-name-that-does-not-fit-in-the-hundred-bytes-of-a-ustar-name-field-"      \
 	"so-pax-must-carry-it.txt"
@@ -84,36 +83,6 @@ write_sample(size_t *len, int threads)
 	ck_assert_uint_gt(tarball_tar_bytes(tb), BIG_SIZE);
 	tarball_free(tb);
 	return buf_steal(&ms.out, len);
-}
-
-/* Writes bytes to a new file in dir; returns its path. */
-static char *
-save(const char *dir, const char *name, const void *data, size_t len)
-{
-	char *path = xasprintf("%s/%s", dir, name);
-	FILE *f = fopen(path, "wb");
-	ck_assert_ptr_nonnull(f);
-	ck_assert_uint_eq(fwrite(data, 1, len, f), len);
-	ck_assert_int_eq(fclose(f), 0);
-	return path;
-}
-
-/* A fresh folder under /tmp for extraction tests. */
-static char *
-make_tmpdir(void)
-{
-	char tmpl[] = "/tmp/check_tar.XXXXXX";
-	ck_assert_ptr_nonnull(mkdtemp(tmpl));
-	return xstrdup(tmpl);
-}
-
-/* rm -rf of a test folder. */
-static void
-remove_tree(const char *dir)
-{
-	char *cmd = xasprintf("rm -rf '%s'", dir);
-	ck_assert_int_eq(system(cmd), 0);
-	free(cmd);
 }
 
 START_TEST(test_deterministic)
@@ -211,22 +180,6 @@ START_TEST(test_entries)
 }
 END_TEST
 
-/* What `tar tv` shows for an entry of a sample type. */
-static const char *
-ls_perms(char type)
-{
-	switch (type) {
-	case 'd':
-		return "drwxr-xr-x";
-	case 'x':
-		return "-rwxr-xr-x";
-	case 'l':
-		return "lrwxrwxrwx";
-	default:
-		return "-rw-r--r--";
-	}
-}
-
 /* GNU tar's own listing: order, modes, owners, date and the symlink. */
 START_TEST(test_gnu_tar_list)
 {
@@ -279,16 +232,6 @@ START_TEST(test_gnu_tar_list)
 	free(gz);
 }
 END_TEST
-
-/* Reads a whole extracted file. */
-static char *
-slurp(const char *path, size_t *len)
-{
-	char *err = NULL;
-	char *data = read_file(path, len, &err);
-	ck_assert_msg(data != NULL, "%s: %s", path, err);
-	return data;
-}
 
 /* GNU tar extracts the right bytes, modes and links, with no warning. */
 START_TEST(test_gnu_tar_extract)
@@ -451,8 +394,6 @@ START_TEST(test_level_map)
 }
 END_TEST
 
-#define MANIFEST "{\"swhid\": \"" TOP "\", \"left_out\": [], \"count\": 0}\n"
-
 /* A small tree, then the manifest of left-out files beside its top folder. */
 static char *
 write_manifested(int threads, size_t *len)
@@ -487,47 +428,7 @@ START_TEST(test_manifest)
 	ck_assert_uint_eq(len1, len2);
 	ck_assert_int_eq(memcmp(a, b, len1), 0);
 
-	static const char *const names[] = {
-	    TOP "/", TOP "/a.txt", TOP "/sub/", TOP "/sub/b.sh", TOP TARBALL_MANIFEST_SUFFIX};
-	struct archive *ar = archive_read_new();
-	struct archive_entry *e;
-	archive_read_support_filter_gzip(ar);
-	archive_read_support_format_tar(ar);
-	ck_assert_int_eq(archive_read_open_memory(ar, a, len1), ARCHIVE_OK);
-	for (size_t i = 0; i < BV_NELEM(names); i++) {
-		ck_assert_int_eq(archive_read_next_header(ar, &e), ARCHIVE_OK);
-		ck_assert_str_eq(archive_entry_pathname(e), names[i]);
-	}
-	ck_assert_int_eq(archive_entry_filetype(e), AE_IFREG);
-	ck_assert_int_eq(archive_entry_perm(e), 0644);
-	ck_assert_int_eq(archive_entry_mtime(e), TARBALL_MTIME);
-	ck_assert_int_eq(archive_entry_uid(e), 0);
-	ck_assert_int_eq(archive_entry_gid(e), 0);
-	char data[256];
-	la_ssize_t n = archive_read_data(ar, data, sizeof data);
-	ck_assert_int_eq(n, (la_ssize_t)strlen(MANIFEST));
-	ck_assert_int_eq(memcmp(data, MANIFEST, (size_t)n), 0);
-	ck_assert_int_eq(archive_read_next_header(ar, &e), ARCHIVE_EOF);
-	archive_read_free(ar);
-
-	char *dir = make_tmpdir();
-	char *file = save(dir, "m.tar.gz", a, len1);
-	char *cmd = xasprintf("cd '%s' && tar tzf m.tar.gz > list.txt && tar xzf m.tar.gz && "
-			      "test -f '" TOP TARBALL_MANIFEST_SUFFIX "' && test -d '" TOP "'",
-	    dir);
-	ck_assert_int_eq(system(cmd), 0);
-	free(cmd);
-	char *lpath = xasprintf("%s/list.txt", dir);
-	size_t llen;
-	char *list = slurp(lpath, &llen);
-	ck_assert_str_eq(list,
-	    TOP "/\n" TOP "/a.txt\n" TOP "/sub/\n" TOP "/sub/b.sh\n" TOP TARBALL_MANIFEST_SUFFIX
-		"\n");
-	free(list);
-	free(lpath);
-	remove_tree(dir);
-	free(file);
-	free(dir);
+	check_manifest_bundle(a, len1, false);
 	free(a);
 	free(b);
 }

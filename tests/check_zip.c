@@ -21,7 +21,6 @@
 #include "tests/bundle_fixture.h"
 #include "worker/tarball.h"
 
-#define TOP "swh:1:dir:4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 /* 1980-01-01 00:00:00 as MS-DOS date and time. */
 #define DOS_DATE 0x0021
 #define DOS_TIME 0x0000
@@ -301,52 +300,6 @@ START_TEST(test_entries)
 }
 END_TEST
 
-/* Writes bytes to a new file in dir; returns its path. */
-static char *
-save(const char *dir, const char *name, const void *data, size_t len)
-{
-	char *path = xasprintf("%s/%s", dir, name);
-	FILE *f = fopen(path, "wb");
-	ck_assert_ptr_nonnull(f);
-	ck_assert_uint_eq(fwrite(data, 1, len, f), len);
-	ck_assert_int_eq(fclose(f), 0);
-	return path;
-}
-
-/* A fresh folder under /tmp for extraction tests. */
-static char *
-make_tmpdir(void)
-{
-	char tmpl[] = "/tmp/check_zip.XXXXXX";
-	ck_assert_ptr_nonnull(mkdtemp(tmpl));
-	return xstrdup(tmpl);
-}
-
-/* rm -rf of a test folder. */
-static void
-remove_tree(const char *dir)
-{
-	char *cmd = xasprintf("rm -rf '%s'", dir);
-	ck_assert_int_eq(system(cmd), 0);
-	free(cmd);
-}
-
-/* What zipinfo shows as the permissions of a sample type. */
-static const char *
-ls_perms(char type)
-{
-	switch (type) {
-	case 'd':
-		return "drwxr-xr-x";
-	case 'x':
-		return "-rwxr-xr-x";
-	case 'l':
-		return "lrwxrwxrwx";
-	default:
-		return "-rw-r--r--";
-	}
-}
-
 /* Info-ZIP's own listing (unzip -Z, zipinfo): order, modes, Unix host, date and names, in
  * a time zone far from UTC (the UT extra field holds the UTC time, so -T shows it in the
  * reader's zone: 1979-12-31 19:00 in New York). */
@@ -411,16 +364,6 @@ START_TEST(test_zipinfo)
 	free(zip);
 }
 END_TEST
-
-/* Reads a whole extracted file. */
-static char *
-slurp(const char *path, size_t *len)
-{
-	char *err = NULL;
-	char *data = read_file(path, len, &err);
-	ck_assert_msg(data != NULL, "%s: %s", path, err);
-	return data;
-}
 
 /* unzip tests the CRCs and extracts the right bytes, modes, links and times, quietly. */
 START_TEST(test_unzip_extract)
@@ -630,8 +573,6 @@ START_TEST(test_empty_tree)
 }
 END_TEST
 
-#define MANIFEST "{\"swhid\": \"" TOP "\", \"left_out\": [], \"count\": 0}\n"
-
 /* A small tree, then the manifest of left-out files beside its top folder. */
 static char *
 write_manifested(size_t *len)
@@ -666,46 +607,7 @@ START_TEST(test_manifest)
 	ck_assert_uint_eq(len1, len2);
 	ck_assert_int_eq(memcmp(a, b, len1), 0);
 
-	static const char *const names[] = {
-	    TOP "/", TOP "/a.txt", TOP "/sub/", TOP "/sub/b.sh", TOP TARBALL_MANIFEST_SUFFIX};
-	struct archive *ar = archive_read_new();
-	struct archive_entry *e;
-	archive_read_support_format_zip(ar);
-	ck_assert_int_eq(archive_read_open_memory(ar, a, len1), ARCHIVE_OK);
-	for (size_t i = 0; i < BV_NELEM(names); i++) {
-		ck_assert_int_eq(archive_read_next_header(ar, &e), ARCHIVE_OK);
-		ck_assert_str_eq(archive_entry_pathname(e), names[i]);
-	}
-	ck_assert_int_eq(archive_entry_filetype(e), AE_IFREG);
-	ck_assert_int_eq(archive_entry_perm(e), 0644);
-	ck_assert_int_eq(archive_entry_mtime(e), TARBALL_MTIME);
-	ck_assert_int_eq(archive_entry_uid(e), 0);
-	ck_assert_int_eq(archive_entry_gid(e), 0);
-	char data[256];
-	la_ssize_t n = archive_read_data(ar, data, sizeof data);
-	ck_assert_int_eq(n, (la_ssize_t)strlen(MANIFEST));
-	ck_assert_int_eq(memcmp(data, MANIFEST, (size_t)n), 0);
-	ck_assert_int_eq(archive_read_next_header(ar, &e), ARCHIVE_EOF);
-	archive_read_free(ar);
-
-	char *dir = make_tmpdir();
-	char *file = save(dir, "m.zip", a, len1);
-	char *cmd = xasprintf("cd '%s' && unzip -Z1 m.zip > list.txt && unzip -qq m.zip && "
-			      "test -f '" TOP TARBALL_MANIFEST_SUFFIX "' && test -d '" TOP "'",
-	    dir);
-	ck_assert_int_eq(system(cmd), 0);
-	free(cmd);
-	char *lpath = xasprintf("%s/list.txt", dir);
-	size_t llen;
-	char *list = slurp(lpath, &llen);
-	ck_assert_str_eq(list,
-	    TOP "/\n" TOP "/a.txt\n" TOP "/sub/\n" TOP "/sub/b.sh\n" TOP TARBALL_MANIFEST_SUFFIX
-		"\n");
-	free(list);
-	free(lpath);
-	remove_tree(dir);
-	free(file);
-	free(dir);
+	check_manifest_bundle(a, len1, true);
 	free(a);
 	free(b);
 }

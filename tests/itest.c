@@ -578,3 +578,14 @@ itest_job(json_int_t job)
 	free(path);
 	return j;
 }
+
+int
+itest_run(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	srunner_set_fork_status(sr, CK_NOFORK);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

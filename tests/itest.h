@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <check.h>
 #include <jansson.h>
 #include <libpq-fe.h>
 
@@ -45,6 +46,9 @@ struct itest_resp {
 
 extern struct itest IT;
 
+/* Runs the suite in this process (Check's fork mode would split the spawned servers from
+ * the tests that use them); EXIT_SUCCESS when every test passed. */
+int itest_run(Suite *s);
 /* Prepares IT (database, Redis db, folders, port); redis_db picks the Redis db number. */
 void itest_init(const char *name, int redis_db);
 /* Adds KEY=VALUE to the environment of processes spawned later. */

@@ -148,11 +148,7 @@ main(void)
 	tcase_add_test(tc, test_status_short_unhealthy);
 	tcase_add_test(tc, test_sigterm_finishes_inflight);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_NOFORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	int rc = itest_run(s);
 	itest_teardown();
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return rc;
 }

@@ -679,10 +679,5 @@ main(void)
 	tcase_add_test(tc, test_listing);
 	tcase_add_test(tc, test_no_secrets_in_logs);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_NOFORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return itest_run(s);
 }
