@@ -151,6 +151,10 @@ auth_check(const struct auth *a, enum auth_role role, enum auth_access access, c
 		if (role == AUTH_WORKER || role == AUTH_ADMIN)
 			return 0;
 		break;
+	case ACCESS_ADMIN:
+		if (role == AUTH_ADMIN)
+			return 0;
+		break;
 	case ACCESS_COOK:
 		/* SWH's clients (opam, Guix) send no token: a deployment that serves them
 		 * opens this with anonymous_cook. */

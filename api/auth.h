@@ -23,6 +23,7 @@ enum auth_access {
 	ACCESS_USER, /* user or admin */
 	ACCESS_WORKER, /* worker only */
 	ACCESS_WORKER_ADMIN, /* worker or admin */
+	ACCESS_ADMIN, /* admin only */
 	ACCESS_COOK /* asking for a cook on SWH's paths: user or admin, anyone when anonymous_cook */
 };
 

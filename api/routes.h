@@ -36,6 +36,17 @@ void routes_swh_cook_work(struct call *c, struct pool_thread *t);
 void routes_swh_status_work(struct call *c, struct pool_thread *t);
 void routes_swh_fetch_work(struct call *c, struct pool_thread *t);
 
+/* PUT|DELETE /vault/{kind}/{id}/sticky[?format=]: an admin keeps a bundle from expiry
+ * and eviction, or lets it go again (routes_sticky.c) */
+int routes_vault_sticky_prepare(struct call *c);
+void routes_vault_sticky_work(struct call *c, struct pool_thread *t);
+
+/* POST /loads, GET /loads/{id}: loading a git repository (routes_loads.c) */
+int routes_loads_create_prepare(struct call *c);
+void routes_loads_create_work(struct call *c, struct pool_thread *t);
+int routes_loads_get_prepare(struct call *c);
+void routes_loads_get_work(struct call *c, struct pool_thread *t);
+
 /* PATCH /jobs/{id}, GET /jobs/{id} */
 int routes_jobs_patch_prepare(struct call *c);
 void routes_jobs_patch_work(struct call *c, struct pool_thread *t);

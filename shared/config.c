@@ -64,6 +64,15 @@ static const struct ckey keys[] = {
     K(gzip_level, C_INT, "4", 1, 12, false),
     K(notify_attempts, C_INT, "5", 1, 20, false),
     K(notify_backoff_ms, C_INT, "1000", 1, 600000, false),
+    K(load_allow_file, C_BOOL, "false", 0, 0, false),
+    K(load_timeout, C_SECS, "3600", 1, 604800, false),
+    K(max_load_objects, C_INT, "20000000", 1, 2000000000, false),
+    K(bundle_ttl, C_SECS, "604800", 1, 315360000, false),
+    K(store_quota, C_SIZE, "0", 0, 1024 * TIB, false),
+    K(expiry_interval, C_SECS, "60", 1, 86400, false),
+    K(gc_interval, C_SECS, "3600", 1, 604800, false),
+    K(gc_grace, C_SECS, "3600", 0, 31536000, false),
+    K(gc_dry_run, C_BOOL, "false", 0, 0, false),
 };
 
 /* The key's name by index; NULL past the end. */

@@ -47,6 +47,17 @@ struct config {
 	/* notify_url callbacks */
 	int64_t notify_attempts; /* tries before a notification is given up */
 	int64_t notify_backoff_ms; /* first retry's delay; later ones x5, x30, x120, x600 */
+	/* git loading */
+	bool load_allow_file; /* file:// URLs (and nothing else local) may be loaded */
+	int64_t load_timeout; /* seconds a load may run before it fails */
+	int64_t max_load_objects; /* objects one load may read; past it the load fails */
+	/* expiry and garbage collection (docs/operations.md) */
+	int64_t bundle_ttl; /* seconds after the last download (or completion) a bundle lives */
+	int64_t store_quota; /* bytes of bundles kept; 0 = no quota; LRU eviction past it */
+	int64_t expiry_interval; /* seconds between expiry runs */
+	int64_t gc_interval; /* seconds between garbage collections */
+	int64_t gc_grace; /* seconds a blob is safe from collection after it was written */
+	bool gc_dry_run; /* collections only report what they would delete */
 };
 
 /* Fills every key with its default. */

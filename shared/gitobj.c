@@ -340,3 +340,235 @@ swhid_format(enum swhid_kind kind, const unsigned char id[20], char *out)
 	hex_encode(id, 20, hex);
 	snprintf(out, 51, "swh:1:%s:%s", name, hex);
 }
+
+/* 40 hex digits not followed by a NUL (a line of an object body) into 20 bytes. */
+static bool
+hex40(const unsigned char *s, unsigned char id[20])
+{
+	for (size_t i = 0; i < 20; i++) {
+		int hi = hex_digit_value((char)s[2 * i]), lo = hex_digit_value((char)s[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return false;
+		id[i] = (unsigned char)(hi << 4 | lo);
+	}
+	return true;
+}
+
+/* If [p, end) starts with "<key> <40 hex>\n", decodes the id, advances *p and returns
+ * true. */
+static bool
+header_id(const unsigned char **p, const unsigned char *end, const char *key, unsigned char id[20])
+{
+	size_t klen = strlen(key);
+	const unsigned char *q = *p;
+
+	if ((size_t)(end - q) < klen + 1 + 40 + 1 || memcmp(q, key, klen) != 0 || q[klen] != ' ' ||
+	    q[klen + 41] != '\n' || !hex40(q + klen + 1, id))
+		return false;
+	*p = q + klen + 42;
+	return true;
+}
+
+/* Git's layout: "tree" first, then every "parent", then the other headers; a blank line
+ * (or the end: SWH keeps commits without a message) ends the headers. */
+bool
+gitobj_parse_commit(const unsigned char *raw, size_t len, struct commit_info *ci)
+{
+	const unsigned char *p = raw, *end = raw + len, *blank;
+	unsigned char id[20];
+	size_t cap = 0;
+
+	memset(ci, 0, sizeof *ci);
+	if (!header_id(&p, end, "tree", ci->tree))
+		return false;
+	while (header_id(&p, end, "parent", id)) {
+		if (ci->n_parents == cap) {
+			cap = cap ? 2 * cap : 2;
+			ci->parents = xrealloc(ci->parents, cap * sizeof *ci->parents);
+		}
+		memcpy(ci->parents[ci->n_parents++], id, 20);
+	}
+	ci->headers = p;
+	/* The headers end at the first empty line. */
+	blank = NULL;
+	for (const unsigned char *q = p; q < end; q++) {
+		if (*q == '\n' && (q == p || q[-1] == '\n')) {
+			blank = q;
+			break;
+		}
+	}
+	if (blank == NULL) {
+		ci->headers_len = (size_t)(end - p);
+		ci->message = end;
+		ci->message_len = 0;
+	} else {
+		ci->headers_len = (size_t)(blank - p);
+		ci->message = blank + 1;
+		ci->message_len = (size_t)(end - blank - 1);
+	}
+	return true;
+}
+
+/* Frees the parents. */
+void
+commit_info_clear(struct commit_info *ci)
+{
+	free(ci->parents);
+	ci->parents = NULL;
+	ci->n_parents = 0;
+}
+
+/* "object <hex>\ntype <t>\ntag <name>\n": the order git writes and checks (fsck). */
+bool
+gitobj_parse_tag(const unsigned char *raw, size_t len, unsigned char target[20],
+    enum swhid_kind *target_kind, const char **name, size_t *name_len)
+{
+	static const struct {
+		const char *word;
+		enum swhid_kind kind;
+	} types[] = {{"type commit\n", SWHID_REV}, {"type tree\n", SWHID_DIR},
+	    {"type blob\n", SWHID_CNT}, {"type tag\n", SWHID_REL}};
+	const unsigned char *p = raw, *end = raw + len, *nl;
+	size_t i;
+
+	if (!header_id(&p, end, "object", target))
+		return false;
+	for (i = 0; i < BV_NELEM(types); i++) {
+		size_t wl = strlen(types[i].word);
+		if ((size_t)(end - p) >= wl && memcmp(p, types[i].word, wl) == 0) {
+			*target_kind = types[i].kind;
+			p += wl;
+			break;
+		}
+	}
+	if (i == BV_NELEM(types) || (size_t)(end - p) < 5 || memcmp(p, "tag ", 4) != 0)
+		return false;
+	p += 4;
+	nl = memchr(p, '\n', (size_t)(end - p));
+	if (nl == NULL || nl == p)
+		return false;
+	*name = (const char *)p;
+	*name_len = (size_t)(nl - p);
+	return true;
+}
+
+static const char *const snp_names[] = {
+    "content", "directory", "revision", "release", "snapshot", "alias", "dangling"};
+
+/* The manifest's word for a target type. */
+const char *
+snp_target_name(enum snp_target t)
+{
+	return (unsigned int)t < BV_NELEM(snp_names) ? snp_names[t] : NULL;
+}
+
+/* SWHID kinds and snapshot target types list the object kinds in the same order. */
+enum snp_target
+snp_target_of_kind(enum swhid_kind kind)
+{
+	static const enum snp_target map[] = {
+	    SNP_CONTENT, SNP_DIRECTORY, SNP_REVISION, SNP_RELEASE, SNP_SNAPSHOT};
+	return map[kind];
+}
+
+/* Byte order of names, shorter first on a common prefix (Python's bytes order). */
+static int
+branch_cmp(const void *a, const void *b)
+{
+	const struct snapshot_branch *x = a, *y = b;
+	size_t n = x->name_len < y->name_len ? x->name_len : y->name_len;
+	int c = memcmp(x->name, y->name, n);
+
+	if (c != 0)
+		return c;
+	return (x->name_len > y->name_len) - (x->name_len < y->name_len);
+}
+
+/* Sorted, checked, written in one buffer. */
+bool
+gitobj_snapshot_manifest(struct snapshot_branch *b, size_t n, unsigned char **out, size_t *out_len,
+    unsigned char id[20])
+{
+	struct buf m;
+
+	qsort(b, n, sizeof *b, branch_cmp);
+	for (size_t i = 0; i < n; i++) {
+		if (b[i].name_len == 0 || (i > 0 && branch_cmp(&b[i - 1], &b[i]) == 0))
+			return false;
+		if ((unsigned int)b[i].type > SNP_DANGLING)
+			return false;
+		if (b[i].type == SNP_DANGLING ? b[i].target_len != 0
+		    : b[i].type == SNP_ALIAS  ? b[i].target_len == 0
+					      : b[i].target_len != 20)
+			return false;
+	}
+	buf_init(&m);
+	for (size_t i = 0; i < n; i++) {
+		buf_printf(&m, "%s ", snp_names[b[i].type]);
+		buf_add(&m, b[i].name, b[i].name_len);
+		buf_addc(&m, '\0');
+		buf_printf(&m, "%zu:", b[i].target_len);
+		if (b[i].target_len > 0)
+			buf_add(&m, b[i].target, b[i].target_len);
+	}
+	gitobj_hash("snapshot", m.data != NULL ? m.data : "", m.len, id);
+	*out = (unsigned char *)buf_steal(&m, out_len);
+	if (*out == NULL)
+		*out = xmalloc(1); /* the empty snapshot: a valid pointer to no bytes */
+	return true;
+}
+
+void
+snapshot_iter_init(struct snapshot_iter *it, const unsigned char *raw, size_t len)
+{
+	it->p = raw;
+	it->end = raw + len;
+}
+
+/* "<type> <name>\0<len>:<target>" with a known type and a length that fits. */
+int
+snapshot_iter_next(struct snapshot_iter *it, struct snapshot_branch *b)
+{
+	const unsigned char *p = it->p, *end = it->end, *sp, *nul;
+	size_t tl = 0, i;
+
+	if (p == NULL)
+		return -1;
+	if (p == end)
+		return 0;
+	sp = memchr(p, ' ', (size_t)(end - p));
+	if (sp == NULL)
+		goto bad;
+	for (i = 0; i < BV_NELEM(snp_names); i++)
+		if (strlen(snp_names[i]) == (size_t)(sp - p) &&
+		    memcmp(p, snp_names[i], (size_t)(sp - p)) == 0)
+			break;
+	if (i == BV_NELEM(snp_names))
+		goto bad;
+	nul = memchr(sp + 1, '\0', (size_t)(end - sp - 1));
+	if (nul == NULL || nul == sp + 1)
+		goto bad;
+	p = nul + 1;
+	if (p == end || *p < '0' || *p > '9')
+		goto bad;
+	while (p < end && *p >= '0' && *p <= '9') {
+		if (tl > 1000000)
+			goto bad;
+		tl = tl * 10 + (size_t)(*p++ - '0');
+	}
+	if (p == end || *p != ':' || (size_t)(end - p - 1) < tl)
+		goto bad;
+	b->type = (enum snp_target)i;
+	b->name = sp + 1;
+	b->name_len = (size_t)(nul - sp - 1);
+	b->target = tl > 0 ? p + 1 : NULL;
+	b->target_len = tl;
+	if ((b->type < SNP_ALIAS && tl != 20) || (b->type == SNP_DANGLING && tl != 0))
+		goto bad;
+	it->p = p + 1 + tl;
+	return 1;
+bad:
+	it->p = NULL;
+	it->end = NULL;
+	return -1;
+}

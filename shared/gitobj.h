@@ -61,4 +61,62 @@ bool swhid_parse(
 void swhid_format(enum swhid_kind kind, const unsigned char id[20], char *out);
 const char *swhid_kind_name(enum swhid_kind kind); /* "dir" */
 
+
+/* Commits and tags: the raw object body (no "commit <n>\0" header). */
+struct commit_info {
+	unsigned char tree[20];
+	unsigned char (*parents)[20]; /* n_parents ids, allocated; commit_info_clear frees */
+	size_t n_parents;
+	const unsigned char *headers; /* points into raw: from "author" to the blank line */
+	size_t headers_len;
+	const unsigned char *message; /* points into raw: after the blank line (may be empty) */
+	size_t message_len;
+};
+/* Reads tree and parents (the first lines, git's order) and locates the other headers and
+ * the message. false when malformed (then nothing needs freeing). */
+bool gitobj_parse_commit(
+    const unsigned char *raw, size_t len, struct commit_info *ci) BV_MUSTCHECK;
+void commit_info_clear(struct commit_info *ci);
+/* An annotated tag's target, the target's kind (CNT, DIR, REV or REL) and its name
+ * (pointing into raw, not NUL-terminated). false when malformed. */
+bool gitobj_parse_tag(const unsigned char *raw, size_t len, unsigned char target[20],
+    enum swhid_kind *target_kind, const char **name, size_t *name_len) BV_MUSTCHECK;
+
+/* Snapshots (SWH): named branches, each a target id of some kind, an alias (the name of
+ * another branch) or dangling. The manifest is the branches sorted by name (bytes), each
+ * "<type> <name>\0<target length>:<target>", with nothing between them; the id is
+ * sha1("snapshot <len>\0" + manifest). */
+enum snp_target {
+	SNP_CONTENT,
+	SNP_DIRECTORY,
+	SNP_REVISION,
+	SNP_RELEASE,
+	SNP_SNAPSHOT,
+	SNP_ALIAS,
+	SNP_DANGLING
+};
+struct snapshot_branch {
+	const unsigned char *name;
+	size_t name_len;
+	enum snp_target type;
+	const unsigned char *target; /* 20 bytes; the aliased branch's name; NULL if dangling */
+	size_t target_len;
+};
+/* "revision", "alias", ... */
+const char *snp_target_name(enum snp_target t);
+/* The target type of a SWHID kind (CNT -> SNP_CONTENT, ...). */
+enum snp_target snp_target_of_kind(enum swhid_kind kind);
+/* Sorts branches (in place) by name, writes the manifest into *out (caller frees) and the
+ * id. false (nothing allocated) when two branches share a name, a name is empty, or an
+ * id target is not 20 bytes. */
+bool gitobj_snapshot_manifest(struct snapshot_branch *b, size_t n, unsigned char **out,
+    size_t *out_len, unsigned char id[20]) BV_MUSTCHECK;
+/* Iterates a manifest: 1 with the next branch (pointers into the manifest), 0 at the end,
+ * -1 when malformed. */
+struct snapshot_iter {
+	const unsigned char *p, *end;
+};
+void snapshot_iter_init(struct snapshot_iter *it, const unsigned char *raw, size_t len);
+int snapshot_iter_next(struct snapshot_iter *it, struct snapshot_branch *b);
+
 #endif

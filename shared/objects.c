@@ -207,3 +207,250 @@ objects_get_contents(struct db *db, const unsigned char (*ids)[20], size_t n, ob
 	    " WHERE sha1_git = ANY (ARRAY(SELECT decode(x, 'hex') FROM unnest($1::text[]) x))",
 	    ids, n, content_row, &c, errstr);
 }
+
+/* Adds bytes as one element of an array literal, the empty string included. */
+static void
+array_bytes(struct buf *b, const unsigned char *bytes, size_t n)
+{
+	if (n == 0)
+		buf_adds(b, b->len > 1 ? ",\"\"" : "\"\"");
+	else
+		array_elem(b, bytes, n);
+}
+
+/* Inserts revisions not yet present; parents travel as one text element of
+ * concatenated hex, split in SQL. */
+int
+objects_put_revisions(struct db *db, const struct revision_row *rows, size_t n, char **errstr)
+{
+	struct buf ids, dirs, parents, raws;
+	size_t i = 0;
+	int rc = 0;
+
+	buf_init(&ids), buf_init(&dirs), buf_init(&parents), buf_init(&raws);
+	while (i < n && rc == 0) {
+		size_t count = 0;
+		array_begin(&ids), array_begin(&dirs), array_begin(&parents), array_begin(&raws);
+		while (i < n && count < IDS_PER_QUERY && raws.len < TEXT_PER_QUERY) {
+			const struct revision_row *r = &rows[i];
+			array_elem(&ids, r->id, 20);
+			array_elem(&dirs, r->directory, 20);
+			array_bytes(&parents, r->n_parents ? r->parents[0] : NULL, 20 * r->n_parents);
+			array_bytes(&raws, r->raw, r->raw_len);
+			i++, count++;
+		}
+		buf_addc(&ids, '}'), buf_addc(&dirs, '}'), buf_addc(&parents, '}');
+		buf_addc(&raws, '}');
+		const char *p[] = {ids.data, dirs.data, parents.data, raws.data};
+		rc = db_run(db,
+		    "INSERT INTO revisions (id, directory, parents, raw)"
+		    " SELECT decode(a, 'hex'), decode(b, 'hex'),"
+		    "  ARRAY(SELECT decode(substr(c, g * 40 + 1, 40), 'hex')"
+		    "        FROM generate_series(0, length(c) / 40 - 1) AS g ORDER BY g),"
+		    "  decode(d, 'hex')"
+		    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS t(a, b, c, d)"
+		    " ON CONFLICT (id) DO NOTHING",
+		    4, p, errstr);
+	}
+	buf_free(&ids), buf_free(&dirs), buf_free(&parents), buf_free(&raws);
+	return rc;
+}
+
+/* The releases.target_type word of a SWHID kind. */
+static const char *
+target_type_word(enum swhid_kind k)
+{
+	switch (k) {
+	case SWHID_CNT:
+		return "content";
+	case SWHID_DIR:
+		return "directory";
+	case SWHID_REV:
+		return "revision";
+	case SWHID_REL:
+		return "release";
+	default:
+		return NULL;
+	}
+}
+
+/* Inserts releases not yet present. */
+int
+objects_put_releases(struct db *db, const struct release_row *rows, size_t n, char **errstr)
+{
+	struct buf ids, targets, types, names, raws;
+	size_t i = 0;
+	int rc = 0;
+
+	buf_init(&ids), buf_init(&targets), buf_init(&types), buf_init(&names), buf_init(&raws);
+	while (i < n && rc == 0) {
+		size_t count = 0;
+		array_begin(&ids), array_begin(&targets), array_begin(&types);
+		array_begin(&names), array_begin(&raws);
+		while (i < n && count < IDS_PER_QUERY && raws.len < TEXT_PER_QUERY) {
+			const struct release_row *r = &rows[i];
+			const char *word = target_type_word(r->target_kind);
+			if (word == NULL) {
+				*errstr = xstrdup("release with a snapshot target");
+				rc = -1;
+				break;
+			}
+			array_elem(&ids, r->id, 20);
+			array_elem(&targets, r->target, 20);
+			buf_printf(&types, "%s%s", types.len > 1 ? "," : "", word);
+			array_bytes(&names, r->name, r->name_len);
+			array_bytes(&raws, r->raw, r->raw_len);
+			i++, count++;
+		}
+		if (rc != 0)
+			break;
+		buf_addc(&ids, '}'), buf_addc(&targets, '}'), buf_addc(&types, '}');
+		buf_addc(&names, '}'), buf_addc(&raws, '}');
+		const char *p[] = {ids.data, targets.data, types.data, names.data, raws.data};
+		rc = db_run(db,
+		    "INSERT INTO releases (id, target, target_type, name, raw)"
+		    " SELECT decode(a, 'hex'), decode(b, 'hex'), c, decode(d, 'hex'), decode(e, 'hex')"
+		    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])"
+		    "  AS t(a, b, c, d, e)"
+		    " ON CONFLICT (id) DO NOTHING",
+		    5, p, errstr);
+	}
+	buf_free(&ids), buf_free(&targets), buf_free(&types), buf_free(&names), buf_free(&raws);
+	return rc;
+}
+
+/* Inserts a snapshot unless present. */
+int
+objects_put_snapshot(struct db *db, const unsigned char id[20], const unsigned char *raw,
+    size_t raw_len, char **errstr)
+{
+	char hex[41];
+	char *rhex = xmalloc(2 * raw_len + 1);
+	int rc;
+
+	hex_encode(id, 20, hex);
+	hex_encode(raw, raw_len, rhex);
+	const char *p[] = {hex, rhex};
+	rc = db_run(db,
+	    "INSERT INTO snapshots (id, raw) VALUES (decode($1, 'hex'), decode($2, 'hex'))"
+	    " ON CONFLICT (id) DO NOTHING",
+	    2, p, errstr);
+	free(rhex);
+	return rc;
+}
+
+/* The table and id column of a kind. */
+static bool
+kind_table(enum swhid_kind kind, const char **table, const char **col)
+{
+	static const char *const tables[] = {
+	    "contents", "directories", "revisions", "releases", "snapshots"};
+	if ((unsigned int)kind >= BV_NELEM(tables))
+		return false;
+	*table = tables[kind];
+	*col = kind == SWHID_CNT ? "sha1_git" : "id";
+	return true;
+}
+
+struct present_ctx {
+	const unsigned char (*ids)[20];
+	size_t n;
+	bool *present;
+	size_t base; /* index of the batch's first id */
+};
+
+/* One found id (binary, with its 1-based position in the batch's array). */
+static int
+present_row(void *arg, const PGresult *res, int r)
+{
+	struct present_ctx *c = arg;
+	uint64_t pos;
+
+	if (PQgetlength(res, r, 0) != 8)
+		return 0;
+	memcpy(&pos, PQgetvalue(res, r, 0), 8);
+	pos = be64toh(pos);
+	if (pos >= 1 && pos <= c->n)
+		c->present[pos - 1] = true;
+	return 0;
+}
+
+/* Which ids are stored: ordinality gives each id's position back. */
+int
+objects_present(struct db *db, enum swhid_kind kind, const unsigned char (*ids)[20], size_t n,
+    bool *present, char **errstr)
+{
+	const char *table, *col;
+	struct present_ctx c = {ids, n, present, 0};
+	char *sql;
+	int rc;
+
+	if (!kind_table(kind, &table, &col)) {
+		*errstr = xstrdup("unknown object kind");
+		return -1;
+	}
+	memset(present, 0, n * sizeof *present);
+	sql = xasprintf("SELECT t.pos FROM unnest($1::text[]) WITH ORDINALITY AS t(x, pos)"
+			" WHERE EXISTS (SELECT 1 FROM %s WHERE %s = decode(t.x, 'hex'))",
+	    table, col);
+	/* query_ids batches: positions are per batch, so run batch by batch here. */
+	rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i += IDS_PER_QUERY) {
+		size_t m = n - i < IDS_PER_QUERY ? n - i : IDS_PER_QUERY;
+		c.ids = ids + i;
+		c.n = m;
+		c.present = present + i;
+		rc = query_ids(db, sql, ids + i, m, present_row, &c, errstr);
+	}
+	free(sql);
+	return rc;
+}
+
+/* One object. */
+int
+objects_exists(struct db *db, enum swhid_kind kind, const unsigned char id[20], char **errstr)
+{
+	bool present = false;
+
+	if (objects_present(db, kind, (const unsigned char(*)[20])id, 1, &present, errstr) != 0)
+		return -1;
+	return present ? 1 : 0;
+}
+
+/* Raw bodies by id. */
+int
+objects_get_raw(struct db *db, enum swhid_kind kind, const unsigned char (*ids)[20], size_t n,
+    objects_dir_cb cb, void *arg, char **errstr)
+{
+	const char *table, *col;
+	struct dir_ctx c = {cb, arg};
+	char *sql;
+	int rc;
+
+	if (kind < SWHID_REV || !kind_table(kind, &table, &col)) {
+		*errstr = xstrdup("objects_get_raw: not a revision, release or snapshot");
+		return -1;
+	}
+	sql = xasprintf("SELECT id, raw FROM %s"
+			" WHERE id = ANY (ARRAY(SELECT decode(x, 'hex') FROM unnest($1::text[]) x))",
+	    table);
+	rc = query_ids(db, sql, ids, n, dir_row, &c, errstr);
+	free(sql);
+	return rc;
+}
+
+/* The closure over parents, UNION removing repeats (merges reach a commit twice). */
+int
+objects_revision_history(struct db *db, const unsigned char head[20], objects_dir_cb cb, void *arg,
+    char **errstr)
+{
+	struct dir_ctx c = {cb, arg};
+	return query_ids(db,
+	    "WITH RECURSIVE h(id) AS ("
+	    "  SELECT id FROM revisions"
+	    "  WHERE id = ANY (ARRAY(SELECT decode(x, 'hex') FROM unnest($1::text[]) x))"
+	    " UNION"
+	    "  SELECT p FROM h JOIN revisions r ON r.id = h.id, unnest(r.parents) AS p"
+	    ") SELECT r.id, r.raw FROM h JOIN revisions r ON r.id = h.id",
+	    (const unsigned char(*)[20])head, 1, dir_row, &c, errstr);
+}

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "shared/db.h"
+#include "shared/gitobj.h"
 
 struct content_row {
 	unsigned char sha1_git[20];
@@ -44,5 +45,50 @@ int objects_get_directories(struct db *db, const unsigned char (*ids)[20], size_
 typedef int (*objects_content_cb)(void *arg, const struct content_row *row);
 int objects_get_contents(struct db *db, const unsigned char (*ids)[20], size_t n,
     objects_content_cb cb, void *arg, char **errstr) BV_MUSTCHECK;
+
+
+/* Revisions (commits) and releases (annotated tags) by their raw git body; snapshots by
+ * their SWH manifest (shared/gitobj.h). Insert only after everything an object references
+ * is stored (db/migrations/0003_git.sql): a stored object stands for its closure. */
+struct revision_row {
+	unsigned char id[20];
+	unsigned char directory[20];
+	const unsigned char (*parents)[20];
+	size_t n_parents;
+	const unsigned char *raw;
+	size_t raw_len;
+};
+struct release_row {
+	unsigned char id[20];
+	unsigned char target[20];
+	enum swhid_kind target_kind; /* CNT, DIR, REV or REL */
+	const unsigned char *name;
+	size_t name_len;
+	const unsigned char *raw;
+	size_t raw_len;
+};
+int objects_put_revisions(
+    struct db *db, const struct revision_row *rows, size_t n, char **errstr) BV_MUSTCHECK;
+int objects_put_releases(
+    struct db *db, const struct release_row *rows, size_t n, char **errstr) BV_MUSTCHECK;
+int objects_put_snapshot(struct db *db, const unsigned char id[20], const unsigned char *raw,
+    size_t raw_len, char **errstr) BV_MUSTCHECK;
+
+/* Which of ids (objects of kind: CNT, DIR, REV, REL or SNP) are stored: present[i] is set
+ * for each. 0 or -1. */
+int objects_present(struct db *db, enum swhid_kind kind, const unsigned char (*ids)[20], size_t n,
+    bool *present, char **errstr) BV_MUSTCHECK;
+/* One object's existence: 1, 0 or -1. */
+int objects_exists(
+    struct db *db, enum swhid_kind kind, const unsigned char id[20], char **errstr) BV_MUSTCHECK;
+
+/* Raw bodies of many revisions, releases or snapshots (kind REV, REL or SNP); cb once per
+ * object found, raw valid during the call only. 0 or -1. */
+int objects_get_raw(struct db *db, enum swhid_kind kind, const unsigned char (*ids)[20], size_t n,
+    objects_dir_cb cb, void *arg, char **errstr) BV_MUSTCHECK;
+/* A revision and all its ancestors (any order; each once), with their raw bodies, in
+ * one recursive query. Ancestors missing from the store are simply not reported. */
+int objects_revision_history(struct db *db, const unsigned char head[20], objects_dir_cb cb,
+    void *arg, char **errstr) BV_MUSTCHECK;
 
 #endif

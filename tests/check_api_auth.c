@@ -99,6 +99,10 @@ START_TEST(test_access)
 	    {true, AUTH_WORKER, ACCESS_WORKER_ADMIN, 0},
 	    {true, AUTH_ADMIN, ACCESS_WORKER_ADMIN, 0},
 	    {true, AUTH_USER, ACCESS_WORKER_ADMIN, 403},
+	    {true, AUTH_ADMIN, ACCESS_ADMIN, 0},
+	    {true, AUTH_USER, ACCESS_ADMIN, 403},
+	    {true, AUTH_WORKER, ACCESS_ADMIN, 403},
+	    {true, AUTH_ANONYMOUS, ACCESS_ADMIN, 401},
 	    /* SWH's cook paths: a token, unless anonymous_cook opens them */
 	    {true, AUTH_ANONYMOUS, ACCESS_COOK, 401, false},
 	    {true, AUTH_ANONYMOUS, ACCESS_COOK, 0, true},

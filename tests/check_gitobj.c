@@ -419,6 +419,110 @@ START_TEST(test_swhid_format)
 }
 END_TEST
 
+/* SWH's own vectors (swh-model, checked against the archive): empty, two revisions,
+ * and an alias, given out of order. */
+START_TEST(test_snapshot_ids)
+{
+	unsigned char one[20], two[20], id[20], *m;
+	size_t len;
+	char hex[41];
+	struct snapshot_branch b[3];
+
+	memset(one, 1, 20), memset(two, 2, 20);
+	ck_assert(gitobj_snapshot_manifest(b, 0, &m, &len, id));
+	hex_encode(id, 20, hex);
+	ck_assert_str_eq(hex, "1a8893e6a86f444e8be8e7bda6cb34fb1735a00e");
+	ck_assert_uint_eq(len, 0);
+	free(m);
+
+	b[0] = (struct snapshot_branch){(const unsigned char *)"refs/heads/main", 15, SNP_REVISION, one, 20};
+	b[1] = (struct snapshot_branch){(const unsigned char *)"refs/heads/develop", 18, SNP_REVISION, two, 20};
+	ck_assert(gitobj_snapshot_manifest(b, 2, &m, &len, id));
+	hex_encode(id, 20, hex);
+	ck_assert_str_eq(hex, "870148a17e00ea8bd84b727cd26104b8c6ac6a72");
+	free(m);
+
+	b[0] = (struct snapshot_branch){(const unsigned char *)"refs/heads/main", 15, SNP_REVISION, one, 20};
+	b[1] = (struct snapshot_branch){(const unsigned char *)"refs/heads/develop", 18, SNP_REVISION, two, 20};
+	b[2] = (struct snapshot_branch){(const unsigned char *)"HEAD", 4, SNP_ALIAS, (const unsigned char *)"refs/heads/main", 15};
+	ck_assert(gitobj_snapshot_manifest(b, 3, &m, &len, id));
+	hex_encode(id, 20, hex);
+	ck_assert_str_eq(hex, "9ecd7950d10ed3d02bfcf9c4a534f173697ab9f3");
+	ck_assert(memcmp(m, "alias HEAD\00015:refs/heads/main", 29) == 0);
+
+	/* The manifest reads back as the same branches, in order. */
+	struct snapshot_iter it;
+	struct snapshot_branch r;
+	int n = 0;
+	snapshot_iter_init(&it, m, len);
+	while (snapshot_iter_next(&it, &r) == 1) {
+		ck_assert_int_eq(r.type, b[n].type);
+		ck_assert_uint_eq(r.name_len, b[n].name_len);
+		ck_assert(memcmp(r.name, b[n].name, r.name_len) == 0);
+		ck_assert(memcmp(r.target, b[n].target, r.target_len) == 0);
+		n++;
+	}
+	ck_assert_int_eq(n, 3);
+	/* Cut anywhere, it is malformed, never read past the end. */
+	for (size_t cut = 1; cut < len; cut++) {
+		int rc;
+		snapshot_iter_init(&it, m, cut);
+		while ((rc = snapshot_iter_next(&it, &r)) == 1)
+			;
+		if (cut != 29 && cut != 29 + 51)
+			ck_assert_int_eq(rc, -1);
+	}
+	free(m);
+
+	/* Duplicate names and bad target lengths are refused. */
+	b[0] = (struct snapshot_branch){(const unsigned char *)"a", 1, SNP_REVISION, one, 20};
+	b[1] = (struct snapshot_branch){(const unsigned char *)"a", 1, SNP_RELEASE, two, 20};
+	ck_assert(!gitobj_snapshot_manifest(b, 2, &m, &len, id));
+	b[1] = (struct snapshot_branch){(const unsigned char *)"b", 1, SNP_RELEASE, two, 19};
+	ck_assert(!gitobj_snapshot_manifest(b, 2, &m, &len, id));
+	b[1] = (struct snapshot_branch){(const unsigned char *)"b", 1, SNP_DANGLING, NULL, 0};
+	ck_assert(gitobj_snapshot_manifest(b, 2, &m, &len, id));
+	free(m);
+}
+END_TEST
+
+START_TEST(test_parse_commit_and_tag)
+{
+	const char *c = "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n"
+			"parent 1111111111111111111111111111111111111111\n"
+			"parent 2222222222222222222222222222222222222222\n"
+			"author A <a@x> 1 +0000\ncommitter C <c@x> 2 +0100\n\nmsg\n";
+	struct commit_info ci;
+	char hex[41];
+
+	ck_assert(gitobj_parse_commit((const unsigned char *)c, strlen(c), &ci));
+	hex_encode(ci.tree, 20, hex);
+	ck_assert_str_eq(hex, "4b825dc642cb6eb9a060e54bf8d69288fbee4904");
+	ck_assert_uint_eq(ci.n_parents, 2);
+	hex_encode(ci.parents[1], 20, hex);
+	ck_assert_str_eq(hex, "2222222222222222222222222222222222222222");
+	ck_assert_uint_eq(ci.message_len, 4);
+	ck_assert(memcmp(ci.message, "msg\n", 4) == 0);
+	ck_assert(memcmp(ci.headers, "author A", 8) == 0);
+	commit_info_clear(&ci);
+	/* No tree first: malformed. */
+	ck_assert(!gitobj_parse_commit((const unsigned char *)c + 46, strlen(c) - 46, &ci));
+	ck_assert(!gitobj_parse_commit((const unsigned char *)"tree 12\n", 8, &ci));
+
+	const char *t = "object 1111111111111111111111111111111111111111\ntype commit\n"
+			"tag v1.0\ntagger T <t@x> 3 +0000\n\nrelease\n";
+	unsigned char target[20];
+	enum swhid_kind k;
+	const char *name;
+	size_t nl;
+	ck_assert(gitobj_parse_tag((const unsigned char *)t, strlen(t), target, &k, &name, &nl));
+	ck_assert_int_eq(k, SWHID_REV);
+	ck_assert_uint_eq(nl, 4);
+	ck_assert(memcmp(name, "v1.0", 4) == 0);
+	ck_assert(!gitobj_parse_tag((const unsigned char *)t, 60, target, &k, &name, &nl));
+}
+END_TEST
+
 static Suite *
 gitobj_suite(void)
 {
@@ -437,6 +541,8 @@ gitobj_suite(void)
 	tcase_add_test(tc, test_tree_iter_fuzz);
 	tcase_add_test(tc, test_swhid_parse_table);
 	tcase_add_test(tc, test_swhid_format);
+	tcase_add_test(tc, test_snapshot_ids);
+	tcase_add_test(tc, test_parse_commit_and_tag);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -44,6 +44,7 @@ static const struct {
 	job_handler run;
 } handlers[] = {
     {"cook", cook_run},
+    {"load", load_run},
 };
 
 /* Sleeps in 100 ms steps so that SIGTERM is seen soon. */
@@ -540,6 +541,8 @@ worker_loop(struct worker *w)
 	/* main.c swept at start. */
 	uint64_t next_sweep = now_ms() + SWEEP_EVERY_MS;
 	uint64_t next_notify = 0;
+	/* Expiry soon after start; the first collection one interval after it. */
+	uint64_t next_expire = 0, next_gc = now_ms() + (uint64_t)w->cfg->gc_interval * 1000;
 	uint64_t backoff = 0;
 
 	while (!worker_stop) {
@@ -560,6 +563,14 @@ worker_loop(struct worker *w)
 		if (now >= next_sweep) {
 			sweep(w);
 			next_sweep = now_ms() + SWEEP_EVERY_MS;
+		}
+		if (now >= next_expire) {
+			expire_run(w);
+			next_expire = now_ms() + (uint64_t)w->cfg->expiry_interval * 1000;
+		}
+		if (now >= next_gc) {
+			gc_run(w);
+			next_gc = now_ms() + (uint64_t)w->cfg->gc_interval * 1000;
 		}
 		if (now >= next_stale) {
 			r = kv_claim_stale(w->kv, w->name, (int64_t)lease_ms, &d, &err);

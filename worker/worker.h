@@ -24,6 +24,8 @@
 #define RECONCILE_LOCK_KEY 0x62767265636f6e63LL /* "bvreconc" */
 #define SWEEP_LOCK_KEY 0x6276737765657074LL /* "bvsweept" */
 #define NOTIFY_LOCK_KEY 0x62766e6f74696679LL /* "bvnotify": sending notify_url callbacks */
+#define EXPIRE_LOCK_KEY 0x6276657870697265LL /* "bvexpire": bundle expiry and quota */
+#define GC_LOCK_KEY 0x62766763636f6c6cLL /* "bvgccoll": blob garbage collection */
 
 /* Set by SIGTERM/SIGINT: finish the current job, then leave. */
 extern volatile sig_atomic_t worker_stop;
@@ -151,7 +153,28 @@ void lease_stop(struct lease *l);
 /* true (with *why, a new string) once a renewal learned the job is no longer ours. */
 bool lease_lost(struct lease *l, char **why);
 
-/* cook.c */
+/* cook.c: a cook job (kind "cook"): a bundle of a directory, revision or snapshot. */
 enum job_outcome cook_run(struct job_run *run, json_t **result, char **reason);
+
+/* load.c: a load job (kind "load"): reads a git repository with libgit2 and stores every
+ * reachable object and a snapshot of its branches. */
+enum job_outcome load_run(struct job_run *run, json_t **result, char **reason);
+
+/* expire.c: expires bundles past bundle_ttl since their last use and evicts the least
+ * recently used past store_quota; one worker at a time (EXPIRE_LOCK_KEY). */
+void expire_run(struct worker *w);
+
+/* gc.c: blob garbage collection, mark and sweep (docs/operations.md). */
+struct gc_report {
+	int64_t scanned; /* blobs looked at */
+	int64_t deleted; /* blobs deleted (or that would be, in a dry run) */
+	int64_t deleted_bytes;
+	int64_t kept_young; /* unreferenced, but younger than gc_grace */
+};
+/* One collection, unless another worker holds GC_LOCK_KEY (then 1 and nothing done).
+ * dry_run only reports. 0 with *report filled, 1 when skipped, -1 + *errstr. */
+int gc_collect(struct worker *w, bool dry_run, struct gc_report *report, char **errstr) BV_MUSTCHECK;
+/* The periodic duty: gc_collect with cfg->gc_dry_run, logged. */
+void gc_run(struct worker *w);
 
 #endif

@@ -1,0 +1,1 @@
+/* gitbare.c: bare repository bundles (to be written). */

@@ -1,0 +1,1 @@
+/* gitfast.c: git fast-import bundles (to be written). */
