@@ -486,8 +486,8 @@ branch_cmp(const void *a, const void *b)
 
 /* Sorted, checked, written in one buffer. */
 bool
-gitobj_snapshot_manifest(struct snapshot_branch *b, size_t n, unsigned char **out, size_t *out_len,
-    unsigned char id[20])
+gitobj_snapshot_manifest(
+    struct snapshot_branch *b, size_t n, unsigned char **out, size_t *out_len, unsigned char id[20])
 {
 	struct buf m;
 
@@ -497,9 +497,9 @@ gitobj_snapshot_manifest(struct snapshot_branch *b, size_t n, unsigned char **ou
 			return false;
 		if ((unsigned int)b[i].type > SNP_DANGLING)
 			return false;
-		if (b[i].type == SNP_DANGLING ? b[i].target_len != 0
-		    : b[i].type == SNP_ALIAS  ? b[i].target_len == 0
-					      : b[i].target_len != 20)
+		if (b[i].type == SNP_DANGLING    ? b[i].target_len != 0
+			: b[i].type == SNP_ALIAS ? b[i].target_len == 0
+						 : b[i].target_len != 20)
 			return false;
 	}
 	buf_init(&m);

@@ -61,7 +61,6 @@ bool swhid_parse(
 void swhid_format(enum swhid_kind kind, const unsigned char id[20], char *out);
 const char *swhid_kind_name(enum swhid_kind kind); /* "dir" */
 
-
 /* Commits and tags: the raw object body (no "commit <n>\0" header). */
 struct commit_info {
 	unsigned char tree[20];
@@ -74,8 +73,7 @@ struct commit_info {
 };
 /* Reads tree and parents (the first lines, git's order) and locates the other headers and
  * the message. false when malformed (then nothing needs freeing). */
-bool gitobj_parse_commit(
-    const unsigned char *raw, size_t len, struct commit_info *ci) BV_MUSTCHECK;
+bool gitobj_parse_commit(const unsigned char *raw, size_t len, struct commit_info *ci) BV_MUSTCHECK;
 void commit_info_clear(struct commit_info *ci);
 /* An annotated tag's target, the target's kind (CNT, DIR, REV or REL) and its name
  * (pointing into raw, not NUL-terminated). false when malformed. */

@@ -235,7 +235,8 @@ objects_put_revisions(struct db *db, const struct revision_row *rows, size_t n, 
 			const struct revision_row *r = &rows[i];
 			array_elem(&ids, r->id, 20);
 			array_elem(&dirs, r->directory, 20);
-			array_bytes(&parents, r->n_parents ? r->parents[0] : NULL, 20 * r->n_parents);
+			array_bytes(
+			    &parents, r->n_parents ? r->parents[0] : NULL, 20 * r->n_parents);
 			array_bytes(&raws, r->raw, r->raw_len);
 			i++, count++;
 		}
@@ -431,9 +432,10 @@ objects_get_raw(struct db *db, enum swhid_kind kind, const unsigned char (*ids)[
 		*errstr = xstrdup("objects_get_raw: not a revision, release or snapshot");
 		return -1;
 	}
-	sql = xasprintf("SELECT id, raw FROM %s"
-			" WHERE id = ANY (ARRAY(SELECT decode(x, 'hex') FROM unnest($1::text[]) x))",
-	    table);
+	sql =
+	    xasprintf("SELECT id, raw FROM %s"
+		      " WHERE id = ANY (ARRAY(SELECT decode(x, 'hex') FROM unnest($1::text[]) x))",
+		table);
 	rc = query_ids(db, sql, ids, n, dir_row, &c, errstr);
 	free(sql);
 	return rc;
@@ -441,8 +443,8 @@ objects_get_raw(struct db *db, enum swhid_kind kind, const unsigned char (*ids)[
 
 /* The closure over parents, UNION removing repeats (merges reach a commit twice). */
 int
-objects_revision_history(struct db *db, const unsigned char head[20], objects_dir_cb cb, void *arg,
-    char **errstr)
+objects_revision_history(
+    struct db *db, const unsigned char head[20], objects_dir_cb cb, void *arg, char **errstr)
 {
 	struct dir_ctx c = {cb, arg};
 	return query_ids(db,

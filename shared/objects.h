@@ -46,7 +46,6 @@ typedef int (*objects_content_cb)(void *arg, const struct content_row *row);
 int objects_get_contents(struct db *db, const unsigned char (*ids)[20], size_t n,
     objects_content_cb cb, void *arg, char **errstr) BV_MUSTCHECK;
 
-
 /* Revisions (commits) and releases (annotated tags) by their raw git body; snapshots by
  * their SWH manifest (shared/gitobj.h). Insert only after everything an object references
  * is stored (db/migrations/0003_git.sql): a stored object stands for its closure. */

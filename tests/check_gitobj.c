@@ -435,16 +435,21 @@ START_TEST(test_snapshot_ids)
 	ck_assert_uint_eq(len, 0);
 	free(m);
 
-	b[0] = (struct snapshot_branch){(const unsigned char *)"refs/heads/main", 15, SNP_REVISION, one, 20};
-	b[1] = (struct snapshot_branch){(const unsigned char *)"refs/heads/develop", 18, SNP_REVISION, two, 20};
+	b[0] = (struct snapshot_branch){
+	    (const unsigned char *)"refs/heads/main", 15, SNP_REVISION, one, 20};
+	b[1] = (struct snapshot_branch){
+	    (const unsigned char *)"refs/heads/develop", 18, SNP_REVISION, two, 20};
 	ck_assert(gitobj_snapshot_manifest(b, 2, &m, &len, id));
 	hex_encode(id, 20, hex);
 	ck_assert_str_eq(hex, "870148a17e00ea8bd84b727cd26104b8c6ac6a72");
 	free(m);
 
-	b[0] = (struct snapshot_branch){(const unsigned char *)"refs/heads/main", 15, SNP_REVISION, one, 20};
-	b[1] = (struct snapshot_branch){(const unsigned char *)"refs/heads/develop", 18, SNP_REVISION, two, 20};
-	b[2] = (struct snapshot_branch){(const unsigned char *)"HEAD", 4, SNP_ALIAS, (const unsigned char *)"refs/heads/main", 15};
+	b[0] = (struct snapshot_branch){
+	    (const unsigned char *)"refs/heads/main", 15, SNP_REVISION, one, 20};
+	b[1] = (struct snapshot_branch){
+	    (const unsigned char *)"refs/heads/develop", 18, SNP_REVISION, two, 20};
+	b[2] = (struct snapshot_branch){(const unsigned char *)"HEAD", 4, SNP_ALIAS,
+	    (const unsigned char *)"refs/heads/main", 15};
 	ck_assert(gitobj_snapshot_manifest(b, 3, &m, &len, id));
 	hex_encode(id, 20, hex);
 	ck_assert_str_eq(hex, "9ecd7950d10ed3d02bfcf9c4a534f173697ab9f3");

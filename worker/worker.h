@@ -173,7 +173,8 @@ struct gc_report {
 };
 /* One collection, unless another worker holds GC_LOCK_KEY (then 1 and nothing done).
  * dry_run only reports. 0 with *report filled, 1 when skipped, -1 + *errstr. */
-int gc_collect(struct worker *w, bool dry_run, struct gc_report *report, char **errstr) BV_MUSTCHECK;
+int gc_collect(
+    struct worker *w, bool dry_run, struct gc_report *report, char **errstr) BV_MUSTCHECK;
 /* The periodic duty: gc_collect with cfg->gc_dry_run, logged. */
 void gc_run(struct worker *w);
 
