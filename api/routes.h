@@ -21,6 +21,13 @@ int routes_vault_read_prepare(struct call *c);
 void routes_vault_status_work(struct call *c, struct pool_thread *t);
 void routes_vault_fetch_work(struct call *c, struct pool_thread *t);
 
+/* The helpers other Vault routes share: validates {kind}, {id} and ?format= (answers
+ * the 4xx itself; 0 or -1), the call's bundle format ("tar.gz" when not given) and the
+ * bundle's job key ("cook:<kind>:<hex>:<format>", caller frees). */
+int routes_vault_parse_target(struct call *c);
+const char *routes_vault_format(struct call *c);
+char *routes_vault_dedup_key(struct call *c);
+
 /* GET /vault/{kind}/{id}/status?wait=N (routes_wait.c) */
 int routes_vault_status_wait_prepare(struct call *c);
 void routes_vault_status_wait_work(struct call *c, struct pool_thread *t);

@@ -28,10 +28,10 @@ known_format(const char *s)
 	return NULL;
 }
 
-/* The call's bundle format: ?format= as parse_target checked it (struct call has no field
+/* The call's bundle format: ?format= as routes_vault_parse_target checked it (struct call has no field
  * for it, so the query is read again), "tar.gz" when absent and on SWH's paths. */
-static const char *
-call_format(struct call *c)
+const char *
+routes_vault_format(struct call *c)
 {
 	char *format = NULL;
 	const char *f = NULL;
@@ -50,8 +50,8 @@ is_zip(const char *format)
 }
 
 /* Validates kind, id and ?format=. Unknown kinds are 404: /vault/foo is not a resource. */
-static int
-parse_target(struct call *c)
+int
+routes_vault_parse_target(struct call *c)
 {
 	const char *kind = router_param(&c->m, "kind");
 	const char *id = router_param(&c->m, "id");
@@ -78,10 +78,10 @@ parse_target(struct call *c)
 }
 
 /* "cook:<kind>:<hex>:<format>": one live job per bundle (the jobs_dedup_live index). */
-static char *
-dedup_key(struct call *c)
+char *
+routes_vault_dedup_key(struct call *c)
 {
-	return xasprintf("cook:%s:%s:%s", c->obj_kind_name, c->obj_hex, call_format(c));
+	return xasprintf("cook:%s:%s:%s", c->obj_kind_name, c->obj_hex, routes_vault_format(c));
 }
 
 /* The status document, with the fetch URL built from the request's base URL: SWH's raw
@@ -90,7 +90,7 @@ dedup_key(struct call *c)
 static void
 reply_status(struct call *c, int status, const struct job *job)
 {
-	const char *format = call_format(c);
+	const char *format = routes_vault_format(c);
 	bool dflt = format == vault_formats[0];
 	char *fetch = c->swh_face ? xasprintf("%s/api/1/vault/flat/%s/raw/", c->base_url, c->swhid)
 				  : xasprintf("%s/vault/%s/%s%s%s", c->base_url, c->obj_kind_name,
@@ -147,7 +147,7 @@ routes_vault_cook_prepare(struct call *c)
 	json_t *notify;
 	const char *why;
 
-	if (parse_target(c) != 0)
+	if (routes_vault_parse_target(c) != 0)
 		return -1;
 	if (c->obj_kind != SWHID_DIR) {
 		resp_error(&c->resp, 400, "kind %s cannot be cooked yet; kinds: directory",
@@ -245,8 +245,8 @@ routes_vault_cook_work(struct call *c, struct pool_thread *t)
 		return;
 	}
 	params = json_pack("{s:s,s:s,s:s}", "object_kind", c->obj_kind_name, "object_id",
-	    c->obj_hex, "format", call_format(c));
-	key = dedup_key(c);
+	    c->obj_hex, "format", routes_vault_format(c));
+	key = routes_vault_dedup_key(c);
 	rc = jobstore_create(db, "cook", key, params, &job, &created, &err);
 	if (rc == 0 && !created && job->state == JOB_DONE && !bundle_present(c, job)) {
 		if (expire_lost_bundle(c, db, job) != 0) {
@@ -283,14 +283,14 @@ routes_vault_cook_work(struct call *c, struct pool_thread *t)
 int
 routes_vault_read_prepare(struct call *c)
 {
-	return parse_target(c);
+	return routes_vault_parse_target(c);
 }
 
 /* The newest job for the bundle; 0 with *job NULL when none (or only an expired one). */
 static int
 find_job(struct call *c, struct db *db, struct job **job)
 {
-	char *key = dedup_key(c), *err = NULL;
+	char *key = routes_vault_dedup_key(c), *err = NULL;
 	int rc = jobstore_find(db, key, job, &err);
 
 	free(key);
@@ -385,7 +385,7 @@ routes_vault_fetch_work(struct call *c, struct pool_thread *t)
 	char *err = NULL, *digest = NULL, *filename, *url, etag[80];
 	uint64_t size = 0;
 	int fd;
-	const char *format = call_format(c);
+	const char *format = routes_vault_format(c);
 	const char *ctype = is_zip(format) ? "application/zip" : "application/gzip";
 
 	if ((db = call_db(c, t)) == NULL || find_job(c, db, &job) != 0)
