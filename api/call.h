@@ -40,6 +40,8 @@ struct call_route {
 	call_work_fn work;
 };
 
+struct vault_format;
+
 struct call {
 	/* set when the call is made (loop thread) */
 	const struct config *cfg;
@@ -66,6 +68,7 @@ struct call {
 	char swhid[64];
 	int64_t job_id;
 	bool swh_face; /* an /api/1/vault/... alias: SWH's answers and error shape */
+	const struct vault_format *format; /* the bundle's format (routes_vault.c) */
 
 	/* the answer */
 	struct resp resp;

@@ -13,40 +13,88 @@
 #include "shared/log.h"
 #include "shared/objects.h"
 
-/* The bundle formats of a directory (DESIGN §5); the first is the default, and the only
- * one SWH's paths serve (their "flat"). Each (kind, id, format) is its own job. */
-static const char *const vault_formats[] = {"tar.gz", "zip"};
-#define VAULT_FORMATS "tar.gz, zip"
+/* The bundle formats (DESIGN §5) and the object kinds each applies to. Each (kind, id,
+ * format) is its own job. SWH's bundle types map onto them: flat is a directory's
+ * tar.gz, gitfast and git-bare are the formats of the same names. */
+#define K_DIR (1u << SWHID_DIR)
+#define K_REV (1u << SWHID_REV)
+#define K_SNP (1u << SWHID_SNP)
+struct vault_format {
+	const char *name; /* ?format= value and the jobs' "format" */
+	const char *ctype; /* Content-Type of the bundle */
+	const char *ext; /* file name extension */
+	unsigned int kinds; /* K_* it applies to */
+};
+static const struct vault_format formats[] = {
+    {"tar.gz", "application/gzip", "tar.gz", K_DIR | K_REV},
+    {"zip", "application/zip", "zip", K_DIR | K_REV},
+    {"gitfast", "application/gzip", "gitfast.gz", K_REV},
+    {"git-bare", "application/x-tar", "git.tar", K_DIR | K_REV | K_SNP},
+};
+#define FMT_TARGZ (&formats[0])
+#define FMT_GITFAST (&formats[2])
+#define FMT_GITBARE (&formats[3])
 
-/* The known format named s (vault_formats' own string), or NULL. */
-static const char *
+/* The format named s, or NULL. */
+static const struct vault_format *
 known_format(const char *s)
 {
-	for (size_t i = 0; i < BV_NELEM(vault_formats); i++)
-		if (strcmp(s, vault_formats[i]) == 0)
-			return vault_formats[i];
+	for (size_t i = 0; i < BV_NELEM(formats); i++)
+		if (strcmp(s, formats[i].name) == 0)
+			return &formats[i];
 	return NULL;
 }
 
-/* The call's bundle format: ?format= as routes_vault_parse_target checked it (struct call has no field
- * for it, so the query is read again), "tar.gz" when absent and on SWH's paths. */
+/* A kind's format when none is asked for: the tree for directories and revisions, the
+ * only bundle a snapshot has for snapshots. */
+static const struct vault_format *
+default_format(enum swhid_kind kind)
+{
+	return kind == SWHID_SNP ? FMT_GITBARE : FMT_TARGZ;
+}
+
+/* "tar.gz, zip": the formats of a kind, for error messages. */
+static void
+kind_formats(enum swhid_kind kind, char *out, size_t n)
+{
+	size_t len = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < BV_NELEM(formats); i++)
+		if (formats[i].kinds & (1u << kind))
+			len += (size_t)snprintf(out + len, len < n ? n - len : 0, "%s%s",
+			    len ? ", " : "", formats[i].name);
+}
+
+/* The call's bundle format as routes_vault_parse_target or the SWH prepare step set it. */
 const char *
 routes_vault_format(struct call *c)
 {
-	char *format = NULL;
-	const char *f = NULL;
-
-	if (!c->swh_face && call_query_param(c, "format", &format) && format != NULL)
-		f = known_format(format);
-	free(format);
-	return f != NULL ? f : vault_formats[0];
+	return c->format != NULL ? c->format->name : default_format(c->obj_kind)->name;
 }
 
-/* True for the zip format (its own Content-Type, file name and fetch URL). */
-static bool
-is_zip(const char *format)
+/* The call's format, never NULL. */
+static const struct vault_format *
+call_fmt(struct call *c)
 {
-	return strcmp(format, "zip") == 0;
+	return c->format != NULL ? c->format : default_format(c->obj_kind);
+}
+
+/* Checks that fmt applies to the call's object kind; 0, or -1 with a 400 naming the
+ * formats that do. */
+static int
+check_format(struct call *c, const struct vault_format *fmt)
+{
+	char list[128];
+
+	if (fmt->kinds & (1u << c->obj_kind)) {
+		c->format = fmt;
+		return 0;
+	}
+	kind_formats(c->obj_kind, list, sizeof list);
+	resp_error(&c->resp, 400, "a %s cannot be cooked as %s; formats for a %s: %s",
+	    c->obj_kind_name, fmt->name, c->obj_kind_name, list);
+	return -1;
 }
 
 /* Validates kind, id and ?format=. Unknown kinds are 404: /vault/foo is not a resource. */
@@ -55,6 +103,7 @@ routes_vault_parse_target(struct call *c)
 {
 	const char *kind = router_param(&c->m, "kind");
 	const char *id = router_param(&c->m, "id");
+	const struct vault_format *fmt;
 	char *format = NULL;
 
 	if (strcmp(kind, "directory") != 0 && strcmp(kind, "revision") != 0 &&
@@ -67,14 +116,20 @@ routes_vault_parse_target(struct call *c)
 		return -1;
 	if (!call_query_param(c, "format", &format))
 		return -1;
-	if (format != NULL && known_format(format) == NULL) {
-		resp_error(&c->resp, 400, "unknown format '%s'; formats: " VAULT_FORMATS,
+	if (format == NULL) {
+		c->format = default_format(c->obj_kind);
+		return 0;
+	}
+	fmt = known_format(format);
+	if (fmt == NULL) {
+		resp_error(&c->resp, 400,
+		    "unknown format '%s'; formats: tar.gz, zip, gitfast, git-bare",
 		    call_echo(format));
 		free(format);
 		return -1;
 	}
 	free(format);
-	return 0;
+	return check_format(c, fmt);
 }
 
 /* "cook:<kind>:<hex>:<format>": one live job per bundle (the jobs_dedup_live index). */
@@ -90,13 +145,15 @@ routes_vault_dedup_key(struct call *c)
 static void
 reply_status(struct call *c, int status, const struct job *job)
 {
-	const char *format = routes_vault_format(c);
-	bool dflt = format == vault_formats[0];
-	char *fetch = c->swh_face ? xasprintf("%s/api/1/vault/flat/%s/raw/", c->base_url, c->swhid)
-				  : xasprintf("%s/vault/%s/%s%s%s", c->base_url, c->obj_kind_name,
-					c->obj_hex, dflt ? "" : "?format=", dflt ? "" : format);
+	const struct vault_format *fmt = call_fmt(c);
+	bool dflt = fmt == default_format(c->obj_kind);
+	const char *swh_type = fmt == FMT_TARGZ ? "flat" : fmt->name;
+	char *fetch = c->swh_face
+	    ? xasprintf("%s/api/1/vault/%s/%s/raw/", c->base_url, swh_type, c->swhid)
+	    : xasprintf("%s/vault/%s/%s%s%s", c->base_url, c->obj_kind_name, c->obj_hex,
+		  dflt ? "" : "?format=", dflt ? "" : fmt->name);
 	json_t *o =
-	    jobjson_vault_status(job, c->swhid, c->obj_kind_name, c->obj_hex, format, fetch);
+	    jobjson_vault_status(job, c->swhid, c->obj_kind_name, c->obj_hex, fmt->name, fetch);
 
 	resp_json(&c->resp, status, o);
 	json_decref(o);
@@ -138,8 +195,8 @@ notify_url_problem(const json_t *v)
 	return NULL;
 }
 
-/* POST /vault/{kind}/{id}: only directories can be cooked for now. The body may be empty
- * or a JSON object; notify_url is checked here (before any job changes), other keys are
+/* POST /vault/{kind}/{id}: a directory, revision or snapshot in a format that applies to
+ * it (routes_vault_parse_target). The body may be empty or a JSON object; notify_url is checked here (before any job changes), other keys are
  * ignored. */
 int
 routes_vault_cook_prepare(struct call *c)
@@ -149,11 +206,6 @@ routes_vault_cook_prepare(struct call *c)
 
 	if (routes_vault_parse_target(c) != 0)
 		return -1;
-	if (c->obj_kind != SWHID_DIR) {
-		resp_error(&c->resp, 400, "kind %s cannot be cooked yet; kinds: directory",
-		    c->obj_kind_name);
-		return -1;
-	}
 	if (c->json != NULL && !json_is_object(c->json)) {
 		resp_error(&c->resp, 400, "the body must be empty or a JSON object");
 		return -1;
@@ -234,9 +286,9 @@ routes_vault_cook_work(struct call *c, struct pool_thread *t)
 
 	if ((db = call_db(c, t)) == NULL)
 		return;
-	rc = objects_directory_exists(db, c->obj_id, &err);
+	rc = objects_exists(db, c->obj_kind, c->obj_id, &err);
 	if (rc < 0) {
-		call_db_failed(c, "directory lookup", err);
+		call_db_failed(c, "object lookup", err);
 		free(err);
 		return;
 	}
@@ -385,8 +437,8 @@ routes_vault_fetch_work(struct call *c, struct pool_thread *t)
 	char *err = NULL, *digest = NULL, *filename, *url, etag[80];
 	uint64_t size = 0;
 	int fd;
-	const char *format = routes_vault_format(c);
-	const char *ctype = is_zip(format) ? "application/zip" : "application/gzip";
+	const struct vault_format *fmt = call_fmt(c);
+	const char *ctype = fmt->ctype;
 
 	if ((db = call_db(c, t)) == NULL || find_job(c, db, &job) != 0)
 		return;
@@ -413,7 +465,7 @@ routes_vault_fetch_work(struct call *c, struct pool_thread *t)
 		job_free(job);
 		return;
 	}
-	filename = xasprintf("swh_1_%s_%s.%s", swhid_kind_name(c->obj_kind), c->obj_hex, format);
+	filename = xasprintf("swh_1_%s_%s.%s", swhid_kind_name(c->obj_kind), c->obj_hex, fmt->ext);
 	url = store_blob_url(c->store, sha, filename, &err);
 	if (url != NULL || err != NULL) {
 		if (url != NULL) {
@@ -447,9 +499,8 @@ routes_vault_fetch_work(struct call *c, struct pool_thread *t)
 		resp_clear(&c->resp);
 		if (missing)
 			resp_error(&c->resp, 500,
-			    "the bundle of %s is missing from the store; ask for it again with POST /vault/%s/%s%s",
-			    c->swhid, c->obj_kind_name, c->obj_hex,
-			    is_zip(format) ? "?format=zip" : "");
+			    "the bundle of %s is missing from the store; ask for it again with POST /vault/%s/%s?format=%s",
+			    c->swhid, c->obj_kind_name, c->obj_hex, fmt->name);
 		else
 			resp_error(&c->resp, 500, "internal error while reading the bundle of %s",
 			    c->swhid);
@@ -488,23 +539,40 @@ parse_swh_target(struct call *c)
 		resp_error(&c->resp, 400, "Invalid SWHID: %s", call_echo(id));
 		return -1;
 	}
-	if (strcmp(type, "flat") != 0) {
-		resp_error(&c->resp, 400, "bundle type %s cannot be cooked yet; types: flat", type);
-		return -1;
-	}
 	if (kind == SWHID_CNT) {
 		resp_error(&c->resp, 400,
 		    "Content objects do not need to be cooked, use `/api/1/content/raw/` instead.");
 		return -1;
 	}
-	if (kind != SWHID_DIR) {
-		resp_error(&c->resp, 400,
-		    "Object type %s cannot be cooked as 'flat' bundle; use gitfast or git-bare.",
-		    swhid_kind_name(kind));
-		return -1;
+	if (strcmp(type, "flat") == 0) {
+		if (kind != SWHID_DIR) {
+			resp_error(&c->resp, 400,
+			    "Object type %s cannot be cooked as 'flat' bundle; use gitfast or git-bare.",
+			    swhid_kind_name(kind));
+			return -1;
+		}
+		c->format = FMT_TARGZ;
+	} else if (strcmp(type, "gitfast") == 0) {
+		if (kind != SWHID_REV) {
+			resp_error(&c->resp, 400,
+			    "Object type %s cannot be cooked as 'gitfast' bundle.",
+			    swhid_kind_name(kind));
+			return -1;
+		}
+		c->format = FMT_GITFAST;
+	} else {
+		if (kind != SWHID_DIR && kind != SWHID_REV && kind != SWHID_SNP) {
+			resp_error(&c->resp, 400,
+			    "Object type %s cannot be cooked as 'git-bare' bundle.",
+			    swhid_kind_name(kind));
+			return -1;
+		}
+		c->format = FMT_GITBARE;
 	}
-	c->obj_kind = SWHID_DIR;
-	c->obj_kind_name = "directory";
+	c->obj_kind = kind;
+	c->obj_kind_name = kind == SWHID_DIR ? "directory"
+	    : kind == SWHID_REV              ? "revision"
+					     : "snapshot";
 	hex_encode(c->obj_id, 20, c->obj_hex);
 	swhid_format(c->obj_kind, c->obj_id, c->swhid);
 	return 0;

@@ -67,6 +67,7 @@ struct cook {
 	json_t *left_out; /* the manifest's entries, in archive order */
 	char *reason; /* a failure in words for the user */
 	bool cancelled;
+	bool db_failed;
 };
 
 /* Keeps dinfo/cinfo as long as their tables. */
@@ -579,25 +580,88 @@ out:
 	return rc;
 }
 
-/* Reads and checks the job's parameters. */
+/* A revision's root tree as read: found 1, 0 (not in the archive) or -1 (malformed). */
+struct rev_tree {
+	unsigned char tree[20];
+	int found;
+};
+
+/* objects_get_raw's callback for one revision. */
 static int
-parse_params(struct cook *c, const json_t *params, unsigned char root[20])
+rev_tree_cb(void *arg, const unsigned char id[20], const unsigned char *raw, size_t len)
 {
-	const char *kind = json_string_value(json_object_get(params, "object_kind"));
-	const char *id = json_string_value(json_object_get(params, "object_id"));
+	struct rev_tree *r = arg;
+	struct commit_info ci;
+
+	(void)id;
+	if (!gitobj_parse_commit(raw, len, &ci)) {
+		r->found = -1;
+		return 0;
+	}
+	memcpy(r->tree, ci.tree, 20);
+	r->found = 1;
+	commit_info_clear(&ci);
+	return 0;
+}
+
+/* The root tree of a revision, into root. 0, or -1 with c->reason. */
+static int
+revision_root(struct cook *c, const unsigned char rev[20], unsigned char root[20])
+{
+	struct rev_tree r = {{0}, 0};
+	char *err = NULL, hex[41];
+
+	hex_encode(rev, 20, hex);
+	if (objects_get_raw(c->w->db, SWHID_REV, (const unsigned char(*)[20])rev, 1, rev_tree_cb,
+		&r, &err) != 0) {
+		note(c, err);
+		c->db_failed = true;
+		return fail(c, "the archive database failed while reading revision %s", hex);
+	}
+	if (r.found == 0)
+		return fail(c, "revision swh:1:rev:%s is not in the archive", hex);
+	if (r.found < 0)
+		return fail(c, "revision swh:1:rev:%s is malformed", hex);
+	memcpy(root, r.tree, 20);
+	return 0;
+}
+
+/* Reads and checks the job's parameters: *kind and id, the format in c (zip) or *git
+ * ("gitfast", "git-bare" for the git cookers). */
+static int
+parse_params(struct cook *c, const json_t *params, enum swhid_kind *kind, unsigned char id[20],
+    const char **git)
+{
+	const char *k = json_string_value(json_object_get(params, "object_kind"));
+	const char *hex = json_string_value(json_object_get(params, "object_id"));
 	const char *format = json_string_value(json_object_get(params, "format"));
 
-	if (kind == NULL || id == NULL)
+	*git = NULL;
+	if (k == NULL || hex == NULL)
 		return fail(c, "bad job parameters: object_kind and object_id are required");
-	if (strcmp(kind, "directory") != 0)
-		return fail(c, "cannot cook a %s yet: only directories", kind);
-	if (!hex_decode(id, root, 20))
+	if (strcmp(k, "directory") == 0)
+		*kind = SWHID_DIR;
+	else if (strcmp(k, "revision") == 0)
+		*kind = SWHID_REV;
+	else if (strcmp(k, "snapshot") == 0)
+		*kind = SWHID_SNP;
+	else
+		return fail(c, "cannot cook a %s: kinds: directory, revision, snapshot", k);
+	if (!hex_decode(hex, id, 20))
 		return fail(c, "bad job parameters: object_id must be 40 hex digits");
-	if (format != NULL && strcmp(format, "zip") == 0)
+	if (format == NULL || strcmp(format, "tar.gz") == 0)
+		c->zip = false;
+	else if (strcmp(format, "zip") == 0)
 		c->zip = true;
-	else if (format != NULL && strcmp(format, "tar.gz") != 0)
-		return fail(c, "unsupported bundle format '%s': formats: tar.gz, zip", format);
-	swhid_format(SWHID_DIR, root, c->top);
+	else if (strcmp(format, "gitfast") == 0 && *kind == SWHID_REV)
+		*git = "gitfast";
+	else if (strcmp(format, "git-bare") == 0)
+		*git = "git-bare";
+	else
+		return fail(c, "a %s cannot be cooked as '%s'", k, format);
+	if (*git == NULL && *kind == SWHID_SNP)
+		return fail(c, "a snapshot can only be cooked as git-bare");
+	swhid_format(*kind, id, c->top);
 	return 0;
 }
 
@@ -606,17 +670,38 @@ enum job_outcome
 cook_run(struct job_run *run, json_t **result, char **reason)
 {
 	struct cook c = {.run = run, .w = run->w};
-	unsigned char root[20], sha256[32];
+	unsigned char root[20], id[20], sha256[32];
 	uint64_t size = 0;
 	char *err = NULL, hex[65];
 	enum job_outcome outcome = JOB_OUTCOME_FAILED;
+	enum swhid_kind kind = SWHID_DIR;
+	const char *git;
 	struct buf path;
 
 	idtab_init(&c.dirs);
 	idtab_init(&c.cnts);
 	c.max_size = run->w->cfg->max_bundle_size > 0 ? run->w->cfg->max_bundle_size : INT64_MAX;
-	if (parse_params(&c, run->job->params, root) != 0)
+	if (parse_params(&c, run->job->params, &kind, id, &git) != 0)
 		goto out;
+	if (git != NULL) {
+		outcome = strcmp(git, "gitfast") == 0 ? gitfast_cook(run, id, result, reason)
+						      : gitbare_cook(run, kind, id, result, reason);
+		idtab_free(&c.dirs);
+		idtab_free(&c.cnts);
+		return outcome;
+	}
+	/* A revision as tar.gz or zip is its root tree, under a folder named after it. */
+	memcpy(root, id, 20);
+	if (kind == SWHID_REV && revision_root(&c, id, root) != 0) {
+		if (c.db_failed && worker_db_transient(c.w)) {
+			free(c.reason);
+			c.reason = NULL;
+			*reason = xstrdup(
+			    "the archive database was unavailable while reading the revision");
+			outcome = JOB_OUTCOME_RETRY;
+		}
+		goto out;
+	}
 
 	if (!job_phase(run, "Listing directories")) {
 		outcome = JOB_OUTCOME_CANCELLED;
@@ -641,7 +726,10 @@ cook_run(struct job_run *run, json_t **result, char **reason)
 		goto out;
 	}
 	if (!c.dinfo[0].loaded) {
-		fail(&c, "directory %s is not in the archive", c.top);
+		if (kind == SWHID_REV)
+			fail(&c, "the tree of %s is not in the archive", c.top);
+		else
+			fail(&c, "directory %s is not in the archive", c.top);
 		goto out;
 	}
 

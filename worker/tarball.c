@@ -68,8 +68,8 @@ write_cb(struct archive *a, void *arg, const void *data, size_t len)
 	if (tb->discard)
 		return (la_ssize_t)len;
 	tb->tar_bytes += len;
-	if ((tb->zip ? tb->sink(tb->sink_arg, data, len, &err)
-		     : pgzip_write(tb->z, data, len, &err)) != 0) {
+	if ((tb->z == NULL ? tb->sink(tb->sink_arg, data, len, &err)
+			   : pgzip_write(tb->z, data, len, &err)) != 0) {
 		if (tb->err == NULL)
 			tb->err = err;
 		else
@@ -112,17 +112,21 @@ alloc_tarball(bool zip, char **errstr)
 	return tb;
 }
 
-/* Sets up libarchive for pax_restricted output into pgzip. */
-struct tarball *
-tarball_new(int gzip_level, int threads, pgzip_sink sink, void *sink_arg, char **errstr)
+/* Sets up libarchive for pax_restricted output into pgzip (gzip_level 0: straight to the
+ * sink, an uncompressed tar). */
+static struct tarball *
+tar_writer(int gzip_level, int threads, pgzip_sink sink, void *sink_arg, char **errstr)
 {
 	struct tarball *tb = alloc_tarball(false, errstr);
 
 	if (tb == NULL)
 		return NULL;
-	tb->z =
-	    pgzip_new(tarball_pgzip_level(gzip_level), threads < 1 ? 1 : threads, sink, sink_arg);
-	if (tb->z == NULL) {
+	tb->sink = sink;
+	tb->sink_arg = sink_arg;
+	if (gzip_level > 0)
+		tb->z = pgzip_new(
+		    tarball_pgzip_level(gzip_level), threads < 1 ? 1 : threads, sink, sink_arg);
+	if (gzip_level > 0 && tb->z == NULL) {
 		*errstr = xstrdup("cannot start the gzip compressor");
 		tarball_free(tb);
 		return NULL;
@@ -148,6 +152,20 @@ tarball_new(int gzip_level, int threads, pgzip_sink sink, void *sink_arg, char *
 	uselocale(old);
 	tb->buf = xmalloc(TARBALL_READ_SIZE);
 	return tb;
+}
+
+/* tar.gz. */
+struct tarball *
+tarball_new(int gzip_level, int threads, pgzip_sink sink, void *sink_arg, char **errstr)
+{
+	return tar_writer(gzip_level < 1 ? 1 : gzip_level, threads, sink, sink_arg, errstr);
+}
+
+/* Plain tar. */
+struct tarball *
+tarball_new_tar(pgzip_sink sink, void *sink_arg, char **errstr)
+{
+	return tar_writer(0, 1, sink, sink_arg, errstr);
 }
 
 /* True when libarchive's MS-DOS time for TARBALL_MTIME is 1980-01-01 00:00:00: the local
@@ -461,7 +479,7 @@ tarball_finish(struct tarball *tb, char **errstr)
 		return fail(tb, tb->zip ? "cannot finish the zip" : "cannot finish the tar stream",
 		    NULL, errstr);
 	tb->finished = true;
-	if (!tb->zip && pgzip_finish(tb->z, errstr) != 0) {
+	if (tb->z != NULL && pgzip_finish(tb->z, errstr) != 0) {
 		tb->failed = true;
 		return -1;
 	}

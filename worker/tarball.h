@@ -27,6 +27,8 @@ typedef int (*tarball_tick)(void *arg, char **errstr);
  * to sink in order. NULL + *errstr when libarchive or pgzip cannot be set up. */
 struct tarball *tarball_new(
     int gzip_level, int threads, pgzip_sink sink, void *sink_arg, char **errstr) BV_MUSTCHECK;
+/* An uncompressed tar (git-bare bundles: git's packs are compressed already). */
+struct tarball *tarball_new_tar(pgzip_sink sink, void *sink_arg, char **errstr) BV_MUSTCHECK;
 /* A zip instead: deflate at zlib level (1..9, clamped) on the caller's thread, sent to sink
  * as it is made. Needs the process's time zone to be UTC (the worker sets TZ=UTC at
  * start): libarchive writes zip's MS-DOS times with localtime(); in any other zone NULL

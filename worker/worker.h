@@ -12,6 +12,7 @@
 
 #include "shared/config.h"
 #include "shared/db.h"
+#include "shared/gitobj.h"
 #include "shared/httpc.h"
 #include "shared/jobstore.h"
 #include "shared/kv.h"
@@ -155,6 +156,12 @@ bool lease_lost(struct lease *l, char **why);
 
 /* cook.c: a cook job (kind "cook"): a bundle of a directory, revision or snapshot. */
 enum job_outcome cook_run(struct job_run *run, json_t **result, char **reason);
+
+/* gitfast.c, gitbare.c: the git bundles of a cook job (cook.c hands them over). */
+enum job_outcome gitfast_cook(
+    struct job_run *run, const unsigned char rev[20], json_t **result, char **reason);
+enum job_outcome gitbare_cook(struct job_run *run, enum swhid_kind kind, const unsigned char id[20],
+    json_t **result, char **reason);
 
 /* load.c: a load job (kind "load"): reads a git repository with libgit2 and stores every
  * reachable object and a snapshot of its branches. */
