@@ -1,5 +1,6 @@
 /* jobjson.c: jobs as JSON documents, and the check of a worker's PATCH body (see
  * jobjson.h). */
+#include <stdio.h>
 #include <string.h>
 
 #include "api/call.h"
@@ -94,6 +95,45 @@ jobjson_vault_status(const struct job *job, const char *swhid, const char *obj_t
 	json_t *left = json_object_get(job->result, "left_out");
 	if (job->state == JOB_DONE && json_is_integer(left) && json_integer_value(left) > 0)
 		json_object_set_new(o, "left_out", json_integer(json_integer_value(left)));
+	return o;
+}
+
+/* The load status document. The result's members are copied only when they have the
+ * shape the worker gives them, so a stray result cannot break the document. */
+json_t *
+jobjson_load_status(const struct job *job)
+{
+	json_t *o = json_object();
+	const char *vault = job_state_vault_name(job->state);
+	const char *msg = job->progress_message;
+	const char *snp = json_string_value(json_object_get(job->result, "snapshot"));
+	json_t *v;
+
+	if (job->state == JOB_FAILED && job->error != NULL)
+		msg = job->error;
+	json_object_set_new(o, "id", json_integer(job->id));
+	json_object_set_new(
+	    o, "url", str_or_null(json_string_value(json_object_get(job->params, "url"))));
+	json_object_set_new(
+	    o, "ref", str_or_null(json_string_value(json_object_get(job->params, "ref"))));
+	json_object_set_new(o, "status", str_or_null(vault != NULL ? vault : "expired"));
+	json_object_set_new(o, "progress_message", str_or_null(msg));
+	json_object_set_new(o, "created_at", time_or_null(job->created_at));
+	json_object_set_new(o, "finished_at", time_or_null(job->finished_at));
+	if (job->state == JOB_DONE && snp != NULL && strlen(snp) == 40) {
+		char swhid[64];
+
+		snprintf(swhid, sizeof swhid, "swh:1:snp:%s", snp);
+		json_object_set_new(o, "snapshot", json_string(snp));
+		json_object_set_new(o, "swhid", json_string(swhid));
+		if (json_is_object(v = json_object_get(job->result, "branches")))
+			json_object_set(o, "branches", v);
+		if (json_is_object(v = json_object_get(job->result, "stats")))
+			json_object_set(o, "stats", v);
+	}
+	if (job->state == JOB_FAILED)
+		json_object_set_new(
+		    o, "error", str_or_null(job->error != NULL ? job->error : "failed"));
 	return o;
 }
 

@@ -16,6 +16,12 @@ json_t *jobjson_job(const struct job *job);
 json_t *jobjson_vault_status(const struct job *job, const char *swhid, const char *obj_type,
     const char *obj_hex, const char *format, const char *fetch_url);
 
+/* The status of a load job (GET /loads/{id}, POST /loads): {"id","url","ref","status",
+ * "progress_message","created_at","finished_at"} and, once done, "snapshot", "swhid",
+ * "branches" and "stats" from the job's result; once failed, "error" (also the
+ * progress_message, as the Vault shows failures). */
+json_t *jobjson_load_status(const struct job *job);
+
 /* The most bytes a worker may send in these PATCH strings. */
 #define JOBJSON_MAX_WORKER 128
 #define JOBJSON_MAX_PROGRESS 1024

@@ -589,3 +589,74 @@ itest_run(Suite *s)
 	srunner_free(sr);
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
+
+/* Fixed identities and dates: the same script makes the same ids on every run. */
+#define ITEST_GIT_ENV                                                                               \
+	"export GIT_AUTHOR_NAME='Ada Lovelace' GIT_AUTHOR_EMAIL=ada@example.org"                    \
+	" GIT_COMMITTER_NAME='Charles Babbage' GIT_COMMITTER_EMAIL=charles@example.org"             \
+	" GIT_AUTHOR_DATE='2020-01-02T03:04:05+0000' GIT_COMMITTER_DATE='2020-01-02T03:04:05+0000'" \
+	" GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1;"
+
+char *
+itest_make_repo(const char *name)
+{
+	int rc = itest_sh(
+	    "set -e; " ITEST_GIT_ENV " r=repos/%s; mkdir -p $r; cd $r; git init -q -b main .;"
+	    " printf 'the repository %%s\\n' '%s' > README;"
+	    " mkdir -p src/lib/deep; printf 'int repo_main(void) { return 1; }\\n' > src/main.c;"
+	    " printf 'deep in %%s\\n' '%s' > src/lib/deep/leaf.txt;"
+	    " printf '#!/bin/sh\\necho repo %%s\\n' '%s' > run.sh; chmod 755 run.sh;"
+	    " ln -s README readme-link; git add -A;"
+	    " git update-index --add --cacheinfo 160000,0123456789abcdef0123456789abcdef01234567,sub;"
+	    " git commit -q -m 'first commit';"
+	    " git checkout -q -b dev; printf 'on dev\\n' > dev.txt; git add dev.txt;"
+	    " GIT_COMMITTER_DATE='2020-01-03T00:00:00+0000' git commit -q -m 'dev work';"
+	    " git checkout -q main; printf 'the repository, changed\\n' > README; git add README;"
+	    " GIT_COMMITTER_DATE='2020-01-04T00:00:00+0000' git commit -q -m 'main work';"
+	    " GIT_COMMITTER_DATE='2020-01-05T00:00:00+0000' git merge -q --no-ff -m 'merge dev' dev;"
+	    " git tag -a v1.0 -m 'release 1.0'; git tag light HEAD~1",
+	    name, name, name, name);
+	ck_assert_int_eq(rc, 0);
+	return xasprintf("%s/repos/%s", IT.dir, name);
+}
+
+json_t *
+itest_load(const char *url, int timeout_s)
+{
+	struct itest_resp r;
+	json_t *body = json_pack("{s:s}", "url", url);
+	char *text = json_dumps(body, JSON_COMPACT);
+	json_t *last = NULL;
+	uint64_t end = now_ms() + (uint64_t)timeout_s * 1000;
+
+	itest_http(&r, "POST", "/loads", IT_USER, text, strlen(text), NULL);
+	ck_assert_msg(r.status == 202, "load %s: %ld %s", url, r.status, r.body.data);
+	char *path =
+	    xasprintf("/loads/%lld", (long long)json_integer_value(json_object_get(r.json, "id")));
+	itest_resp_free(&r);
+	json_decref(body);
+	free(text);
+	while (now_ms() < end) {
+		itest_http(&r, "GET", path, NULL, NULL, 0, NULL);
+		ck_assert_msg(r.status == 200, "%s: %ld %s", path, r.status, r.body.data);
+		json_decref(last);
+		last = json_incref(r.json);
+		const char *st = json_string_value(json_object_get(r.json, "status"));
+		itest_resp_free(&r);
+		if (st != NULL && (strcmp(st, "done") == 0 || strcmp(st, "failed") == 0))
+			break;
+		usleep(50000);
+	}
+	free(path);
+	return last;
+}
+
+void
+itest_stop_api(void)
+{
+	if (IT.api <= 0)
+		return;
+	kill(IT.api, SIGTERM);
+	reap(IT.api, 20000);
+	IT.api = 0;
+}

@@ -99,4 +99,15 @@ json_t *itest_job(json_int_t job);
  * last status JSON (caller decrefs). */
 json_t *itest_wait_cook(const char *kind, const char *id, int timeout_s);
 
+/* Makes a git repository under IT.dir/repos/<name> with the git CLI (fixed names and
+ * dates, so ids are stable): branches main and dev, a merge commit, an executable, a
+ * symlink, a nested folder, a submodule entry (gitlink), an annotated tag v1.0 and a
+ * lightweight tag light; HEAD on main. Returns its path (caller frees). */
+char *itest_make_repo(const char *name);
+/* POST /loads {"url"} as IT_USER (202 expected), then polls GET /loads/{id} until done or
+ * failed or timeout_s passes; returns the last document (caller decrefs). */
+json_t *itest_load(const char *url, int timeout_s);
+/* Stops the API (SIGTERM, then waits), so a test can start it again with other env. */
+void itest_stop_api(void);
+
 #endif

@@ -527,7 +527,7 @@ START_TEST(test_swh_paths)
 	    {"POST", "/api/1/vault/flat/swh:1:rev:0123456789012345678901234567890123456789/", 400,
 		"BadInputExc", "cannot be cooked as 'flat' bundle"},
 	    {"POST", "/api/1/vault/gitfast/swh:1:rev:0123456789012345678901234567890123456789/",
-		400, "BadInputExc", "cannot be cooked yet"},
+		404, "NotFoundExc", "swh:1:rev:0123456789012345678901234567890123456789 not found."},
 	    {"POST", "/api/1/vault/flat/swh:1:dir:0123456789012345678901234567890123456789/", 404,
 		"NotFoundExc", "swh:1:dir:0123456789012345678901234567890123456789 not found."},
 	    {"GET", "/api/1/vault/flat/swh:1:dir:0123456789012345678901234567890123456789/raw/",
