@@ -349,6 +349,61 @@ START_TEST(test_tree_iter_fuzz)
 }
 END_TEST
 
+/* Commit, tag and snapshot parsers on mutated and random bytes (they read objects fetched
+ * from repositories anyone can publish): never outside the buffer, always an answer. */
+START_TEST(test_object_parsers_fuzz)
+{
+	static const char *const seeds[] = {
+	    "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\nparent "
+	    "1111111111111111111111111111111111111111\nauthor A <a@x> 1 +0000\ncommitter C <c@x> 2 "
+	    "+0100\n\nmsg\n",
+	    "object 1111111111111111111111111111111111111111\ntype tag\ntag v\ntagger T <t@x> 3 "
+	    "+0000\n\nx\n",
+	    "alias HEAD\00015:refs/heads/mainrevision refs/heads/main\00020:aaaaaaaaaaaaaaaaaaaa",
+	};
+	static const size_t seed_len[] = {0, 0, 29 + 37};
+	unsigned int seed = 4242;
+
+	for (int round = 0; round < 30000; round++) {
+		int which = round % 3;
+		size_t base = seed_len[which] ? seed_len[which] : strlen(seeds[which]);
+		size_t len = (size_t)(rand_r(&seed) % (base + 8));
+		unsigned char *b = malloc(len ? len : 1);
+		for (size_t i = 0; i < len; i++)
+			b[i] = i < base ? (unsigned char)seeds[which][i]
+					: (unsigned char)rand_r(&seed);
+		for (int k = rand_r(&seed) % 4; k > 0 && len > 0; k--)
+			b[(size_t)rand_r(&seed) % len] ^=
+			    (unsigned char)(1u << (rand_r(&seed) % 8));
+
+		struct commit_info ci;
+		if (gitobj_parse_commit(b, len, &ci)) {
+			ck_assert(ci.headers >= b && ci.headers + ci.headers_len <= b + len);
+			ck_assert(ci.message >= b && ci.message + ci.message_len <= b + len);
+			commit_info_clear(&ci);
+		}
+		unsigned char target[20];
+		enum swhid_kind k;
+		const char *name;
+		size_t nl;
+		if (gitobj_parse_tag(b, len, target, &k, &name, &nl))
+			ck_assert((const unsigned char *)name >= b &&
+			    (const unsigned char *)name + nl <= b + len);
+		struct snapshot_iter it;
+		struct snapshot_branch br;
+		int r;
+		snapshot_iter_init(&it, b, len);
+		while ((r = snapshot_iter_next(&it, &br)) == 1) {
+			ck_assert(br.name >= b && br.name + br.name_len <= b + len);
+			ck_assert(br.target == NULL ||
+			    (br.target >= b && br.target + br.target_len <= b + len));
+		}
+		ck_assert(r == 0 || r == -1);
+		free(b);
+	}
+}
+END_TEST
+
 START_TEST(test_swhid_parse_table)
 {
 	static const struct {
@@ -548,6 +603,7 @@ gitobj_suite(void)
 	tcase_add_test(tc, test_swhid_format);
 	tcase_add_test(tc, test_snapshot_ids);
 	tcase_add_test(tc, test_parse_commit_and_tag);
+	tcase_add_test(tc, test_object_parsers_fuzz);
 	suite_add_tcase(s, tc);
 	return s;
 }
