@@ -605,3 +605,169 @@ jobstore_notify_release(struct db *db, int64_t id, int64_t delay_ms, char **errs
 	    " SET next_at = now() + make_interval(secs => $2::double precision / 1000) WHERE id = $1",
 	    2, p, errstr);
 }
+
+/* Frees the listing of jobstore_list_lru_bundles. */
+void
+jobstore_bundle_refs_free(struct bundle_ref *refs, size_t n)
+{
+	if (refs == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(refs[i].dedup_key);
+	free(refs);
+}
+
+/* The order and filter the bundles_last_use index serves (0003_git.sql). */
+#define BUNDLE_LAST_USE "coalesce(b.last_download_at, b.created_at)"
+#define BUNDLE_IDLE                                                                                \
+	"($1::double precision < 0 OR " BUNDLE_LAST_USE                                            \
+	" < now() - make_interval(secs => $1::double precision))"
+
+/* A batch of expiry or eviction candidates, oldest use first. */
+int
+jobstore_list_lru_bundles(
+    struct db *db, int64_t idle_s, int limit, struct bundle_ref **out, size_t *n, char **errstr)
+{
+	char idle[24], lim[16];
+	const char *p[] = {idle, lim};
+	PGresult *res;
+
+	*out = NULL;
+	*n = 0;
+	snprintf(idle, sizeof idle, "%lld", (long long)idle_s);
+	snprintf(lim, sizeof lim, "%d", limit);
+	res = db_exec(db,
+	    "SELECT b.job_id, coalesce(j.dedup_key, ''), encode(b.sha256, 'hex'), b.size,"
+	    " extract(epoch from " BUNDLE_LAST_USE ")"
+	    " FROM bundles b JOIN jobs j ON j.id = b.job_id"
+	    " WHERE NOT b.sticky AND " BUNDLE_IDLE " ORDER BY " BUNDLE_LAST_USE ", b.job_id"
+	    " LIMIT $2",
+	    2, p, false, errstr);
+	if (res == NULL)
+		return -1;
+	*n = (size_t)PQntuples(res);
+	*out = xcalloc(*n ? *n : 1, sizeof **out);
+	for (size_t i = 0; i < *n; i++) {
+		struct bundle_ref *r = &(*out)[i];
+		int row = (int)i;
+
+		if (!parse_int64(PQgetvalue(res, row, 0), &r->job_id))
+			r->job_id = 0;
+		r->dedup_key = xstrdup(PQgetvalue(res, row, 1));
+		snprintf(r->sha256, sizeof r->sha256, "%s", PQgetvalue(res, row, 2));
+		if (!parse_int64(PQgetvalue(res, row, 3), &r->size))
+			r->size = 0;
+		r->last_use = atof(PQgetvalue(res, row, 4));
+	}
+	PQclear(res);
+	return 0;
+}
+
+/* One statement, so one transaction: the row lock (FOR UPDATE) re-checks the conditions
+ * against a download or a sticky flag that committed meanwhile. A job already expired
+ * (the API expires a done job whose blob is missing) only loses its bundles row. */
+int
+jobstore_expire_bundle(struct db *db, int64_t job_id, int64_t idle_s, char **errstr)
+{
+	char idle[24], ids[24];
+	const char *p[] = {idle, ids};
+	PGresult *res;
+	int n;
+
+	snprintf(idle, sizeof idle, "%lld", (long long)idle_s);
+	snprintf(ids, sizeof ids, "%lld", (long long)job_id);
+	res = db_exec(db,
+	    "WITH victim AS (SELECT b.job_id FROM bundles b WHERE b.job_id = $2"
+	    "  AND NOT b.sticky AND " BUNDLE_IDLE " FOR UPDATE),"
+	    " gone AS (DELETE FROM bundles WHERE job_id IN (SELECT job_id FROM victim)"
+	    "  RETURNING job_id),"
+	    " job AS (UPDATE jobs SET state = 'expired', updated_at = now()"
+	    "  WHERE id IN (SELECT job_id FROM gone) AND state = 'done' RETURNING id)"
+	    " SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM job)",
+	    2, p, false, errstr);
+	if (res == NULL)
+		return -1;
+	n = atoi(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return n > 0 ? 1 : 0;
+}
+
+/* Sums for the quota. */
+int
+jobstore_bundles_usage(struct db *db, int64_t *total, int64_t *sticky, char **errstr)
+{
+	PGresult *res = db_exec(db,
+	    "SELECT coalesce(sum(size), 0), coalesce(sum(size) FILTER (WHERE sticky), 0)"
+	    " FROM bundles",
+	    0, NULL, false, errstr);
+
+	if (res == NULL)
+		return -1;
+	if (!parse_int64(PQgetvalue(res, 0, 0), total))
+		*total = 0;
+	if (!parse_int64(PQgetvalue(res, 0, 1), sticky))
+		*sticky = 0;
+	PQclear(res);
+	return 0;
+}
+
+/* The admin's flag. */
+int
+jobstore_set_sticky(struct db *db, int64_t job_id, bool sticky, char **errstr)
+{
+	char ids[24];
+	const char *p[] = {ids, sticky ? "true" : "false"};
+	PGresult *res;
+	int n;
+
+	snprintf(ids, sizeof ids, "%lld", (long long)job_id);
+	res = db_exec(
+	    db, "UPDATE bundles SET sticky = $2::boolean WHERE job_id = $1", 2, p, false, errstr);
+	if (res == NULL)
+		return -1;
+	n = atoi(PQcmdTuples(res));
+	PQclear(res);
+	return n > 0 ? 1 : 0;
+}
+
+/* The batch travels as one array of hex text; the answer is the 1-based positions of the
+ * referenced ones, each found through the contents_sha256 and bundles_sha256 indexes. */
+int
+jobstore_blobs_referenced(
+    struct db *db, const unsigned char (*sha256)[32], size_t n, bool *referenced, char **errstr)
+{
+	struct buf a;
+	char hex[65];
+	PGresult *res;
+
+	for (size_t i = 0; i < n; i++)
+		referenced[i] = false;
+	if (n == 0)
+		return 0;
+	buf_init(&a);
+	buf_addc(&a, '{');
+	for (size_t i = 0; i < n; i++) {
+		hex_encode(sha256[i], 32, hex);
+		if (i > 0)
+			buf_addc(&a, ',');
+		buf_add(&a, hex, 64);
+	}
+	buf_addc(&a, '}');
+	buf_addc(&a, '\0');
+	const char *p[] = {a.data};
+	res = db_exec(db,
+	    "SELECT s.i FROM unnest($1::text[]) WITH ORDINALITY AS s(h, i)"
+	    " WHERE EXISTS (SELECT 1 FROM contents c WHERE c.sha256 = decode(s.h, 'hex'))"
+	    " OR EXISTS (SELECT 1 FROM bundles b WHERE b.sha256 = decode(s.h, 'hex'))",
+	    1, p, false, errstr);
+	buf_free(&a);
+	if (res == NULL)
+		return -1;
+	for (int r = 0; r < PQntuples(res); r++) {
+		int64_t i = 0;
+		if (parse_int64(PQgetvalue(res, r, 0), &i) && i >= 1 && (size_t)i <= n)
+			referenced[i - 1] = true;
+	}
+	PQclear(res);
+	return 0;
+}

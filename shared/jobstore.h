@@ -118,4 +118,35 @@ int jobstore_notify_failed(struct db *db, int64_t id, const char *last_error, bo
 int jobstore_notify_release(
     struct db *db, int64_t id, int64_t delay_ms, char **errstr) BV_MUSTCHECK;
 
+/* Expiry, quota and garbage collection (worker/expire.c, worker/gc.c, the sticky
+ * routes). A bundle's last use is its last download, else its creation. */
+struct bundle_ref {
+	int64_t job_id;
+	char *dedup_key; /* "cook:directory:<hex>:tar.gz" ("" when none) */
+	char sha256[65];
+	int64_t size;
+	double last_use; /* unix seconds */
+};
+/* Frees an array of n bundle_refs from jobstore_list_lru_bundles. */
+void jobstore_bundle_refs_free(struct bundle_ref *refs, size_t n);
+/* Up to limit non-sticky bundles, least recently used first; when idle_s >= 0, only those
+ * unused for more than idle_s seconds. *out gets *n entries. 0 or -1 + *errstr. */
+int jobstore_list_lru_bundles(struct db *db, int64_t idle_s, int limit, struct bundle_ref **out,
+    size_t *n, char **errstr) BV_MUSTCHECK;
+/* Expires a bundle in one statement: its bundles row is deleted and its job, when done,
+ * becomes expired (the jobs trigger wakes waiters). Only while the bundle is still not
+ * sticky and, when idle_s >= 0, still unused for idle_s seconds: a download or an admin
+ * may have come between the listing and now. 1 expired, 0 left alone, -1 + *errstr. */
+int jobstore_expire_bundle(
+    struct db *db, int64_t job_id, int64_t idle_s, char **errstr) BV_MUSTCHECK;
+/* Bytes of all bundles (*total) and of the sticky ones (*sticky). 0 or -1. */
+int jobstore_bundles_usage(
+    struct db *db, int64_t *total, int64_t *sticky, char **errstr) BV_MUSTCHECK;
+/* Sets or clears the job's bundle's sticky flag: 1 done, 0 no bundle row, -1. */
+int jobstore_set_sticky(struct db *db, int64_t job_id, bool sticky, char **errstr) BV_MUSTCHECK;
+/* Which of n store blobs a contents row or a bundles row names: referenced[i] for each,
+ * in one query (the mark of garbage collection, batch by batch). 0 or -1 + *errstr. */
+int jobstore_blobs_referenced(struct db *db, const unsigned char (*sha256)[32], size_t n,
+    bool *referenced, char **errstr) BV_MUSTCHECK;
+
 #endif

@@ -196,6 +196,24 @@ store_delete(struct store *st, const unsigned char sha256[32], char **errstr)
 	return st->ops->delete (st->be, sha256, errstr);
 }
 
+/* The backend's checked delete, or a plain delete trusting the caller's listing. */
+int
+store_delete_old(struct store *st, const unsigned char sha256[32], int64_t min_age_s, char **errstr)
+{
+	if (st->ops->delete_old == NULL)
+		return st->ops->delete (st->be, sha256, errstr) == 0 ? 1 : -1;
+	return st->ops->delete_old(st->be, sha256, min_age_s, errstr);
+}
+
+/* A listing for garbage collection; ENOTSUP for backends that cannot walk their blobs. */
+int
+store_list(struct store *st, store_list_cb cb, void *arg, char **errstr)
+{
+	if (st->ops->list == NULL)
+		return unsupported(st, "list its blobs", errstr);
+	return st->ops->list(st->be, cb, arg, errstr);
+}
+
 /* Free and total bytes for /status; ENOTSUP for backends without a notion of space. */
 int
 store_space(struct store *st, uint64_t *free_bytes, uint64_t *total_bytes, char **errstr)

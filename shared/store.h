@@ -60,6 +60,23 @@ char *store_blob_url(struct store *st, const unsigned char sha256[32], const cha
     char **errstr) BV_MUSTCHECK;
 bool store_exists(struct store *st, const unsigned char sha256[32]);
 int store_delete(struct store *st, const unsigned char sha256[32], char **errstr) BV_MUSTCHECK;
+/* Deletes the blob only when it was written (or re-written: a commit of bytes already
+ * stored refreshes the blob's time) at least min_age_s seconds ago, checked at the moment
+ * of deletion, so a collector that decided from an older listing never removes a blob a
+ * write has just reused. 1 deleted, 0 kept (young, or already absent), -1 + *errstr.
+ * Backends without an atomic check fall back to store_delete (the listing's time is then
+ * the only guard). */
+int store_delete_old(struct store *st, const unsigned char sha256[32], int64_t min_age_s,
+    char **errstr) BV_MUSTCHECK;
+/* One blob of a listing: its sha256, size and time (unix seconds) of its last write.
+ * Return 0 to go on, anything else to stop the walk. */
+typedef int (*store_list_cb)(
+    void *arg, const unsigned char sha256[32], uint64_t size, int64_t mtime_s);
+/* Calls cb for every blob, in no particular order, holding no more than a folder handle
+ * at a time (a store of millions of blobs is walked in constant memory). Writes in
+ * progress (temp files) are not blobs and are never listed. 0 when the walk finished, 1
+ * when cb stopped it, -1 + *errstr (errno ENOTSUP for a backend that cannot list). */
+int store_list(struct store *st, store_list_cb cb, void *arg, char **errstr) BV_MUSTCHECK;
 /* Free and total bytes of the file system under the store; 0 or -1. */
 int store_space(
     struct store *st, uint64_t *free_bytes, uint64_t *total_bytes, char **errstr) BV_MUSTCHECK;

@@ -26,7 +26,8 @@ struct store_backend_ops {
 	/* Appends bytes; the generic layer hashes them only when this succeeds. */
 	int (*writer_write)(void *be, void *bw, const void *data, size_t len, char **errstr);
 	/* Makes the bytes the blob sha256 (size bytes long), durably. Frees bw, success or
-	 * not. A blob that already exists is success. */
+	 * not. A blob that already exists is success, and its time of last write becomes now
+	 * (garbage collection spares blobs written less than gc_grace ago). */
 	int (*writer_commit)(
 	    void *be, void *bw, const unsigned char sha256[32], uint64_t size, char **errstr);
 	/* Drops whatever was written and frees bw. */
@@ -40,6 +41,13 @@ struct store_backend_ops {
 	bool (*exists)(void *be, const unsigned char sha256[32]);
 	/* Deleting an absent blob is success. */
 	int (*delete)(void *be, const unsigned char sha256[32], char **errstr);
+	/* Optional (NULL: the generic layer calls delete). 1 deleted, 0 kept because the
+	 * blob was (re)written less than min_age_s seconds ago or is absent, -1. */
+	int (*delete_old)(
+	    void *be, const unsigned char sha256[32], int64_t min_age_s, char **errstr);
+	/* Optional (NULL: fails with errno ENOTSUP). Every blob once, temp files never; cb's
+	 * non-zero answer stops the walk (then 1). 0, 1 or -1. */
+	int (*list)(void *be, store_list_cb cb, void *arg, char **errstr);
 	/* Optional (NULL: nothing to clean, returns 0). Count removed or -1. */
 	int (*clean_tmp)(void *be, int64_t max_age_s, char **errstr);
 	/* Optional (NULL: fails with errno ENOTSUP). */

@@ -4,7 +4,9 @@
  * fsynced, renamed and its folder fsynced; the generic layer hashes it on the way. No
  * mutable state is shared between calls beyond the root paths, so API threads and worker
  * processes can use one store at the same time: two writers of the same bytes both rename
- * over the same name with identical content, which is harmless. */
+ * over the same name with identical content, which is harmless. Garbage collection lists
+ * objects/ (never tmp/) and deletes by moving a blob aside before checking its age, so
+ * a writer reusing the blob at that moment keeps it (local_delete_old). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +25,8 @@
 #define TMP_PROBE_PREFIX "probe-"
 #define FILE_MODE 0644
 #define DIR_MODE 0755
+/* A blob moved aside for deletion this long ago belongs to a collector that died. */
+#define ASIDE_STALE_S 60
 
 struct local {
 	char *root;
@@ -261,7 +265,12 @@ local_writer_commit(
 	hex_encode(sha256, 32, hex);
 	final = blob_path(st, sha256, &dir);
 
-	if (stat(final, &sb) == 0 && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size == size) {
+	/* Already stored: the blob counts as just written (its mtime set to now), so a
+	 * collection that listed it as old keeps it (local_delete_old checks the time again
+	 * after moving the blob aside). When the blob vanished meanwhile (collected) or its
+	 * time cannot be set, our own copy is stored as usual. */
+	if (utimensat(AT_FDCWD, final, NULL, 0) == 0 && stat(final, &sb) == 0 &&
+	    S_ISREG(sb.st_mode) && (uint64_t)sb.st_size == size) {
 		rc = 0;
 		goto out;
 	}
@@ -375,6 +384,176 @@ local_delete(void *be, const unsigned char sha256[32], char **errstr)
 	return 0;
 }
 
+/* Moves the blob aside (<name>.gc-<pid>, in its folder: not a blob name, so nothing
+ * lists or opens it), checks its age there, then unlinks it or puts it back. The move
+ * orders us against a writer reusing the blob: a commit that refreshed the mtime before
+ * the move is seen by the stat (the blob goes back, over a fresh copy of the same bytes
+ * if one appeared); one after the move finds no blob and renames its own copy in. */
+static int
+local_delete_old(void *be, const unsigned char sha256[32], int64_t min_age_s, char **errstr)
+{
+	char *path = blob_path(be, sha256, NULL);
+	char *aside = xasprintf("%s.gc-%ld", path, (long)getpid());
+	struct stat sb;
+	int rc = -1, err = 0;
+
+	if (rename(path, aside) != 0) {
+		err = errno;
+		if (err == ENOENT) {
+			rc = 0;
+			err = 0;
+		} else
+			*errstr = errno_msg(err, "cannot move aside", path);
+		goto out;
+	}
+	if (stat(aside, &sb) == 0 && (int64_t)(time(NULL) - sb.st_mtime) < min_age_s) {
+		if (rename(aside, path) != 0) {
+			err = errno;
+			*errstr = errno_msg(err, "cannot put back", path);
+			goto out;
+		}
+		rc = 0;
+		goto out;
+	}
+	if (unlink(aside) != 0 && errno != ENOENT) {
+		err = errno;
+		*errstr = errno_msg(err, "cannot remove", aside);
+		goto out;
+	}
+	rc = 1;
+out:
+	free(path);
+	free(aside);
+	errno = err;
+	return rc;
+}
+
+/* Exactly n lowercase hex digits: the only names blob_path makes. */
+static bool
+lower_hex(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return s[n] == '\0';
+}
+
+/* A blob local_delete_old moved aside and never finished with (the process died between
+ * the two steps), recognised by a ctime (the move) over a minute old: put back when its
+ * name is free (the next collection judges it again), else dropped (the same bytes are
+ * there). Failures are left for the next listing. */
+static void
+leftover_aside(int dfd, const char *name)
+{
+	char blob[65];
+	struct stat sb;
+
+	if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode) ||
+	    time(NULL) - sb.st_ctime < ASIDE_STALE_S)
+		return;
+	memcpy(blob, name, 64);
+	blob[64] = '\0';
+	if (!lower_hex(blob, 64))
+		return;
+	if (fstatat(dfd, blob, &sb, AT_SYMLINK_NOFOLLOW) != 0 && errno == ENOENT)
+		(void)renameat(dfd, name, dfd, blob);
+	else
+		(void)unlinkat(dfd, name, 0);
+}
+
+/* Lists one objects/ab/cd folder: files named by 64 lowercase hex digits that start
+ * with the folder's "abcd", regular files only. 0, 1 (cb stopped) or -1. */
+static int
+list_leaf(const char *path, const char *prefix, store_list_cb cb, void *arg, char **errstr)
+{
+	DIR *d;
+	struct dirent *de;
+	struct stat sb;
+	unsigned char sha[32];
+	int rc = 0;
+
+	if ((d = opendir(path)) == NULL) {
+		if (errno == ENOENT)
+			return 0; /* removed since the parent was read */
+		*errstr = errno_msg(errno, "cannot open", path);
+		return -1;
+	}
+	while ((errno = 0, de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, prefix, 4) != 0)
+			continue;
+		if (strlen(de->d_name) > 64 && strncmp(de->d_name + 64, ".gc-", 4) == 0) {
+			leftover_aside(dirfd(d), de->d_name);
+			continue;
+		}
+		if (!lower_hex(de->d_name, 64))
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
+		    !S_ISREG(sb.st_mode) || !hex_decode(de->d_name, sha, sizeof sha))
+			continue; /* deleted meanwhile, or not a blob */
+		if (cb(arg, sha, (uint64_t)sb.st_size, (int64_t)sb.st_mtime) != 0) {
+			rc = 1;
+			break;
+		}
+	}
+	if (rc == 0 && errno != 0) {
+		*errstr = errno_msg(errno, "cannot read", path);
+		rc = -1;
+	}
+	closedir(d);
+	return rc;
+}
+
+/* Walks objects/ab/cd/<hex>; tmp/ (writes in progress) is a sibling of objects/ and is
+ * never entered. Folders are read one at a time, so memory does not grow with the
+ * store. */
+static int
+local_list(void *be, store_list_cb cb, void *arg, char **errstr)
+{
+	struct local *st = be;
+	DIR *top, *mid;
+	struct dirent *a, *b;
+	int rc = 0;
+
+	if ((top = opendir(st->objects)) == NULL) {
+		*errstr = errno_msg(errno, "cannot open", st->objects);
+		return -1;
+	}
+	while (rc == 0 && (errno = 0, a = readdir(top)) != NULL) {
+		if (!lower_hex(a->d_name, 2))
+			continue;
+		char *ab = xasprintf("%s/%s", st->objects, a->d_name);
+		if ((mid = opendir(ab)) == NULL) {
+			if (errno != ENOENT && errno != ENOTDIR) {
+				*errstr = errno_msg(errno, "cannot open", ab);
+				rc = -1;
+			}
+			free(ab);
+			continue;
+		}
+		while (rc == 0 && (errno = 0, b = readdir(mid)) != NULL) {
+			if (!lower_hex(b->d_name, 2))
+				continue;
+			char prefix[5], *abcd = xasprintf("%s/%s", ab, b->d_name);
+			memcpy(prefix, a->d_name, 2);
+			memcpy(prefix + 2, b->d_name, 3); /* with its '\0' */
+			rc = list_leaf(abcd, prefix, cb, arg, errstr);
+			free(abcd);
+		}
+		if (rc == 0 && errno != 0) {
+			*errstr = errno_msg(errno, "cannot read", ab);
+			rc = -1;
+		}
+		closedir(mid);
+		free(ab);
+	}
+	if (rc == 0 && errno != 0) {
+		*errstr = errno_msg(errno, "cannot read", st->objects);
+		rc = -1;
+	}
+	closedir(top);
+	return rc;
+}
+
 /* f_bavail: what an unprivileged writer may still use, which is what puts will get. */
 static int
 local_space(void *be, uint64_t *free_bytes, uint64_t *total_bytes, char **errstr)
@@ -425,6 +604,8 @@ static const struct store_backend_ops local_ops = {
     .blob_url = NULL,
     .exists = local_exists,
     .delete = local_delete,
+    .delete_old = local_delete_old,
+    .list = local_list,
     .clean_tmp = local_clean_tmp,
     .space = local_space,
     .probe = local_probe,

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 
@@ -363,6 +364,140 @@ START_TEST(test_concurrent_same_blob)
 }
 END_TEST
 
+/* What a listing saw. */
+struct seen {
+	unsigned char sha256[8][32];
+	uint64_t size[8];
+	int64_t mtime[8];
+	int n;
+	int stop_after; /* 0: never stop */
+};
+
+/* store_list's callback: records, and stops after stop_after blobs when asked. */
+static int
+on_listed(void *arg, const unsigned char sha256[32], uint64_t size, int64_t mtime_s)
+{
+	struct seen *s = arg;
+
+	ck_assert_int_lt(s->n, 8);
+	memcpy(s->sha256[s->n], sha256, 32);
+	s->size[s->n] = size;
+	s->mtime[s->n] = mtime_s;
+	s->n++;
+	return s->stop_after > 0 && s->n >= s->stop_after;
+}
+
+/* Index of sha256 in a listing, or -1. */
+static int
+seen_find(const struct seen *s, const unsigned char sha256[32])
+{
+	for (int i = 0; i < s->n; i++)
+		if (memcmp(s->sha256[i], sha256, 32) == 0)
+			return i;
+	return -1;
+}
+
+/* Creates a file (mode 0644) with the given bytes. */
+static void
+write_file(const char *path, const char *bytes)
+{
+	int fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, bytes, strlen(bytes)), (ssize_t)strlen(bytes));
+	close(fd);
+}
+
+/* Sets a file's times to when. */
+static void
+set_mtime(const char *path, time_t when)
+{
+	struct timespec ts[2] = {{.tv_sec = when}, {.tv_sec = when}};
+
+	ck_assert_int_eq(utimensat(AT_FDCWD, path, ts, 0), 0);
+}
+
+/* The listing has every blob once with its size and mtime, and nothing else: not the
+ * temp files of writes in progress, not strangers in the fan-out folders. */
+START_TEST(test_list)
+{
+	unsigned char a[32], b[32];
+	struct store_writer *w;
+	struct seen seen = {0};
+	char *err = NULL, hex[65], path[500];
+	struct stat sb;
+
+	put("blob a", 6, 6, a, NULL);
+	put("blob bb", 7, 7, b, NULL);
+	w = store_writer_new(st, &err); /* in flight: only in tmp/ */
+	ck_assert_ptr_nonnull(w);
+	ck_assert_int_eq(store_writer_write(w, "partial", 7, &err), 0);
+	hex_encode(a, 32, hex);
+	snprintf(path, sizeof(path), "%s/objects/%.2s/%.2s/%s.gc-1", root, hex, hex + 2, hex);
+	write_file(path, "aside");
+	snprintf(path, sizeof(path), "%s/objects/%.2s/%.2s/README", root, hex, hex + 2);
+	write_file(path, "not a blob");
+	/* A 64-hex name in the wrong folder is not a blob either (never opened there). */
+	snprintf(path, sizeof(path), "%s/objects/%.2s/%.2s/%064d", root, hex, hex + 2, 0);
+	write_file(path, "misplaced");
+	snprintf(path, sizeof(path), "%s/objects/zz", root);
+	ck_assert_int_eq(mkdir(path, 0755), 0);
+
+	ck_assert_int_eq(store_list(st, on_listed, &seen, &err), 0);
+	ck_assert_int_eq(seen.n, 2);
+	int ia = seen_find(&seen, a), ib = seen_find(&seen, b);
+	ck_assert_int_ge(ia, 0);
+	ck_assert_int_ge(ib, 0);
+	ck_assert_uint_eq(seen.size[ia], 6);
+	ck_assert_uint_eq(seen.size[ib], 7);
+	snprintf(path, sizeof(path), "%s/objects/%.2s/%.2s/%s", root, hex, hex + 2, hex);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert_int_eq(seen.mtime[ia], (int64_t)sb.st_mtime);
+
+	/* A blob moved aside by a collection at work (ctime now) is left alone. */
+	snprintf(path, sizeof(path), "%s/objects/%.2s/%.2s/%s.gc-1", root, hex, hex + 2, hex);
+	ck_assert_int_eq(stat(path, &sb), 0);
+
+	/* The callback stops the walk. */
+	memset(&seen, 0, sizeof(seen));
+	seen.stop_after = 1;
+	ck_assert_int_eq(store_list(st, on_listed, &seen, &err), 1);
+	ck_assert_int_eq(seen.n, 1);
+	store_writer_abort(w);
+}
+END_TEST
+
+/* A put of bytes already stored makes the blob young again; store_delete_old keeps young
+ * blobs and deletes old ones, and an absent blob is "kept" (0), not an error. */
+START_TEST(test_reuse_refreshes_and_delete_old)
+{
+	unsigned char a[32];
+	char *err = NULL, hex[65], path[500];
+	struct stat sb;
+	time_t old = time(NULL) - 7200;
+
+	put("reused", 6, 6, a, NULL);
+	hex_encode(a, 32, hex);
+	snprintf(path, sizeof(path), "%s/objects/%.2s/%.2s/%s", root, hex, hex + 2, hex);
+	set_mtime(path, old);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert_int_eq(sb.st_mtime, old);
+	put("reused", 6, 6, a, NULL);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert_int_ge(sb.st_mtime, time(NULL) - 60);
+	ck_assert_int_eq(count_tmp(), 0);
+
+	ck_assert_int_eq(store_delete_old(st, a, 3600, &err), 0); /* young: kept */
+	ck_assert(store_exists(st, a));
+	set_mtime(path, old);
+	ck_assert_int_eq(store_delete_old(st, a, 3600, &err), 1);
+	ck_assert(!store_exists(st, a));
+	snprintf(path, sizeof(path), "%s/objects/%.2s/%.2s", root, hex, hex + 2);
+	ck_assert_int_eq(count_files(path), 0); /* nothing left aside */
+	ck_assert_int_eq(store_delete_old(st, a, 0, &err), 0); /* absent */
+}
+END_TEST
+
 /* --- A memory-backed fake backend: the shape an S3 backend would have (no fd, a URL). */
 
 struct mem_blob {
@@ -378,7 +513,7 @@ struct mem {
 	/* What the generic layer handed the backend, and how often each op ran. */
 	unsigned char last_sha256[32];
 	uint64_t last_size;
-	int news, writes, commits, aborts, exists, deletes, urls, probes, frees;
+	int news, writes, commits, aborts, exists, deletes, urls, probes, frees, lists;
 };
 
 struct mem_writer {
@@ -512,6 +647,20 @@ mem_delete(void *be, const unsigned char sha256[32], char **errstr)
 	return 0;
 }
 
+/* Lists the table; the callback may stop it. mtime is not kept: 0. */
+static int
+mem_list(void *be, store_list_cb cb, void *arg, char **errstr)
+{
+	struct mem *m = be;
+
+	(void)errstr;
+	m->lists++;
+	for (int i = 0; i < m->nblobs; i++)
+		if (cb(arg, m->blobs[i].sha256, m->blobs[i].len, 0) != 0)
+			return 1;
+	return 0;
+}
+
 /* Always writable. */
 static int
 mem_probe(void *be, char **errstr)
@@ -535,7 +684,8 @@ mem_free(void *be)
 	m->nblobs = 0;
 }
 
-/* open_blob, clean_tmp and space left out: the generic defaults must answer for them. */
+/* open_blob, delete_old, clean_tmp and space left out: the generic defaults must answer
+ * for them. */
 static const struct store_backend_ops mem_ops = {
     .name = "mem",
     .writer_new = mem_writer_new,
@@ -545,6 +695,7 @@ static const struct store_backend_ops mem_ops = {
     .blob_url = mem_blob_url,
     .exists = mem_exists,
     .delete = mem_delete,
+    .list = mem_list,
     .probe = mem_probe,
     .free = mem_free,
 };
@@ -640,10 +791,43 @@ START_TEST(test_fake_reads_and_defaults)
 	ck_assert_int_eq(store_probe(st, &err), 0);
 	ck_assert_int_eq(mem.probes, 1);
 
+	struct seen seen = {0};
+	ck_assert_int_eq(store_list(st, on_listed, &seen, &err), 0);
+	ck_assert_int_eq(mem.lists, 1);
+	ck_assert_int_eq(seen.n, 1);
+	ck_assert(memcmp(seen.sha256[0], sha256, 32) == 0);
+	ck_assert_uint_eq(seen.size[0], 3);
+
 	ck_assert_int_eq(store_delete(st, sha256, &err), 0);
 	ck_assert_int_eq(mem.deletes, 1);
 	ck_assert(!store_exists(st, sha256));
 	ck_assert_int_eq(mem.nblobs, 0);
+
+	/* No delete_old op: a plain delete, reported as done. */
+	put("abc", 3, 3, sha256, NULL);
+	ck_assert_int_eq(store_delete_old(st, sha256, 3600, &err), 1);
+	ck_assert_int_eq(mem.deletes, 2);
+	ck_assert_int_eq(mem.nblobs, 0);
+}
+END_TEST
+
+/* A backend without a list op: GC gets ENOTSUP, not a crash. */
+START_TEST(test_fake_no_list)
+{
+	static struct store_backend_ops ops;
+	struct store *s2;
+	struct seen seen = {0};
+	char *err = NULL;
+
+	ops = mem_ops;
+	ops.list = NULL;
+	s2 = store_open_backend(&ops, &mem);
+	errno = 0;
+	ck_assert_int_eq(store_list(s2, on_listed, &seen, &err), -1);
+	ck_assert_int_eq(errno, ENOTSUP);
+	ck_assert_ptr_nonnull(strstr(err, "list"));
+	free(err);
+	free(s2); /* not store_free: the fixture's store owns mem */
 }
 END_TEST
 
@@ -702,6 +886,8 @@ store_suite(void)
 	tcase_add_test(tc, test_space_and_probe);
 	tcase_add_test(tc, test_open_fails_cleanly);
 	tcase_add_test(tc, test_concurrent_same_blob);
+	tcase_add_test(tc, test_list);
+	tcase_add_test(tc, test_reuse_refreshes_and_delete_old);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("backend");
@@ -709,6 +895,7 @@ store_suite(void)
 	tcase_add_test(tc, test_fake_put_hashes);
 	tcase_add_test(tc, test_fake_reads_and_defaults);
 	tcase_add_test(tc, test_fake_failures);
+	tcase_add_test(tc, test_fake_no_list);
 	suite_add_tcase(s, tc);
 	return s;
 }

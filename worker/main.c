@@ -1,6 +1,9 @@
-/* main.c: bitsvault-worker [-c FILE]. Loads the configuration, applies migrations (waiting
- * for Postgres a while), opens the store, Redis and the API client, and runs the job loop
- * until SIGTERM/SIGINT, which let the current job finish before the process exits 0. */
+/* main.c: bitsvault-worker [-c FILE] [--gc [--dry-run]]. Loads the configuration, applies
+ * migrations (waiting for Postgres a while), opens the store, Redis and the API client,
+ * and runs the job loop until SIGTERM/SIGINT, which let the current job finish before the
+ * process exits 0. With --gc it runs one blob garbage collection instead and prints its
+ * report as one JSON line (docs/operations.md). */
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +31,7 @@ on_stop(int sig)
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: bitsvault-worker [-c FILE]\n");
+	fprintf(stderr, "usage: bitsvault-worker [-c FILE] [--gc [--dry-run]]\n");
 	exit(2);
 }
 
@@ -112,6 +115,55 @@ migrate(struct worker *w)
 	}
 }
 
+/* --gc: one collection with the database and the store only (no Redis, no API, no
+ * migrations: a one-shot tool should fail fast, not wait for a schema). The report goes
+ * to stdout as one JSON line, the per-blob log lines to stderr. Exit 0, or 1 with the
+ * reason on stderr (also when another worker is collecting right now). */
+static int
+gc_once(struct config *cfg, bool dry_run)
+{
+	struct worker w;
+	struct gc_report r;
+	char *err = NULL, *root;
+	int rc;
+
+	memset(&w, 0, sizeof w);
+	w.cfg = cfg;
+	w.pg_trouble.what = "postgres";
+	if ((w.db = db_new(cfg->database_url, &err)) == NULL) {
+		fprintf(stderr, "bitsvault-worker: config key 'database_url': %s\n", err);
+		free(err);
+		return 1;
+	}
+	root = xasprintf("%s/store", cfg->data_dir);
+	if ((w.store = store_open_local(root, &err)) == NULL) {
+		fprintf(stderr, "bitsvault-worker: cannot open the store: %s\n", err);
+		free(err);
+		free(root);
+		db_free(w.db);
+		return 1;
+	}
+	free(root);
+	rc = gc_collect(&w, dry_run, &r, &err);
+	if (rc < 0) {
+		fprintf(stderr, "bitsvault-worker: %s\n", err);
+		free(err);
+	} else if (rc == 1) {
+		fprintf(stderr,
+		    "bitsvault-worker: another worker is collecting garbage now;"
+		    " try again later\n");
+	} else {
+		printf("{\"scanned\": %lld, \"deleted\": %lld, \"deleted_bytes\": %lld,"
+		       " \"kept_young\": %lld, \"dry_run\": %s}\n",
+		    (long long)r.scanned, (long long)r.deleted, (long long)r.deleted_bytes,
+		    (long long)r.kept_young, dry_run ? "true" : "false");
+		fflush(stdout);
+	}
+	store_free(w.store);
+	db_free(w.db);
+	return rc == 0 ? 0 : 1;
+}
+
 /* Start-up, the loop, and an orderly exit 0 after SIGTERM/SIGINT. */
 int
 main(int argc, char **argv)
@@ -121,17 +173,29 @@ main(int argc, char **argv)
 	const char *cfg_path = NULL;
 	char *err = NULL;
 	int opt;
+	bool gc = false, dry_run = false;
+	static const struct option longopts[] = {
+	    {"gc", no_argument, NULL, 'g'},
+	    {"dry-run", no_argument, NULL, 'n'},
+	    {NULL, 0, NULL, 0},
+	};
 
-	while ((opt = getopt(argc, argv, "c:h")) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			cfg_path = optarg;
+			break;
+		case 'g':
+			gc = true;
+			break;
+		case 'n':
+			dry_run = true;
 			break;
 		default:
 			usage();
 		}
 	}
-	if (optind != argc)
+	if (optind != argc || (dry_run && !gc))
 		usage();
 
 	log_init("bitsvault-worker", LOG_INFO);
@@ -142,6 +206,11 @@ main(int argc, char **argv)
 		fatal("config key 'log_level': expected debug, info, warn or error");
 	log_init("bitsvault-worker", (enum log_level)level);
 	setup_signals();
+	if (gc) {
+		int rc = gc_once(&cfg, dry_run);
+		config_free(&cfg);
+		return rc;
+	}
 	/* Bundles must not depend on the host's time zone (zip's DOS times; B.4). */
 	setenv("TZ", "UTC", 1);
 	tzset();
