@@ -95,6 +95,11 @@ jobjson_vault_status(const struct job *job, const char *swhid, const char *obj_t
 	json_t *left = json_object_get(job->result, "left_out");
 	if (job->state == JOB_DONE && json_is_integer(left) && json_integer_value(left) > 0)
 		json_object_set_new(o, "left_out", json_integer(json_integer_value(left)));
+	/* gitfast: commits fast-import rebuilds with another id; absent when none. */
+	json_t *rewritten = json_object_get(job->result, "rewritten");
+	if (job->state == JOB_DONE && json_is_integer(rewritten) &&
+	    json_integer_value(rewritten) > 0)
+		json_object_set_new(o, "rewritten", json_integer(json_integer_value(rewritten)));
 	return o;
 }
 

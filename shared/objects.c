@@ -441,10 +441,11 @@ objects_get_raw(struct db *db, enum swhid_kind kind, const unsigned char (*ids)[
 	return rc;
 }
 
-/* The closure over parents, UNION removing repeats (merges reach a commit twice). */
+/* The closure over parents, UNION removing repeats (merges reach a commit twice, and
+ * heads share their history). */
 int
-objects_revision_history(
-    struct db *db, const unsigned char head[20], objects_dir_cb cb, void *arg, char **errstr)
+objects_revision_history(struct db *db, const unsigned char (*heads)[20], size_t n,
+    objects_dir_cb cb, void *arg, char **errstr)
 {
 	struct dir_ctx c = {cb, arg};
 	return query_ids(db,
@@ -454,5 +455,5 @@ objects_revision_history(
 	    " UNION"
 	    "  SELECT p FROM h JOIN revisions r ON r.id = h.id, unnest(r.parents) AS p"
 	    ") SELECT r.id, r.raw FROM h JOIN revisions r ON r.id = h.id",
-	    (const unsigned char(*)[20])head, 1, dir_row, &c, errstr);
+	    heads, n, dir_row, &c, errstr);
 }

@@ -85,9 +85,9 @@ int objects_exists(
  * object found, raw valid during the call only. 0 or -1. */
 int objects_get_raw(struct db *db, enum swhid_kind kind, const unsigned char (*ids)[20], size_t n,
     objects_dir_cb cb, void *arg, char **errstr) BV_MUSTCHECK;
-/* A revision and all its ancestors (any order; each once), with their raw bodies, in
- * one recursive query. Ancestors missing from the store are simply not reported. */
-int objects_revision_history(struct db *db, const unsigned char head[20], objects_dir_cb cb,
-    void *arg, char **errstr) BV_MUSTCHECK;
+/* Revisions and all their ancestors (any order; each once), with their raw bodies, in one
+ * recursive query per 2000 heads. Ids missing from the archive are simply not reported. */
+int objects_revision_history(struct db *db, const unsigned char (*heads)[20], size_t n,
+    objects_dir_cb cb, void *arg, char **errstr) BV_MUSTCHECK;
 
 #endif

@@ -171,6 +171,48 @@ START_TEST(test_gitfast)
 }
 END_TEST
 
+/* Commits fast-import cannot rebuild as they are (no blank line before a missing
+ * message, a tree with a 100664 mode) are counted as rewritten in the status; the
+ * others keep their ids. */
+START_TEST(test_gitfast_rewritten)
+{
+	load_repo();
+	ck_assert_int_eq(
+	    itest_sh(
+		"set -e; r=repos/odd; rm -rf $r; git init -q -b main $r; cd $r;"
+		" b=$(echo odd | git hash-object -w --stdin);"
+		" t=$(perl -e 'print \"100664 odd.txt\\0\", pack(\"H*\", $ARGV[0])' $b |"
+		" git hash-object -t tree -w --literally --stdin);"
+		" c1=$(printf 'tree %%s\\nauthor A <a@b> 1 +0000\\ncommitter A <a@b> 1 +0000\\n' $t |"
+		" git hash-object -t commit -w --literally --stdin);"
+		" git update-ref refs/heads/main $c1"),
+	    0);
+	char *url = xasprintf("file://%s/repos/odd", IT.dir);
+	json_t *doc = itest_load(url, 60);
+	char *dump = json_dumps(doc, 0);
+	ck_assert_msg(strcmp(json_string_value(json_object_get(doc, "status")), "done") == 0,
+	    "load: %s", dump);
+	free(dump);
+	json_decref(doc);
+	char *rev = itest_sh_out("git -C repos/odd rev-parse main");
+	cook_done("revision", rev, "gitfast");
+	char *status = xasprintf("/vault/revision/%s/status?format=gitfast", rev);
+	json_t *st = wait_status(status, 30);
+	ck_assert_int_eq(json_integer_value(json_object_get(st, "rewritten")), 1);
+	json_decref(st);
+	/* The main repository's history needs no rewriting: no "rewritten" key. */
+	free(status);
+	status = xasprintf("/vault/revision/%s/status?format=gitfast", head);
+	char *again = xasprintf("/vault/revision/%s?format=gitfast", head);
+	json_decref(post(again, 200));
+	free(again);
+	st = wait_status(status, 60);
+	ck_assert_ptr_null(json_object_get(st, "rewritten"));
+	json_decref(st);
+	free(status), free(rev), free(url);
+}
+END_TEST
+
 /* git-bare of a revision: clone it, the head and the history keep their ids. */
 START_TEST(test_git_bare_revision)
 {
@@ -233,7 +275,18 @@ START_TEST(test_git_bare_snapshot)
 	char *swh = xasprintf("/api/1/vault/git-bare/swh:1:snp:%s/raw/", snapshot);
 	char *sha2 = download(swh, "application/x-tar", name, "snp2.git.tar");
 	ck_assert_str_eq(sha2, sha);
-	free(sha2), free(swh), free(got_head), free(headref), free(got), free(want), free(sha);
+	/* Cooked again: the same bytes. */
+	j = post(path, 200);
+	expire_job(json_integer_value(json_object_get(j, "id")));
+	json_decref(j);
+	json_decref(post(path, 201));
+	st = wait_status(status, 120);
+	ck_assert_str_eq(json_string_value(json_object_get(st, "status")), "done");
+	json_decref(st);
+	char *sha3 = download(path, "application/x-tar", name, "snp3.git.tar");
+	ck_assert_str_eq(sha3, sha);
+	free(sha3), free(sha2), free(swh), free(got_head), free(headref), free(got), free(want),
+	    free(sha);
 	free(name), free(status), free(path);
 }
 END_TEST
@@ -243,10 +296,15 @@ START_TEST(test_revision_tree_formats)
 {
 	load_repo();
 	char *tree = itest_sh_out("git -C %s rev-parse main^{tree}", repo);
-	cook_done("revision", head, "tar.gz");
+	json_int_t job = cook_done("revision", head, "tar.gz");
 	char *path = xasprintf("/vault/revision/%s", head);
 	char *name = xasprintf("swh_1_rev_%s.tar.gz", head);
-	free(download(path, "application/gzip", name, "rev.tar.gz"));
+	char *first = download(path, "application/gzip", name, "rev.tar.gz");
+	expire_job(job);
+	cook_done("revision", head, "tar.gz");
+	char *again = download(path, "application/gzip", name, "rev.tar.gz");
+	ck_assert_str_eq(again, first);
+	free(again), free(first);
 	ck_assert_int_eq(itest_sh("rm -rf tx && mkdir tx && tar xzf rev.tar.gz -C tx"), 0);
 	char *dir = xasprintf("%s/tx/swh:1:rev:%s", IT.dir, head);
 	char *got = itest_git_tree_id(dir);
@@ -383,6 +441,7 @@ main(void)
 	tcase_add_unchecked_fixture(tc, setup, itest_teardown);
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, test_gitfast);
+	tcase_add_test(tc, test_gitfast_rewritten);
 	tcase_add_test(tc, test_git_bare_revision);
 	tcase_add_test(tc, test_git_bare_snapshot);
 	tcase_add_test(tc, test_revision_tree_formats);

@@ -165,12 +165,12 @@ blob_cb(void *arg, const void *data, size_t len)
 	return pack_deflate(arg, data, len, false);
 }
 
-/* Orders object numbers by id. */
-static const struct idtab *sort_tab;
+/* Orders object numbers by their ids in the table arg. */
 static int
-by_id(const void *a, const void *b)
+by_id(const void *a, const void *b, void *arg)
 {
-	return memcmp(sort_tab->ids[*(const size_t *)a], sort_tab->ids[*(const size_t *)b], 20);
+	const struct idtab *t = arg;
+	return memcmp(t->ids[*(const size_t *)a], t->ids[*(const size_t *)b], 20);
 }
 
 /* The numbers 0..t->n-1 sorted by id (caller frees). */
@@ -180,9 +180,7 @@ sorted(const struct idtab *t)
 	size_t *o = xmalloc((t->n ? t->n : 1) * sizeof *o);
 	for (size_t i = 0; i < t->n; i++)
 		o[i] = i;
-	sort_tab = t;
-	qsort(o, t->n, sizeof *o, by_id);
-	sort_tab = NULL;
+	qsort_r(o, t->n, sizeof *o, by_id, (void *)t);
 	return o;
 }
 
@@ -205,7 +203,10 @@ write_pack(struct bare *b, unsigned char trailer[20])
 	if (b->synthetic_raw != NULL &&
 	    pack_mem(b, b->synthetic, PACK_TYPE_COMMIT, b->synthetic_raw, b->synthetic_len) != 0)
 		return -1;
-	gitgraph_topo(g, &order);
+	if (gitgraph_topo(g, &order) != g->revs.n) {
+		gitgraph_fail(g, "the history cannot be ordered");
+		goto out;
+	}
 	for (size_t i = 0; i < g->revs.n; i++) {
 		size_t r = order[i];
 		if (pack_mem(b, g->revs.ids[r], PACK_TYPE_COMMIT, g->rev[r].raw, g->rev[r].len) !=
@@ -555,7 +556,8 @@ gitbare_cook(struct job_run *run, enum swhid_kind kind, const unsigned char id[2
 	} else {
 		rc = add_snapshot(&b, id);
 	}
-	if (rc != 0 || gitgraph_add_revision_trees(&b.g) != 0 || gitgraph_load_contents(&b.g) != 0)
+	if (rc != 0 || gitgraph_load_histories(&b.g) != 0 ||
+	    gitgraph_add_revision_trees(&b.g) != 0 || gitgraph_load_contents(&b.g) != 0)
 		goto fail;
 	for (size_t i = 0; i < b.g.cnts.n; i++)
 		if (!b.g.cnt[i].found && missing++ == 0)

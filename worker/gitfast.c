@@ -31,6 +31,7 @@ struct fast {
 	struct buf dels, mods; /* the current commit's file commands */
 	struct buf out; /* text waiting to be written */
 	int64_t rewritten; /* commits whose id cannot survive fast-import */
+	unsigned char *canon; /* per tree: 0 unknown, 1 fast-import rebuilds it as is, 2 not */
 };
 
 /* A sent blob's mark: numbered after the commits' (1..nrevs) in the order blobs are
@@ -101,6 +102,39 @@ file_mode(unsigned int mode)
 }
 
 static int diff(struct fast *f, long old, long new, struct buf *path, int depth);
+
+/* Whether fast-import rebuilds tree d byte for byte: every mode is one git writes (a
+ * 100664 becomes 100644, changing the id), entries are in git's order without repeats,
+ * and the same holds below. Memoised per tree. */
+static bool
+canonical(struct fast *f, long d, int depth)
+{
+	struct tree_iter it;
+	unsigned int mode, pmode = 0;
+	const char *name, *pname = NULL;
+	size_t nl, pnl = 0;
+	const unsigned char *id;
+	bool ok = true;
+	int r;
+
+	if (d < 0 || depth > FAST_MAX_DEPTH)
+		return false;
+	if (f->canon[d] != 0)
+		return f->canon[d] == 1;
+	tree_iter_init(&it, f->g.dir[d].raw, f->g.dir[d].len);
+	while (ok && (r = tree_iter_next(&it, &mode, &name, &nl, &id)) == 1) {
+		if (mode != GIT_MODE_FILE && mode != GIT_MODE_EXEC && mode != GIT_MODE_LINK &&
+		    mode != GIT_MODE_GITLINK && mode != GIT_MODE_DIR)
+			ok = false;
+		else if (pname != NULL && entry_cmp(pname, pnl, pmode, name, nl, mode) >= 0)
+			ok = false;
+		else if (mode == GIT_MODE_DIR)
+			ok = canonical(f, idtab_find(&f->g.dirs, id), depth + 1);
+		pname = name, pnl = nl, pmode = mode;
+	}
+	f->canon[d] = ok ? 1 : 2;
+	return ok;
+}
 
 /* Writes a blob command for a content unless it was sent. */
 static int
@@ -275,6 +309,8 @@ people(struct buf *out, const struct commit_info *ci)
 		buf_adds(out, "committer <> 0 +0000\n");
 		plain = false;
 	}
+	if (!author)
+		plain = false; /* fast-import would take the committer as the author */
 	if (enc != NULL) {
 		buf_adds(out, "encoding ");
 		buf_add(out, enc, enc_len);
@@ -332,7 +368,12 @@ write_commit(struct fast *f, size_t r, size_t mark)
 	if (ci.n_parents == 0)
 		buf_adds(&f->out, "reset refs/heads/master\n");
 	buf_printf(&f->out, "commit refs/heads/master\nmark :%zu\n", mark);
-	if (!people(&f->out, &ci))
+	/* The id survives when fast-import can say everything the commit holds: only author,
+	 * committer and encoding headers, a blank line before the message (a commit without
+	 * one gets it added), and a tree it rebuilds as is. */
+	bool plain = people(&f->out, &ci);
+	bool has_blank = ci.headers + ci.headers_len < g->rev[r].raw + g->rev[r].len;
+	if (!plain || !has_blank || !canonical(f, root, 0))
 		f->rewritten++;
 	buf_printf(&f->out, "data %zu\n", ci.message_len);
 	buf_add(&f->out, ci.message, ci.message_len);
@@ -361,8 +402,8 @@ gitfast_cook(struct job_run *run, const unsigned char rev[20], json_t **result, 
 	gitgraph_init(&f.g, run);
 	buf_init(&f.dels), buf_init(&f.mods), buf_init(&f.out);
 	if (!job_phase(run, "Reading the history") || gitgraph_add_history(&f.g, rev) != 0 ||
-	    !job_phase(run, "Listing directories") || gitgraph_add_revision_trees(&f.g) != 0 ||
-	    gitgraph_load_contents(&f.g) != 0)
+	    gitgraph_load_histories(&f.g) != 0 || !job_phase(run, "Listing directories") ||
+	    gitgraph_add_revision_trees(&f.g) != 0 || gitgraph_load_contents(&f.g) != 0)
 		goto fail;
 	for (size_t i = 0; i < f.g.cnts.n; i++)
 		if (!f.g.cnt[i].found && missing++ == 0)
@@ -375,8 +416,13 @@ gitfast_cook(struct job_run *run, const unsigned char rev[20], json_t **result, 
 		    missing, missing == 1 ? "" : "s", missing == 1 ? "is" : "are", hex);
 		goto fail;
 	}
-	gitgraph_topo(&f.g, &order);
+	if (gitgraph_topo(&f.g, &order) != f.g.revs.n) {
+		hex_encode(rev, 20, hex);
+		gitgraph_fail(&f.g, "the history of swh:1:rev:%s cannot be ordered", hex);
+		goto fail;
+	}
 	f.nrevs = f.g.revs.n;
+	f.canon = xcalloc(f.g.dirs.n ? f.g.dirs.n : 1, 1);
 	f.mark_of_rev = xcalloc(f.nrevs ? f.nrevs : 1, sizeof *f.mark_of_rev);
 	f.blob_marks = xcalloc(f.g.cnts.n ? f.g.cnts.n : 1, sizeof *f.blob_marks);
 	f.next_mark = f.nrevs + 1;
@@ -407,6 +453,7 @@ out:
 	free(order);
 	free(f.mark_of_rev);
 	free(f.blob_marks);
+	free(f.canon);
 	buf_free(&f.dels), buf_free(&f.mods), buf_free(&f.out);
 	gitgraph_free(&f.g);
 	return outcome;

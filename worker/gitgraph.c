@@ -17,7 +17,6 @@
 #define GRAPH_READ (1u << 20)
 /* Tags of tags deeper than this are refused (a loop cannot happen with real ids, but a
  * hostile archive must not make us recurse without end). */
-#define GRAPH_MAX_TAG_DEPTH 32
 
 void
 gitgraph_init(struct gitgraph *g, struct job_run *run)
@@ -143,19 +142,37 @@ hist_cb(void *arg, const unsigned char id[20], const unsigned char *raw, size_t 
 int
 gitgraph_add_history(struct gitgraph *g, const unsigned char head[20])
 {
-	char *err = NULL, hex[41];
 	bool added;
 	size_t i = put(&g->revs, &g->rev, &g->revcap, head, &added);
 
 	g->heads = xrealloc(g->heads, (g->nheads + 1) * sizeof *g->heads);
 	g->heads[g->nheads++] = i;
-	if (!added && g->rev[i].raw != NULL)
-		return 0;
-	if (objects_revision_history(g->w->db, head, hist_cb, g, &err) != 0)
-		return db_fail(g, err, "a revision history");
-	if (g->rev[i].raw == NULL) {
-		hex_encode(head, 20, hex);
-		return gitgraph_fail(g, "revision swh:1:rev:%s is not in the archive", hex);
+	return 0;
+}
+
+int
+gitgraph_load_histories(struct gitgraph *g)
+{
+	unsigned char(*want)[20] = xmalloc((g->nheads ? g->nheads : 1) * sizeof *want);
+	size_t n = 0;
+	char *err = NULL, hex[41];
+	int rc = 0;
+
+	for (size_t h = 0; h < g->nheads; h++)
+		if (g->rev[g->heads[h]].raw == NULL)
+			memcpy(want[n++], g->revs.ids[g->heads[h]], 20);
+	if (n > 0 &&
+	    objects_revision_history(
+		g->w->db, (const unsigned char(*)[20])want, n, hist_cb, g, &err) != 0)
+		rc = db_fail(g, err, "revision histories");
+	free(want);
+	if (rc != 0)
+		return rc;
+	for (size_t h = 0; h < g->nheads; h++) {
+		if (g->rev[g->heads[h]].raw == NULL) {
+			hex_encode(g->revs.ids[g->heads[h]], 20, hex);
+			return gitgraph_fail(g, "revision swh:1:rev:%s is not in the archive", hex);
+		}
 	}
 	if (!job_keepalive(g->run)) {
 		g->cancelled = true;
@@ -340,7 +357,7 @@ gitgraph_load_contents(struct gitgraph *g)
 	return 0;
 }
 
-void
+size_t
 gitgraph_topo(const struct gitgraph *g, size_t **order_out)
 {
 	size_t n = g->revs.n, norder = 0, sp = 0;
@@ -386,8 +403,7 @@ gitgraph_topo(const struct gitgraph *g, size_t **order_out)
 	free(stack);
 	free(state);
 	*order_out = order;
-	/* Revisions not reachable from a head (none when loaded by history) are left out. */
-	(void)norder;
+	return norder;
 }
 
 int

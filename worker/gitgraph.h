@@ -49,8 +49,15 @@ void gitgraph_free(struct gitgraph *g);
 /* Sets the user-facing reason (the first wins); -1 for the caller's convenience. */
 int gitgraph_fail(struct gitgraph *g, const char *fmt, ...) BV_PRINTF(2, 3);
 
-/* Adds the revision head and its whole history. 0 or -1 (g->reason). */
+/* Tags of tags deeper than this are refused (the loader keeps to the same limit, so
+ * whatever was loaded can be cooked). */
+#define GRAPH_MAX_TAG_DEPTH 32
+
+/* Adds a revision head; its whole history comes with gitgraph_load_histories. 0. */
 int gitgraph_add_history(struct gitgraph *g, const unsigned char head[20]) BV_MUSTCHECK;
+/* Loads the histories of every head added, in one recursive query (heads share their
+ * pasts). 0 or -1 (g->reason: a head missing from the archive, or Postgres). */
+int gitgraph_load_histories(struct gitgraph *g) BV_MUSTCHECK;
 /* Adds a release (and what it points to, recursively: its revision's history, its tree,
  * its content). 0 or -1. */
 int gitgraph_add_release(struct gitgraph *g, const unsigned char id[20]) BV_MUSTCHECK;
@@ -58,7 +65,7 @@ int gitgraph_add_release(struct gitgraph *g, const unsigned char id[20]) BV_MUST
 int gitgraph_add_tree(struct gitgraph *g, const unsigned char root[20]) BV_MUSTCHECK;
 /* Adds one content id (to be looked up by gitgraph_load_contents). */
 void gitgraph_add_content(struct gitgraph *g, const unsigned char id[20]);
-/* The root trees of every revision loaded so far, then gitgraph_add_tree on each. 0 or
+/* The root trees of every revision loaded so far (after gitgraph_load_histories), then gitgraph_add_tree on each. 0 or
  * -1. */
 int gitgraph_add_revision_trees(struct gitgraph *g) BV_MUSTCHECK;
 /* Looks up every noted content's row. 0 or -1. Missing rows leave found false. */
@@ -66,9 +73,9 @@ int gitgraph_load_contents(struct gitgraph *g) BV_MUSTCHECK;
 
 /* The revisions in an order where parents come before children (deterministic: a
  * depth-first walk from the heads in the order they were added, parents in their order).
- * *order gets g->revs.n indices (caller frees). Parents missing from the archive are
- * skipped. */
-void gitgraph_topo(const struct gitgraph *g, size_t **order);
+ * *order gets the indices (caller frees); returns how many, which is g->revs.n unless a
+ * revision could not be reached from a head (callers treat that as a failure). */
+size_t gitgraph_topo(const struct gitgraph *g, size_t **order);
 
 /* Output: starts the bundle (gzip_level > 0: gzip with pgzip on threads; 0: plain). 0 or
  * -1. */
