@@ -374,6 +374,15 @@ START_TEST(test_bad_inputs)
 		itest_resp_free(&r);
 		free(path);
 	}
+	/* The listing knows the revision bundles of the other tests, per format. */
+	itest_http(&r, "GET", "/vault/revision?format=gitfast", NULL, NULL, 0, NULL);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_int_ge(
+	    json_integer_value(json_object_get(json_object_get(r.json, "meta"), "total")), 1);
+	json_t *item = json_array_get(json_object_get(r.json, "items"), 0);
+	ck_assert_str_eq(json_string_value(json_object_get(item, "format")), "gitfast");
+	ck_assert_str_eq(json_string_value(json_object_get(item, "obj_type")), "revision");
+	itest_resp_free(&r);
 	/* Unknown objects of each kind: 404 naming them. */
 	const char *kinds[] = {"revision", "snapshot"};
 	for (size_t i = 0; i < 2; i++) {

@@ -630,7 +630,14 @@ START_TEST(test_status)
 	ck_assert_int_eq(r.status, 200);
 	ck_assert(json_is_true(json_object_get(r.json, "ok")));
 	itest_resp_free(&r);
-	itest_http(&r, "GET", "/status", NULL, NULL, 0, NULL);
+	/* /status/short is 200 from the first worker's heartbeat on: wait for the second's. */
+	for (int i = 0; i < 100; i++) {
+		itest_http(&r, "GET", "/status", NULL, NULL, 0, NULL);
+		if (r.status == 200 && json_array_size(json_object_get(r.json, "workers")) >= 2)
+			break;
+		itest_resp_free(&r);
+		usleep(100000);
+	}
 	ck_assert_int_eq(r.status, 200);
 	ck_assert(json_is_true(json_object_get(json_object_get(r.json, "can_process"), "cook")));
 	json_t *services = json_object_get(r.json, "services");
