@@ -135,6 +135,9 @@ jobjson_load_status(const struct job *job)
 			json_object_set(o, "branches", v);
 		if (json_is_object(v = json_object_get(job->result, "stats")))
 			json_object_set(o, "stats", v);
+		/* Ref names the load could not keep, with why (the first few). */
+		if (json_is_array(v = json_object_get(job->result, "skipped_refs")))
+			json_object_set(o, "skipped_refs", v);
 	}
 	if (job->state == JOB_FAILED)
 		json_object_set_new(

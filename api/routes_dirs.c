@@ -47,7 +47,7 @@ routes_dirs_upload_work(struct call *c, struct pool_thread *t)
 			/* The server's side of a failure reads the same everywhere: the cause
 			 * (a path, a library's message) is in the log under the request id. */
 			resp_error(&c->resp, status, "%s",
-			    status == 503       ? "database unavailable"
+			    status == 503       ? "temporarily unavailable; try again"
 				: status == 507 ? "no space left on the server"
 						: "internal error while storing the archive");
 		} else {

@@ -1,6 +1,7 @@
 /* routes_jobs.c: the workers' side of jobs: PATCH /jobs/{id} reports a claim, progress and
  * the final state (validated against the state machine in shared/jobstore.c), GET
  * /jobs/{id} reads a job. The API is the only writer of job state (DESIGN §2). */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,7 +48,10 @@ member(const json_t *o, const char *key)
 }
 
 /* A "done" naming a bundle the store does not hold would leave a job that can never be
- * downloaded: refused here, before the database records it. A job already done is left
+ * downloaded: refused here, before the database records it. The check is a store_touch,
+ * not a look: the bundle becomes young again just before its bundles row commits, so
+ * garbage collection (which spares blobs younger than gc_grace) cannot take it between
+ * this check and the commit, however long the cook took. A job already done is left
  * to jobstore_patch, where the same state again is a no-op that records nothing. A
  * malformed sha256 is left for jobstore_patch to refuse in its words. 0 to go on, -1 with
  * the answer (400, or 503) in c->resp. */
@@ -62,8 +66,22 @@ check_bundle_stored(struct call *c, struct db *db, const json_t *result)
 
 	if (hex == NULL || strlen(hex) != 64 || !hex_decode(hex, sha, sizeof sha))
 		return 0;
-	if (store_exists(c->store, sha))
+	if (store_touch(c->store, sha, &err) == 0)
 		return 0;
+	if (errno == ENOTSUP) {
+		/* A store that cannot touch is one garbage collection refuses to sweep. */
+		free(err);
+		if (store_exists(c->store, sha))
+			return 0;
+	} else if (errno != ENOENT) {
+		log_error_id(c->logid, "job %lld: cannot refresh bundle %s: %s",
+		    (long long)c->job_id, hex, err);
+		free(err);
+		resp_error(&c->resp, 503, "the store is unavailable; report again later");
+		return -1;
+	} else
+		free(err);
+	err = NULL;
 	rc = jobstore_get(db, c->job_id, &job, &err);
 	if (rc < 0) {
 		call_db_failed(c, "get job", err);

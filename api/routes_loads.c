@@ -3,8 +3,10 @@
  * worker's side is worker/load.c; docs/api.md ("Loading from git") has the documents.
  *
  * The URL is checked here, before any job exists: only https, http, git and (when
- * load_allow_file is on) file URLs, never a password in them, since a stored URL shows in
- * every status and log line. The worker checks the scheme again. */
+ * load_allow_file is on) file URLs, never a user name, password, query or fragment in
+ * them, since a stored URL shows in every status and log line. The worker checks them
+ * again, and checks where the host's addresses lie (shared/netguard.c): resolving names
+ * is the worker's business, not a request thread's. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -24,7 +26,7 @@
 static const char *
 url_problem(const struct config *cfg, const json_t *v)
 {
-	const char *url, *auth, *end, *at;
+	const char *url, *auth, *end;
 	size_t len;
 
 	if (v == NULL || json_is_null(v))
@@ -38,9 +40,15 @@ url_problem(const struct config *cfg, const json_t *v)
 	if (len > LOAD_URL_MAX)
 		return "url is too long: at most 2048 bytes";
 	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)url[i] <= 0x20 || (unsigned char)url[i] >= 0x7f)
-			return "url must not contain spaces, control characters or non-ASCII bytes "
-			       "(percent-encode them)";
+		if ((unsigned char)url[i] <= 0x20 || (unsigned char)url[i] >= 0x7f ||
+		    url[i] == '\\')
+			return "url must not contain spaces, backslashes, control characters or "
+			       "non-ASCII bytes (percent-encode them)";
+	/* Where secrets travel: user names and passwords (user@, user:pass@), query strings
+	 * (?token=...) and fragments. The URL is stored and shown in every status. */
+	if (strpbrk(url, "?#") != NULL)
+		return "url must not carry a query string (?...) or fragment (#...): it would be "
+		       "stored and shown; give the repository's plain URL";
 	if (strncasecmp(url, "https://", 8) == 0)
 		auth = url + 8;
 	else if (strncasecmp(url, "http://", 7) == 0)
@@ -57,12 +65,14 @@ url_problem(const struct config *cfg, const json_t *v)
 	} else
 		return "url must start with " LOAD_SCHEMES "; ssh, scp-like host:path, plain "
 		       "paths and other schemes are not loaded";
-	end = auth + strcspn(auth, "/?#");
+	end = auth + strcspn(auth, "/");
 	if (end == auth)
 		return "url has no host";
-	at = memchr(auth, '@', (size_t)(end - auth));
-	if (at != NULL && memchr(auth, ':', (size_t)(at - auth)) != NULL)
-		return "url must not carry a password (user:pass@): it would be stored and shown";
+	if (memchr(auth, '@', (size_t)(end - auth)) != NULL)
+		return "url must not carry a user name or password (user@host): it would be "
+		       "stored and shown; only public repositories can be loaded";
+	if (memchr(auth, '%', (size_t)(end - auth)) != NULL)
+		return "url must not percent-encode its host";
 	return NULL;
 }
 

@@ -270,6 +270,8 @@ expire_lost_bundle(struct call *c, struct db *db, const struct job *job)
 	return 0;
 }
 
+static void touch_bundle(struct call *c, struct db *db, const struct job *job);
+
 /* Creates (or finds) the cook job, then enqueues it: Postgres first, Redis second. A
  * job whose enqueue failed is still committed, and the workers' reconciler re-enqueues
  * what Redis does not know, so the client gets its answer either way. */
@@ -326,6 +328,10 @@ routes_vault_cook_work(struct call *c, struct pool_thread *t)
 			free(err);
 		}
 	}
+	/* A client told "done" will download soon: that counts as a use, so the bundle does
+	 * not expire (by bundle_ttl since its cook, or by the quota) right after the answer. */
+	if (!created && job->state == JOB_DONE)
+		touch_bundle(c, db, job);
 	if (add_notify(c, db, job) == 0)
 		reply_status(c, created ? 201 : 200, job);
 	job_free(job);
@@ -490,6 +496,31 @@ routes_vault_fetch_work(struct call *c, struct pool_thread *t)
 		return;
 	}
 	fd = store_open_blob(c->store, sha, &size, &err);
+	if (fd < 0 && errno == ENOENT) {
+		/* Expiry may have taken the bundle since find_job read it: then the job is
+		 * no longer done, and the answer is the one a later request would get. */
+		struct job *now = NULL;
+
+		resp_clear(&c->resp);
+		if (find_job(c, db, &now) != 0) {
+			free(err);
+			free(filename);
+			job_free(job);
+			return;
+		}
+		if (now == NULL || now->id != job->id || now->state != JOB_DONE) {
+			log_info_id(c->logid, "job %lld: bundle %s expired while being fetched",
+			    (long long)job->id, job->bundle_sha256);
+			free(err);
+			resp_error(&c->resp, 404, "Cooked archive for %s not found.", c->swhid);
+			job_free(now);
+			free(filename);
+			job_free(job);
+			return;
+		}
+		job_free(now);
+		errno = ENOENT;
+	}
 	if (fd < 0) {
 		bool missing = errno == ENOENT;
 

@@ -51,6 +51,9 @@ struct config {
 	bool load_allow_file; /* file:// URLs (and nothing else local) may be loaded */
 	int64_t load_timeout; /* seconds a load may run before it fails */
 	int64_t max_load_objects; /* objects one load may read; past it the load fails */
+	bool load_allow_private; /* loads may reach loopback, private, link-local addresses */
+	int64_t max_load_blob; /* bytes of the largest file (blob) a load reads */
+	int64_t max_load_size; /* bytes a load's fetch may receive */
 	/* expiry and garbage collection (docs/operations.md) */
 	int64_t bundle_ttl; /* seconds after the last download (or completion) a bundle lives */
 	int64_t store_quota; /* bytes of bundles kept; 0 = no quota; LRU eviction past it */

@@ -927,6 +927,41 @@ cmp_dir(const void *a, const void *b)
 	    ((const struct directory_row *)a)->id, ((const struct directory_row *)b)->id, 20);
 }
 
+/* The touch before the commit (store_touch): every blob the new contents rows name is
+ * made young again inside the transaction, after the inserts, so garbage collection keeps
+ * it for gc_grace more; a blob already collected (the upload took longer than gc_grace
+ * between its write and now) fails the upload instead of committing a row that names
+ * nothing. A backend that cannot touch is one garbage collection refuses to sweep: then
+ * there is nothing to guard against. 0, or -1 with the failure recorded. */
+static int
+touch_blobs(struct ingest *ig)
+{
+	unsigned char(*sha)[32] = xcalloc(ig->ncontents ? ig->ncontents : 1, 32);
+	size_t failed = 0;
+	char *err = NULL, hex[65];
+	int rc = 0;
+
+	for (size_t i = 0; i < ig->ncontents; i++)
+		memcpy(sha[i], ig->contents[i].sha256, 32);
+	if (store_touch_all(
+		ig->st, (const unsigned char(*)[32])sha, ig->ncontents, &failed, &err) != 0) {
+		if (errno == ENOENT) {
+			hex_encode(sha[failed], 32, hex);
+			fail(ig, 503,
+			    "blob %s was deleted from the store before its contents row was"
+			    " committed (garbage collection; gc_grace too short for this upload?)",
+			    hex);
+			rc = -1;
+		} else if (errno != ENOTSUP) {
+			fail(ig, 500, "%s", err);
+			rc = -1;
+		}
+		free(err);
+	}
+	free(sha);
+	return rc;
+}
+
 /* Writes every row in one transaction, after counting the contents already known. */
 static int
 write_db(struct ingest *ig, struct db *db, int64_t *new_contents)
@@ -959,9 +994,15 @@ write_db(struct ingest *ig, struct db *db, int64_t *new_contents)
 			goto dberr;
 		}
 		if (objects_put_contents(db, ig->contents, ig->ncontents, &err) == 0 &&
-		    objects_put_directories(db, ig->dirs, ig->ndirs, &err) == 0 &&
-		    db_commit(db, &err) == 0)
-			break;
+		    objects_put_directories(db, ig->dirs, ig->ndirs, &err) == 0) {
+			if (touch_blobs(ig) != 0) {
+				db_rollback(db);
+				free(ids);
+				return -1;
+			}
+			if (db_commit(db, &err) == 0)
+				break;
+		}
 		const char *state = db_last_sqlstate(db);
 		bool again = strcmp(state, "40P01") == 0 || strcmp(state, "40001") == 0 ||
 		    strcmp(state, "55P03") == 0;

@@ -622,27 +622,34 @@ jobstore_bundle_refs_free(struct bundle_ref *refs, size_t n)
 #define BUNDLE_IDLE                                                                                \
 	"($1::double precision < 0 OR " BUNDLE_LAST_USE                                            \
 	" < now() - make_interval(secs => $1::double precision))"
+/* Not a bundle cooked within min_fresh_s ($2) that nobody downloaded yet: quota eviction
+ * must give its client the time to fetch it. */
+#define BUNDLE_NOT_FRESH                                                                           \
+	"($2::double precision <= 0 OR b.last_download_at IS NOT NULL OR b.created_at < now() -"   \
+	" make_interval(secs => $2::double precision))"
 
-/* A batch of expiry or eviction candidates, oldest use first. */
+/* A batch of expiry or eviction candidates, oldest use first. The last use travels back
+ * as exact text (extract gives numeric) so the expiry can check it did not change. */
 int
-jobstore_list_lru_bundles(
-    struct db *db, int64_t idle_s, int limit, struct bundle_ref **out, size_t *n, char **errstr)
+jobstore_list_lru_bundles(struct db *db, int64_t idle_s, int64_t min_fresh_s, int limit,
+    struct bundle_ref **out, size_t *n, char **errstr)
 {
-	char idle[24], lim[16];
-	const char *p[] = {idle, lim};
+	char idle[24], fresh[24], lim[16];
+	const char *p[] = {idle, fresh, lim};
 	PGresult *res;
 
 	*out = NULL;
 	*n = 0;
 	snprintf(idle, sizeof idle, "%lld", (long long)idle_s);
+	snprintf(fresh, sizeof fresh, "%lld", (long long)min_fresh_s);
 	snprintf(lim, sizeof lim, "%d", limit);
 	res = db_exec(db,
 	    "SELECT b.job_id, coalesce(j.dedup_key, ''), encode(b.sha256, 'hex'), b.size,"
 	    " extract(epoch from " BUNDLE_LAST_USE ")"
 	    " FROM bundles b JOIN jobs j ON j.id = b.job_id"
-	    " WHERE NOT b.sticky AND " BUNDLE_IDLE " ORDER BY " BUNDLE_LAST_USE ", b.job_id"
-	    " LIMIT $2",
-	    2, p, false, errstr);
+	    " WHERE NOT b.sticky AND " BUNDLE_IDLE " AND " BUNDLE_NOT_FRESH
+	    " ORDER BY " BUNDLE_LAST_USE ", b.job_id LIMIT $3",
+	    3, p, false, errstr);
 	if (res == NULL)
 		return -1;
 	*n = (size_t)PQntuples(res);
@@ -657,7 +664,8 @@ jobstore_list_lru_bundles(
 		snprintf(r->sha256, sizeof r->sha256, "%s", PQgetvalue(res, row, 2));
 		if (!parse_int64(PQgetvalue(res, row, 3), &r->size))
 			r->size = 0;
-		r->last_use = atof(PQgetvalue(res, row, 4));
+		snprintf(r->last_use_s, sizeof r->last_use_s, "%s", PQgetvalue(res, row, 4));
+		r->last_use = atof(r->last_use_s);
 	}
 	PQclear(res);
 	return 0;
@@ -667,46 +675,60 @@ jobstore_list_lru_bundles(
  * against a download or a sticky flag that committed meanwhile. A job already expired
  * (the API expires a done job whose blob is missing) only loses its bundles row. */
 int
-jobstore_expire_bundle(struct db *db, int64_t job_id, int64_t idle_s, char **errstr)
+jobstore_expire_bundle(struct db *db, int64_t job_id, int64_t idle_s, const char *last_use_s,
+    int64_t min_fresh_s, char **errstr)
 {
-	char idle[24], ids[24];
-	const char *p[] = {idle, ids};
+	char idle[24], fresh[24], ids[24];
+	const char *p[] = {idle, fresh, ids, last_use_s};
 	PGresult *res;
-	int n;
+	int gone, done;
 
 	snprintf(idle, sizeof idle, "%lld", (long long)idle_s);
+	snprintf(fresh, sizeof fresh, "%lld", (long long)min_fresh_s);
 	snprintf(ids, sizeof ids, "%lld", (long long)job_id);
 	res = db_exec(db,
-	    "WITH victim AS (SELECT b.job_id FROM bundles b WHERE b.job_id = $2"
-	    "  AND NOT b.sticky AND " BUNDLE_IDLE " FOR UPDATE),"
+	    "WITH victim AS (SELECT b.job_id FROM bundles b WHERE b.job_id = $3"
+	    "  AND NOT b.sticky AND " BUNDLE_IDLE " AND " BUNDLE_NOT_FRESH
+	    "  AND ($4::numeric IS NULL OR extract(epoch from " BUNDLE_LAST_USE ") = $4::numeric)"
+	    "  FOR UPDATE),"
 	    " gone AS (DELETE FROM bundles WHERE job_id IN (SELECT job_id FROM victim)"
 	    "  RETURNING job_id),"
 	    " job AS (UPDATE jobs SET state = 'expired', updated_at = now()"
 	    "  WHERE id IN (SELECT job_id FROM gone) AND state = 'done' RETURNING id)"
 	    " SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM job)",
-	    2, p, false, errstr);
+	    4, p, false, errstr);
 	if (res == NULL)
 		return -1;
-	n = atoi(PQgetvalue(res, 0, 0));
+	gone = atoi(PQgetvalue(res, 0, 0));
+	done = atoi(PQgetvalue(res, 0, 1));
 	PQclear(res);
-	return n > 0 ? 1 : 0;
+	return gone == 0 ? 0 : done > 0 ? 1 : 2;
 }
 
 /* Sums for the quota. */
 int
-jobstore_bundles_usage(struct db *db, int64_t *total, int64_t *sticky, char **errstr)
+jobstore_bundles_usage(struct db *db, int64_t min_fresh_s, int64_t *total, int64_t *sticky,
+    int64_t *fresh, char **errstr)
 {
-	PGresult *res = db_exec(db,
-	    "SELECT coalesce(sum(size), 0), coalesce(sum(size) FILTER (WHERE sticky), 0)"
-	    " FROM bundles",
-	    0, NULL, false, errstr);
+	char fr[24];
+	const char *p[] = {fr};
+	PGresult *res;
 
+	snprintf(fr, sizeof fr, "%lld", (long long)min_fresh_s);
+	res = db_exec(db,
+	    "SELECT coalesce(sum(size), 0), coalesce(sum(size) FILTER (WHERE sticky), 0),"
+	    " coalesce(sum(size) FILTER (WHERE NOT sticky AND last_download_at IS NULL"
+	    "  AND created_at >= now() - make_interval(secs => $1::double precision)), 0)"
+	    " FROM bundles",
+	    1, p, false, errstr);
 	if (res == NULL)
 		return -1;
 	if (!parse_int64(PQgetvalue(res, 0, 0), total))
 		*total = 0;
 	if (!parse_int64(PQgetvalue(res, 0, 1), sticky))
 		*sticky = 0;
+	if (!parse_int64(PQgetvalue(res, 0, 2), fresh))
+		*fresh = 0;
 	PQclear(res);
 	return 0;
 }
@@ -769,5 +791,128 @@ jobstore_blobs_referenced(
 			referenced[i - 1] = true;
 	}
 	PQclear(res);
+	return 0;
+}
+
+/* Two cheap probes (each stops at its first row). */
+int
+jobstore_refs_empty(struct db *db, bool *empty, char **errstr)
+{
+	PGresult *res = db_exec(db,
+	    "SELECT NOT EXISTS (SELECT 1 FROM contents) AND NOT EXISTS (SELECT 1 FROM bundles)", 0,
+	    NULL, false, errstr);
+
+	if (res == NULL)
+		return -1;
+	*empty = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	return 0;
+}
+
+/* The database's side of the binding: 1 with id, 0 when none, -1. */
+static int
+db_store_id(struct db *db, char id[33], char **errstr)
+{
+	PGresult *res = db_exec(db, "SELECT id FROM store_identity", 0, NULL, false, errstr);
+	int found;
+
+	if (res == NULL)
+		return -1;
+	found = PQntuples(res) == 1;
+	if (found)
+		snprintf(id, 33, "%s", PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return found;
+}
+
+/* store_list callback: the first blob stops the walk. */
+static int
+any_blob(void *arg, const unsigned char sha256[32], uint64_t size, int64_t mtime_s)
+{
+	(void)sha256;
+	(void)size;
+	(void)mtime_s;
+	*(bool *)arg = true;
+	return 1;
+}
+
+/* Creating both identities is the only step that can go wrong in a race: the store's is
+ * created first (atomically, one winner), then the database takes the store's winner
+ * unless it got a row meanwhile, and both are read back, so two workers binding at once
+ * agree, and a worker that lost to another database's worker refuses. */
+int
+jobstore_bind_store(struct db *db, struct store *st, char **errstr)
+{
+	char sid[33] = "", did[33] = "", want[33], *err = NULL;
+	int shas, dhas;
+	bool empty = false, blobs = false;
+
+	if ((shas = store_get_id(st, sid, &err)) < 0) {
+		*errstr = xasprintf("cannot read the store's identity: %s", err);
+		free(err);
+		return -1;
+	}
+	if ((dhas = db_store_id(db, did, &err)) < 0) {
+		*errstr = xasprintf("cannot read the database's store identity: %s", err);
+		free(err);
+		return -1;
+	}
+	if (shas && dhas) {
+		if (strcmp(sid, did) == 0)
+			return 1;
+		*errstr = xasprintf("the store's ID (%s) is not the one the database records (%s):"
+				    " data_dir and database_url belong to different deployments",
+		    sid, did);
+		return 0;
+	}
+	if (shas) {
+		*errstr = xasprintf("the store has ID %s but the database records none: is"
+				    " database_url this store's database?",
+		    sid);
+		return 0;
+	}
+	if (dhas) {
+		*errstr = xasprintf("the database records store ID %s but the store has no ID file:"
+				    " is data_dir this database's store?",
+		    did);
+		return 0;
+	}
+	/* Neither: a new deployment, or one from before 0004_store_id.sql. */
+	if (jobstore_refs_empty(db, &empty, &err) != 0) {
+		*errstr = err;
+		return -1;
+	}
+	if (empty && store_list(st, any_blob, &blobs, &err) < 0) {
+		*errstr = xasprintf("cannot list the store: %s", err);
+		free(err);
+		return -1;
+	}
+	if (empty && blobs) {
+		*errstr = xstrdup("the database holds no contents nor bundles but the store holds"
+				  " blobs: is database_url this store's database?");
+		return 0;
+	}
+	random_hex(want, 16);
+	if (store_create_id(st, want, sid, &err) != 0) {
+		*errstr = xasprintf("cannot create the store's identity: %s", err);
+		free(err);
+		return -1;
+	}
+	const char *p[] = {sid};
+	if (db_run(db, "INSERT INTO store_identity (id) VALUES ($1) ON CONFLICT DO NOTHING", 1, p,
+		&err) != 0) {
+		*errstr = err;
+		return -1;
+	}
+	if ((dhas = db_store_id(db, did, &err)) < 0) {
+		*errstr = err;
+		return -1;
+	}
+	if (dhas && strcmp(sid, did) == 0) {
+		log_info("bound the store (ID %s) to this database", sid);
+		return 1;
+	}
+	*errstr = xasprintf("the store's ID (%s) is not the one the database records (%s)", sid,
+	    dhas ? did : "none");
 	return 0;
 }

@@ -10,6 +10,7 @@
 
 #include "shared/db.h"
 #include "shared/jobs.h"
+#include "shared/store.h"
 
 struct job {
 	int64_t id;
@@ -126,27 +127,44 @@ struct bundle_ref {
 	char sha256[65];
 	int64_t size;
 	double last_use; /* unix seconds */
+	char last_use_s[40]; /* the same, exactly as Postgres has it: for the re-check */
 };
 /* Frees an array of n bundle_refs from jobstore_list_lru_bundles. */
 void jobstore_bundle_refs_free(struct bundle_ref *refs, size_t n);
 /* Up to limit non-sticky bundles, least recently used first; when idle_s >= 0, only those
- * unused for more than idle_s seconds. *out gets *n entries. 0 or -1 + *errstr. */
-int jobstore_list_lru_bundles(struct db *db, int64_t idle_s, int limit, struct bundle_ref **out,
-    size_t *n, char **errstr) BV_MUSTCHECK;
+ * unused for more than idle_s seconds; when min_fresh_s > 0, none that was never
+ * downloaded and was cooked less than min_fresh_s seconds ago. *out gets *n entries. 0
+ * or -1 + *errstr. */
+int jobstore_list_lru_bundles(struct db *db, int64_t idle_s, int64_t min_fresh_s, int limit,
+    struct bundle_ref **out, size_t *n, char **errstr) BV_MUSTCHECK;
 /* Expires a bundle in one statement: its bundles row is deleted and its job, when done,
  * becomes expired (the jobs trigger wakes waiters). Only while the bundle is still not
- * sticky and, when idle_s >= 0, still unused for idle_s seconds: a download or an admin
- * may have come between the listing and now. 1 expired, 0 left alone, -1 + *errstr. */
-int jobstore_expire_bundle(
-    struct db *db, int64_t job_id, int64_t idle_s, char **errstr) BV_MUSTCHECK;
-/* Bytes of all bundles (*total) and of the sticky ones (*sticky). 0 or -1. */
-int jobstore_bundles_usage(
-    struct db *db, int64_t *total, int64_t *sticky, char **errstr) BV_MUSTCHECK;
+ * sticky and, under the row lock, still matches what the caller listed: unused for idle_s
+ * seconds (idle_s >= 0), last used at last_use_s (non-NULL: a download since forbids it),
+ * not cooked within min_fresh_s seconds unless downloaded (min_fresh_s > 0). 1 expired, 2
+ * only the row dropped (the job was no longer done: the API had expired it), 0 left
+ * alone, -1 + *errstr. */
+int jobstore_expire_bundle(struct db *db, int64_t job_id, int64_t idle_s, const char *last_use_s,
+    int64_t min_fresh_s, char **errstr) BV_MUSTCHECK;
+/* Bytes of all bundles (*total), of the sticky ones (*sticky) and of those quota eviction
+ * must spare as fresh (never downloaded, cooked within min_fresh_s; *fresh). 0 or -1. */
+int jobstore_bundles_usage(struct db *db, int64_t min_fresh_s, int64_t *total, int64_t *sticky,
+    int64_t *fresh, char **errstr) BV_MUSTCHECK;
 /* Sets or clears the job's bundle's sticky flag: 1 done, 0 no bundle row, -1. */
 int jobstore_set_sticky(struct db *db, int64_t job_id, bool sticky, char **errstr) BV_MUSTCHECK;
 /* Which of n store blobs a contents row or a bundles row names: referenced[i] for each,
  * in one query (the mark of garbage collection, batch by batch). 0 or -1 + *errstr. */
 int jobstore_blobs_referenced(struct db *db, const unsigned char (*sha256)[32], size_t n,
     bool *referenced, char **errstr) BV_MUSTCHECK;
+/* Whether no contents row and no bundles row exist (*empty): a collector must not sweep a
+ * store that has blobs against such a database. 0 or -1 + *errstr. */
+int jobstore_refs_empty(struct db *db, bool *empty, char **errstr) BV_MUSTCHECK;
+/* Binds the store to this database before anything deletes from it (table
+ * store_identity, 0004_store_id.sql, and store_get_id): both have the same identity ->
+ * 1. Neither has one -> both get a new one (1), unless the database holds no contents nor
+ * bundles while the store holds blobs (0: an empty or wrong database). The identities
+ * differ, or only one side has one -> 0. *errstr says why on 0 (for the operator) and on
+ * -1 (an error: Postgres or the store could not be read). */
+int jobstore_bind_store(struct db *db, struct store *st, char **errstr) BV_MUSTCHECK;
 
 #endif

@@ -196,13 +196,74 @@ store_delete(struct store *st, const unsigned char sha256[32], char **errstr)
 	return st->ops->delete (st->be, sha256, errstr);
 }
 
-/* The backend's checked delete, or a plain delete trusting the caller's listing. */
+/* The backend's checked delete. No fallback to a plain delete: it would trust a listing
+ * that may be older than the write that reused the blob. */
 int
 store_delete_old(struct store *st, const unsigned char sha256[32], int64_t min_age_s, char **errstr)
 {
 	if (st->ops->delete_old == NULL)
-		return st->ops->delete (st->be, sha256, errstr) == 0 ? 1 : -1;
+		return unsupported(st, "delete a blob only when it is old", errstr);
 	return st->ops->delete_old(st->be, sha256, min_age_s, errstr);
+}
+
+/* Refreshes the blob's time so a collection keeps it; ENOENT when it is gone. */
+int
+store_touch(struct store *st, const unsigned char sha256[32], char **errstr)
+{
+	if (st->ops->touch == NULL)
+		return unsupported(st, "refresh a blob's time", errstr);
+	return st->ops->touch(st->be, sha256, errstr);
+}
+
+/* The touch before a commit of many rows: the first failure stops it, errno kept. */
+int
+store_touch_all(
+    struct store *st, const unsigned char (*sha256)[32], size_t n, size_t *failed, char **errstr)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (store_touch(st, sha256[i], errstr) != 0) {
+			*failed = i;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The identity binding the store to its database. */
+int
+store_get_id(struct store *st, char id[33], char **errstr)
+{
+	if (st->ops->get_id == NULL)
+		return unsupported(st, "keep an identity", errstr);
+	return st->ops->get_id(st->be, id, errstr);
+}
+
+/* Creates the identity unless the store has one; id gets the one it has. */
+int
+store_create_id(struct store *st, const char *want, char id[33], char **errstr)
+{
+	if (st->ops->create_id == NULL)
+		return unsupported(st, "keep an identity", errstr);
+	return st->ops->create_id(st->be, want, id, errstr);
+}
+
+/* Deleting safely needs every op below: a missing one is named, for the operator. */
+int
+store_check_gc(struct store *st, char **errstr)
+{
+	const char *missing = st->ops->list == NULL ? "list its blobs"
+	    : st->ops->delete_old == NULL           ? "delete a blob only when it is old"
+	    : st->ops->touch == NULL                ? "refresh a blob's time"
+	    : st->ops->get_id == NULL || st->ops->create_id == NULL ? "keep an identity"
+								    : NULL;
+
+	if (missing == NULL)
+		return 0;
+	*errstr = xasprintf("the %s store cannot %s: garbage collection and expiry will not "
+			    "delete blobs from it",
+	    st->ops->name, missing);
+	errno = ENOTSUP;
+	return -1;
 }
 
 /* A listing for garbage collection; ENOTSUP for backends that cannot walk their blobs. */

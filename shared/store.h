@@ -25,7 +25,14 @@
 struct store;
 struct store_writer;
 
-/* Opens (creating) a local store rooted at root ("<data_dir>/store"). NULL + *errstr. */
+/* The shortest gc_grace the workers' periodic expiry and collections use, whatever the
+ * configuration says: the writes that reference a blob (an upload's rows, a cook's "done")
+ * touch it just before they commit, and this bounds how long a commit may take after its
+ * touch. Only `bitsvault-worker --gc`, run by hand, honours a shorter gc_grace. */
+#define STORE_MIN_GC_GRACE_S 300
+
+/* Opens (creating) a local store rooted at root ("<data_dir>/store"), and puts back any
+ * blob a collector that died had moved aside (<root>/gc/). NULL + *errstr. */
 struct store *store_open_local(const char *root, char **errstr) BV_MUSTCHECK;
 void store_free(struct store *st);
 /* Removes temp files left by a crash (older than max_age_s seconds; 0 = all). Returns how
@@ -63,11 +70,34 @@ int store_delete(struct store *st, const unsigned char sha256[32], char **errstr
 /* Deletes the blob only when it was written (or re-written: a commit of bytes already
  * stored refreshes the blob's time) at least min_age_s seconds ago, checked at the moment
  * of deletion, so a collector that decided from an older listing never removes a blob a
- * write has just reused. 1 deleted, 0 kept (young, or already absent), -1 + *errstr.
- * Backends without an atomic check fall back to store_delete (the listing's time is then
- * the only guard). */
+ * write has just reused. 1 deleted, 0 kept (young, already absent, or put back by a reader
+ * meanwhile), -1 + *errstr. A backend without an atomic check fails with errno ENOTSUP:
+ * there is no safe fallback, so garbage collection refuses such a store
+ * (store_check_gc). */
 int store_delete_old(struct store *st, const unsigned char sha256[32], int64_t min_age_s,
     char **errstr) BV_MUSTCHECK;
+/* Makes the blob count as just written (local backend: its mtime set to now), so garbage
+ * collection, which spares blobs written less than gc_grace ago, keeps it. The invariant
+ * writers keep: a blob is touched just before the row that references it commits, so
+ * either the touch finds it (and it is young for gc_grace more) or the commit is not
+ * made. A blob a collector had moved aside is put back first. 0, or -1 + *errstr with
+ * errno ENOENT when the blob is gone, ENOTSUP when the backend cannot. */
+int store_touch(struct store *st, const unsigned char sha256[32], char **errstr) BV_MUSTCHECK;
+/* store_touch of n blobs in order, stopping at the first failure (*failed gets its index;
+ * errno as store_touch). 0 or -1 + *errstr. */
+int store_touch_all(struct store *st, const unsigned char (*sha256)[32], size_t n, size_t *failed,
+    char **errstr) BV_MUSTCHECK;
+/* The store's identity: 32 lowercase hex digits (128 random bits) that bind it to one
+ * database (jobstore_bind_store), so a collector given the wrong database refuses to
+ * delete. Local backend: the file <root>/ID. 1 with id filled, 0 when the store has none
+ * yet, -1 + *errstr (errno ENOTSUP for a backend without one). */
+int store_get_id(struct store *st, char id[33], char **errstr) BV_MUSTCHECK;
+/* Gives the store the identity want (32 lowercase hex) unless it has one: of two callers
+ * at once one wins. id gets the identity the store has afterwards. 0 or -1 + *errstr. */
+int store_create_id(struct store *st, const char *want, char id[33], char **errstr) BV_MUSTCHECK;
+/* Whether garbage collection and expiry may delete from this store: they need list,
+ * delete_old, touch and the identity. 0, or -1 + *errstr naming what is missing. */
+int store_check_gc(struct store *st, char **errstr) BV_MUSTCHECK;
 /* One blob of a listing: its sha256, size and time (unix seconds) of its last write.
  * Return 0 to go on, anything else to stop the walk. */
 typedef int (*store_list_cb)(

@@ -41,10 +41,20 @@ struct store_backend_ops {
 	bool (*exists)(void *be, const unsigned char sha256[32]);
 	/* Deleting an absent blob is success. */
 	int (*delete)(void *be, const unsigned char sha256[32], char **errstr);
-	/* Optional (NULL: the generic layer calls delete). 1 deleted, 0 kept because the
-	 * blob was (re)written less than min_age_s seconds ago or is absent, -1. */
+	/* Optional (NULL: store_delete_old fails with errno ENOTSUP and garbage collection
+	 * refuses the store; a plain delete would trust a stale listing). 1 deleted, 0 kept
+	 * because the blob was (re)written less than min_age_s seconds ago, is absent, or
+	 * was put back meanwhile, -1. */
 	int (*delete_old)(
 	    void *be, const unsigned char sha256[32], int64_t min_age_s, char **errstr);
+	/* Optional (NULL: fails with errno ENOTSUP). Sets the blob's time of last write to
+	 * now; -1 with errno ENOENT when it is absent. */
+	int (*touch)(void *be, const unsigned char sha256[32], char **errstr);
+	/* Optional (NULL: fails with errno ENOTSUP). The identity: 1 found, 0 none, -1. */
+	int (*get_id)(void *be, char id[33], char **errstr);
+	/* Optional (NULL: fails with errno ENOTSUP). Creates the identity unless present,
+	 * atomically; id gets the one stored. 0 or -1. */
+	int (*create_id)(void *be, const char *want, char id[33], char **errstr);
 	/* Optional (NULL: fails with errno ENOTSUP). Every blob once, temp files never; cb's
 	 * non-zero answer stops the walk (then 1). 0, 1 or -1. */
 	int (*list)(void *be, store_list_cb cb, void *arg, char **errstr);

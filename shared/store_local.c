@@ -6,7 +6,13 @@
  * processes can use one store at the same time: two writers of the same bytes both rename
  * over the same name with identical content, which is harmless. Garbage collection lists
  * objects/ (never tmp/) and deletes by moving a blob aside before checking its age, so
- * a writer reusing the blob at that moment keeps it (local_delete_old). */
+ * a writer reusing the blob at that moment keeps it (local_delete_old).
+ *
+ * A blob being deleted sits in <root>/gc/ for a moment. If its collector dies there, the
+ * blob would stay hidden: a reader that finds a blob missing (open_blob, exists, touch)
+ * first looks there and puts it back, and opening the store puts back whatever is left,
+ * so gc/ is one small folder to read, not the whole store to walk. Putting a blob back is
+ * always safe: at worst a deletion is lost, and the next collection judges it again. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +29,9 @@
 
 #define TMP_PUT_PREFIX "put-"
 #define TMP_PROBE_PREFIX "probe-"
+#define TMP_ID_PREFIX "id-"
+/* What follows "<hex>" in the name of a blob moved aside for deletion. */
+#define ASIDE_SUFFIX ".gc-"
 #define FILE_MODE 0644
 #define DIR_MODE 0755
 /* A blob moved aside for deletion this long ago belongs to a collector that died. */
@@ -32,6 +41,8 @@ struct local {
 	char *root;
 	char *objects; /* <root>/objects */
 	char *tmp; /* <root>/tmp */
+	char *aside; /* <root>/gc: blobs being deleted */
+	char *id_path; /* <root>/ID */
 };
 
 struct local_writer {
@@ -104,6 +115,8 @@ local_free(void *be)
 	free(st->root);
 	free(st->objects);
 	free(st->tmp);
+	free(st->aside);
+	free(st->id_path);
 	free(st);
 }
 
@@ -125,7 +138,8 @@ local_clean_tmp(void *be, int64_t max_age_s, char **errstr)
 	}
 	while ((errno = 0, de = readdir(d)) != NULL) {
 		if (strncmp(de->d_name, TMP_PUT_PREFIX, strlen(TMP_PUT_PREFIX)) != 0 &&
-		    strncmp(de->d_name, TMP_PROBE_PREFIX, strlen(TMP_PROBE_PREFIX)) != 0)
+		    strncmp(de->d_name, TMP_PROBE_PREFIX, strlen(TMP_PROBE_PREFIX)) != 0 &&
+		    strncmp(de->d_name, TMP_ID_PREFIX, strlen(TMP_ID_PREFIX)) != 0)
 			continue;
 		if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
 		    !S_ISREG(sb.st_mode))
@@ -321,6 +335,77 @@ local_writer_abort(void *be, void *bw)
 	writer_drop(bw);
 }
 
+/* Puts back one blob found moved aside in folder dir (gc/, or the blob's own folder for
+ * a collector of an older version): any "<hex>.gc-*" entry is renamed to the blob's name.
+ * true when one was put back. */
+static bool
+recover_in(const char *dir, const char *hex, const char *path)
+{
+	DIR *d;
+	struct dirent *de;
+	bool done = false;
+	size_t sl = strlen(ASIDE_SUFFIX);
+
+	if ((d = opendir(dir)) == NULL)
+		return false;
+	while (!done && (de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, hex, 64) != 0 ||
+		    strncmp(de->d_name + 64, ASIDE_SUFFIX, sl) != 0)
+			continue;
+		if (renameat(dirfd(d), de->d_name, AT_FDCWD, path) == 0)
+			done = true;
+	}
+	closedir(d);
+	return done;
+}
+
+/* A reader found the blob missing: a collector may have it aside right now (its checks
+ * then see it gone and keep it), or may have died with it there. */
+static bool
+recover_blob(struct local *st, const unsigned char sha256[32])
+{
+	char hex[65], *dir, *path = blob_path(st, sha256, &dir);
+	bool ok;
+
+	hex_encode(sha256, 32, hex);
+	ok = recover_in(st->aside, hex, path) || recover_in(dir, hex, path);
+	free(path);
+	free(dir);
+	return ok;
+}
+
+/* At open: every blob left in gc/ goes back (or, when its name is taken again, is dropped:
+ * the same bytes are there). Failures are left for the readers' own recovery. */
+static void
+recover_all(struct local *st)
+{
+	DIR *d;
+	struct dirent *de;
+	unsigned char sha[32];
+	char hex[65];
+	struct stat sb;
+
+	if ((d = opendir(st->aside)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (strlen(de->d_name) <= 64 ||
+		    strncmp(de->d_name + 64, ASIDE_SUFFIX, strlen(ASIDE_SUFFIX)) != 0)
+			continue;
+		memcpy(hex, de->d_name, 64);
+		hex[64] = '\0';
+		if (!hex_decode(hex, sha, sizeof sha))
+			continue;
+		char *path = blob_path(st, sha, NULL), *err = NULL;
+		if (stat(path, &sb) == 0)
+			(void)unlinkat(dirfd(d), de->d_name, 0);
+		else if (fanout_dirs(st, hex, &err) == 0)
+			(void)renameat(dirfd(d), de->d_name, AT_FDCWD, path);
+		free(err);
+		free(path);
+	}
+	closedir(d);
+}
+
 /* Opens the blob's file; a missing blob gets a short message and errno ENOENT. */
 static int
 local_open_blob(void *be, const unsigned char sha256[32], uint64_t *size, char **errstr)
@@ -329,7 +414,10 @@ local_open_blob(void *be, const unsigned char sha256[32], uint64_t *size, char *
 	struct stat sb;
 	int fd, err;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT && recover_blob(be, sha256))
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
 		err = errno;
 		if (err == ENOENT) {
 			char hex[65];
@@ -360,10 +448,37 @@ local_exists(void *be, const unsigned char sha256[32])
 {
 	char *path = blob_path(be, sha256, NULL);
 	struct stat sb;
-	bool ok = stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+	int rc = stat(path, &sb);
 
+	if (rc != 0 && errno == ENOENT && recover_blob(be, sha256))
+		rc = stat(path, &sb);
 	free(path);
-	return ok;
+	return rc == 0 && S_ISREG(sb.st_mode);
+}
+
+/* utimensat to now; a blob a collector holds aside is put back first. */
+static int
+local_touch(void *be, const unsigned char sha256[32], char **errstr)
+{
+	char *path = blob_path(be, sha256, NULL), hex[65];
+	int rc, err;
+
+	rc = utimensat(AT_FDCWD, path, NULL, 0);
+	if (rc != 0 && errno == ENOENT && recover_blob(be, sha256))
+		rc = utimensat(AT_FDCWD, path, NULL, 0);
+	if (rc != 0) {
+		err = errno;
+		if (err == ENOENT) {
+			hex_encode(sha256, 32, hex);
+			*errstr = xasprintf("blob %s not found", hex);
+		} else
+			*errstr = errno_msg(err, "cannot touch", path);
+		free(path);
+		errno = err;
+		return -1;
+	}
+	free(path);
+	return 0;
 }
 
 /* Unlinks the blob; an absent one is success (ENOENT ignored). */
@@ -384,19 +499,24 @@ local_delete(void *be, const unsigned char sha256[32], char **errstr)
 	return 0;
 }
 
-/* Moves the blob aside (<name>.gc-<pid>, in its folder: not a blob name, so nothing
- * lists or opens it), checks its age there, then unlinks it or puts it back. The move
- * orders us against a writer reusing the blob: a commit that refreshed the mtime before
- * the move is seen by the stat (the blob goes back, over a fresh copy of the same bytes
- * if one appeared); one after the move finds no blob and renames its own copy in. */
+/* Moves the blob aside (gc/<hex>.gc-<pid>-<random>: not a blob name, so nothing lists
+ * or opens it), checks its age there, then unlinks it or puts it back. The move orders us
+ * against a writer reusing the blob: a commit or touch that refreshed the mtime before the
+ * move is seen by the stat (the blob goes back, over a fresh copy of the same bytes if one
+ * appeared); one after the move finds no blob, and a touch (or a reader) puts it back
+ * itself, which the stat, the put-back or the unlink then sees as ENOENT: kept. */
 static int
 local_delete_old(void *be, const unsigned char sha256[32], int64_t min_age_s, char **errstr)
 {
-	char *path = blob_path(be, sha256, NULL);
-	char *aside = xasprintf("%s.gc-%ld", path, (long)getpid());
+	struct local *st = be;
+	char hex[65], rnd[9];
+	char *path = blob_path(st, sha256, NULL), *aside;
 	struct stat sb;
 	int rc = -1, err = 0;
 
+	hex_encode(sha256, 32, hex);
+	random_hex(rnd, 4);
+	aside = xasprintf("%s/%s%s%ld-%s", st->aside, hex, ASIDE_SUFFIX, (long)getpid(), rnd);
 	if (rename(path, aside) != 0) {
 		err = errno;
 		if (err == ENOENT) {
@@ -406,8 +526,12 @@ local_delete_old(void *be, const unsigned char sha256[32], int64_t min_age_s, ch
 			*errstr = errno_msg(err, "cannot move aside", path);
 		goto out;
 	}
-	if (stat(aside, &sb) == 0 && (int64_t)(time(NULL) - sb.st_mtime) < min_age_s) {
-		if (rename(aside, path) != 0) {
+	if (stat(aside, &sb) != 0) {
+		rc = 0; /* a reader put it back already */
+		goto out;
+	}
+	if ((int64_t)(time(NULL) - sb.st_mtime) < min_age_s) {
+		if (rename(aside, path) != 0 && errno != ENOENT) {
 			err = errno;
 			*errstr = errno_msg(err, "cannot put back", path);
 			goto out;
@@ -415,7 +539,11 @@ local_delete_old(void *be, const unsigned char sha256[32], int64_t min_age_s, ch
 		rc = 0;
 		goto out;
 	}
-	if (unlink(aside) != 0 && errno != ENOENT) {
+	if (unlink(aside) != 0) {
+		if (errno == ENOENT) {
+			rc = 0; /* put back by a reader between the stat and now */
+			goto out;
+		}
 		err = errno;
 		*errstr = errno_msg(err, "cannot remove", aside);
 		goto out;
@@ -438,8 +566,8 @@ lower_hex(const char *s, size_t n)
 	return s[n] == '\0';
 }
 
-/* A blob local_delete_old moved aside and never finished with (the process died between
- * the two steps), recognised by a ctime (the move) over a minute old: put back when its
+/* A blob an older version's local_delete_old moved aside in its own folder and never
+ * finished with (the process died between the two steps), recognised by a ctime (the move) over a minute old: put back when its
  * name is free (the next collection judges it again), else dropped (the same bytes are
  * there). Failures are left for the next listing. */
 static void
@@ -593,6 +721,85 @@ local_probe(void *be, char **errstr)
 	return err == 0 ? 0 : -1;
 }
 
+/* Reads <root>/ID: 32 lowercase hex digits, a newline allowed. */
+static int
+local_get_id(void *be, char id[33], char **errstr)
+{
+	struct local *st = be;
+	char b[40];
+	ssize_t n;
+	int fd, err;
+
+	if ((fd = open(st->id_path, O_RDONLY | O_CLOEXEC)) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		err = errno;
+		*errstr = errno_msg(err, "cannot open", st->id_path);
+		errno = err;
+		return -1;
+	}
+	n = read(fd, b, sizeof b - 1);
+	close(fd);
+	if (n < 0) {
+		*errstr = errno_msg(errno, "cannot read", st->id_path);
+		return -1;
+	}
+	b[n] = '\0';
+	b[strcspn(b, "\n")] = '\0';
+	if (!lower_hex(b, 32)) {
+		*errstr = xasprintf("%s: not an identity (32 lowercase hex digits)", st->id_path);
+		errno = EINVAL;
+		return -1;
+	}
+	memcpy(id, b, 33);
+	return 1;
+}
+
+/* Written to a temp file and linked to ID: link fails when ID exists, so of two
+ * creators one wins and both read the winner's identity. */
+static int
+local_create_id(void *be, const char *want, char id[33], char **errstr)
+{
+	struct local *st = be;
+	char *tmp = NULL, line[34];
+	int fd, rc = -1, err = 0;
+
+	if ((fd = tmp_create(st, TMP_ID_PREFIX, &tmp, errstr)) < 0)
+		return -1;
+	snprintf(line, sizeof line, "%.32s\n", want);
+	if (write(fd, line, 33) != 33 || fsync(fd) != 0) {
+		err = errno;
+		*errstr = errno_msg(err, "cannot write", tmp);
+		close(fd);
+		goto out;
+	}
+	close(fd);
+	if (link(tmp, st->id_path) != 0 && errno != EEXIST) {
+		err = errno;
+		*errstr = errno_msg(err, "cannot create", st->id_path);
+		goto out;
+	}
+	if (fsync_dir(st->root) != 0) {
+		err = errno;
+		*errstr = errno_msg(err, "cannot fsync", st->root);
+		goto out;
+	}
+	rc = local_get_id(st, id, errstr);
+	if (rc == 0) {
+		*errstr = xasprintf("%s vanished after it was created", st->id_path);
+		err = ENOENT;
+		rc = -1;
+	} else if (rc == 1)
+		rc = 0;
+	else
+		err = errno;
+out:
+	unlink(tmp);
+	free(tmp);
+	errno = err;
+	return rc;
+}
+
 /* blob_url stays NULL: local blobs go out through open_blob and sendfile. */
 static const struct store_backend_ops local_ops = {
     .name = "local",
@@ -605,6 +812,9 @@ static const struct store_backend_ops local_ops = {
     .exists = local_exists,
     .delete = local_delete,
     .delete_old = local_delete_old,
+    .touch = local_touch,
+    .get_id = local_get_id,
+    .create_id = local_create_id,
     .list = local_list,
     .clean_tmp = local_clean_tmp,
     .space = local_space,
@@ -612,7 +822,10 @@ static const struct store_backend_ops local_ops = {
     .free = local_free,
 };
 
-/* Creates objects/ and tmp/ under root (and root itself) before handing out a store. */
+/* Creates objects/, tmp/ and gc/ under root (and root itself), and puts back what a
+ * collector that died left in gc/, before handing out a store. The identity (ID) is not
+ * made here: jobstore_bind_store makes it together with the database's record, so a
+ * store with an ID always has a database that knows it. */
 struct store *
 store_open_local(const char *root, char **errstr)
 {
@@ -621,10 +834,13 @@ store_open_local(const char *root, char **errstr)
 	st->root = xstrdup(root);
 	st->objects = xasprintf("%s/objects", root);
 	st->tmp = xasprintf("%s/tmp", root);
+	st->aside = xasprintf("%s/gc", root);
+	st->id_path = xasprintf("%s/ID", root);
 	if (mkdir_p(st->objects, DIR_MODE, errstr) != 0 ||
-	    mkdir_p(st->tmp, DIR_MODE, errstr) != 0) {
+	    mkdir_p(st->tmp, DIR_MODE, errstr) != 0 || mkdir_p(st->aside, DIR_MODE, errstr) != 0) {
 		local_free(st);
 		return NULL;
 	}
+	recover_all(st);
 	return store_open_backend(&local_ops, st);
 }

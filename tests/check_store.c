@@ -494,7 +494,173 @@ START_TEST(test_reuse_refreshes_and_delete_old)
 	ck_assert(!store_exists(st, a));
 	snprintf(path, sizeof(path), "%s/objects/%.2s/%.2s", root, hex, hex + 2);
 	ck_assert_int_eq(count_files(path), 0); /* nothing left aside */
+	snprintf(path, sizeof(path), "%s/gc", root);
+	ck_assert_int_eq(count_files(path), 0);
 	ck_assert_int_eq(store_delete_old(st, a, 0, &err), 0); /* absent */
+}
+END_TEST
+
+/* Path of the blob with this sha256 in the fixture's store. */
+static void
+blob_file(const unsigned char sha256[32], char *path, size_t n)
+{
+	char hex[65];
+
+	hex_encode(sha256, 32, hex);
+	snprintf(path, n, "%s/objects/%.2s/%.2s/%s", root, hex, hex + 2, hex);
+}
+
+/* store_touch makes an old blob young (what a writer does just before the commit of the
+ * row that names it); a blob that is gone fails with ENOENT, and store_touch_all says
+ * which one. */
+START_TEST(test_touch)
+{
+	unsigned char a[32], b[32], c[32], all[3][32];
+	char *err = NULL, path[500];
+	struct stat sb;
+	size_t failed = 99;
+
+	put("touch a", 7, 7, a, NULL);
+	put("touch b", 7, 7, b, NULL);
+	put("touch c", 7, 7, c, NULL);
+	blob_file(a, path, sizeof path);
+	set_mtime(path, time(NULL) - 7200);
+	ck_assert_int_eq(store_touch(st, a, &err), 0);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert_int_ge(sb.st_mtime, time(NULL) - 60);
+	ck_assert_int_eq(store_delete_old(st, a, 3600, &err), 0); /* young again: kept */
+	ck_assert(store_exists(st, a));
+
+	memcpy(all[0], a, 32);
+	memcpy(all[1], b, 32);
+	memcpy(all[2], c, 32);
+	ck_assert_int_eq(store_touch_all(st, (const unsigned char(*)[32])all, 3, &failed, &err), 0);
+	blob_file(b, path, sizeof path);
+	ck_assert_int_eq(unlink(path), 0); /* collected before the row committed */
+	errno = 0;
+	ck_assert_int_eq(
+	    store_touch_all(st, (const unsigned char(*)[32])all, 3, &failed, &err), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_uint_eq(failed, 1);
+	ck_assert_ptr_nonnull(strstr(err, "not found"));
+	free(err);
+	err = NULL;
+	errno = 0;
+	ck_assert_int_eq(store_touch(st, b, &err), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	free(err);
+}
+END_TEST
+
+/* The in-flight guarantee: a blob old when a collection listed it, reused (touched or
+ * written again) before the deletion, survives store_delete_old; nothing is left in gc/. */
+START_TEST(test_listed_old_then_reused)
+{
+	unsigned char a[32], b[32];
+	struct seen seen = {0};
+	char *err = NULL, path[500];
+	time_t old = time(NULL) - 7200;
+
+	put("listed a", 8, 8, a, NULL);
+	put("listed b", 8, 8, b, NULL);
+	blob_file(a, path, sizeof path);
+	set_mtime(path, old);
+	blob_file(b, path, sizeof path);
+	set_mtime(path, old);
+	ck_assert_int_eq(store_list(st, on_listed, &seen, &err), 0);
+	ck_assert_int_eq(seen.n, 2);
+	ck_assert_int_eq(seen.mtime[0], (int64_t)old); /* both judged old by the listing */
+	ck_assert_int_eq(seen.mtime[1], (int64_t)old);
+	ck_assert_int_eq(store_touch(st, a, &err), 0); /* an upload's touch before commit */
+	put("listed b", 8, 8, b, NULL); /* a cook writing the same bytes */
+	ck_assert_int_eq(store_delete_old(st, a, 3600, &err), 0);
+	ck_assert_int_eq(store_delete_old(st, b, 3600, &err), 0);
+	ck_assert(store_exists(st, a));
+	ck_assert(store_exists(st, b));
+	snprintf(path, sizeof path, "%s/gc", root);
+	ck_assert_int_eq(count_files(path), 0);
+}
+END_TEST
+
+/* A collector that died between moving a blob aside and deciding leaves it in gc/: the
+ * next reader (open_blob, exists, touch) puts it back, and so does opening the store; a
+ * leftover whose blob was written again meanwhile is dropped at open. */
+START_TEST(test_recover_aside)
+{
+	unsigned char a[32];
+	char *err = NULL, path[500], aside[600], hex[65];
+	uint64_t size = 0;
+	struct stat sb;
+	int fd;
+
+	put("hidden", 6, 6, a, NULL);
+	hex_encode(a, 32, hex);
+	blob_file(a, path, sizeof path);
+	snprintf(aside, sizeof aside, "%s/gc/%s.gc-4242-deadbeef", root, hex);
+
+	ck_assert_int_eq(rename(path, aside), 0);
+	ck_assert(store_exists(st, a));
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert_int_ne(stat(aside, &sb), 0);
+
+	ck_assert_int_eq(rename(path, aside), 0);
+	fd = store_open_blob(st, a, &size, &err);
+	ck_assert_msg(fd >= 0, "open: %s", err);
+	ck_assert_uint_eq(size, 6);
+	close(fd);
+
+	ck_assert_int_eq(rename(path, aside), 0);
+	ck_assert_int_eq(store_touch(st, a, &err), 0);
+	ck_assert_int_eq(stat(path, &sb), 0);
+
+	/* The older layout: aside in the blob's own folder. */
+	char leaf[600];
+	snprintf(leaf, sizeof leaf, "%s.gc-77", path);
+	ck_assert_int_eq(rename(path, leaf), 0);
+	ck_assert(store_exists(st, a));
+	ck_assert_int_ne(stat(leaf, &sb), 0);
+
+	/* At open. */
+	ck_assert_int_eq(rename(path, aside), 0);
+	store_free(st);
+	st = store_open_local(root, &err);
+	ck_assert_ptr_nonnull(st);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert_int_ne(stat(aside, &sb), 0);
+	/* A leftover whose name is taken again: dropped (the same bytes are there). */
+	char copy[1300];
+	snprintf(copy, sizeof copy, "cp '%s' '%s'", path, aside);
+	ck_assert_int_eq(system(copy), 0);
+	store_free(st);
+	st = store_open_local(root, &err);
+	ck_assert_ptr_nonnull(st);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert_int_ne(stat(aside, &sb), 0);
+	snprintf(path, sizeof path, "%s/gc", root);
+	ck_assert_int_eq(count_files(path), 0);
+}
+END_TEST
+
+/* The identity: none at first, created once (a second creator gets the first's), read
+ * back; a damaged ID file is an error, never silently replaced. */
+START_TEST(test_identity)
+{
+	char id[33], id2[33], *err = NULL, path[400];
+
+	ck_assert_int_eq(store_get_id(st, id, &err), 0);
+	ck_assert_int_eq(store_create_id(st, "0123456789abcdef0123456789abcdef", id, &err), 0);
+	ck_assert_str_eq(id, "0123456789abcdef0123456789abcdef");
+	ck_assert_int_eq(store_create_id(st, "ffffffffffffffffffffffffffffffff", id2, &err), 0);
+	ck_assert_str_eq(id2, id);
+	ck_assert_int_eq(store_get_id(st, id2, &err), 1);
+	ck_assert_str_eq(id2, id);
+	ck_assert_int_eq(count_tmp(), 0);
+	ck_assert_int_eq(store_check_gc(st, &err), 0);
+	snprintf(path, sizeof path, "%s/ID", root);
+	write_file(path, "not an id\n");
+	ck_assert_int_eq(store_get_id(st, id2, &err), -1);
+	ck_assert_ptr_nonnull(strstr(err, "not an identity"));
+	free(err);
 }
 END_TEST
 
@@ -803,11 +969,29 @@ START_TEST(test_fake_reads_and_defaults)
 	ck_assert(!store_exists(st, sha256));
 	ck_assert_int_eq(mem.nblobs, 0);
 
-	/* No delete_old op: a plain delete, reported as done. */
+	/* No delete_old op: no fallback to a plain delete (it would trust a stale listing),
+	 * no touch, no identity: ENOTSUP, and garbage collection is refused. */
 	put("abc", 3, 3, sha256, NULL);
-	ck_assert_int_eq(store_delete_old(st, sha256, 3600, &err), 1);
-	ck_assert_int_eq(mem.deletes, 2);
-	ck_assert_int_eq(mem.nblobs, 0);
+	errno = 0;
+	ck_assert_int_eq(store_delete_old(st, sha256, 3600, &err), -1);
+	ck_assert_int_eq(errno, ENOTSUP);
+	free(err);
+	err = NULL;
+	ck_assert_int_eq(mem.deletes, 1);
+	ck_assert_int_eq(mem.nblobs, 1);
+	errno = 0;
+	ck_assert_int_eq(store_touch(st, sha256, &err), -1);
+	ck_assert_int_eq(errno, ENOTSUP);
+	free(err);
+	err = NULL;
+	char id[33];
+	ck_assert_int_eq(store_get_id(st, id, &err), -1);
+	ck_assert_int_eq(errno, ENOTSUP);
+	free(err);
+	err = NULL;
+	ck_assert_int_eq(store_check_gc(st, &err), -1);
+	ck_assert_ptr_nonnull(strstr(err, "mem store cannot delete a blob only when it is old"));
+	free(err);
 }
 END_TEST
 
@@ -888,6 +1072,10 @@ store_suite(void)
 	tcase_add_test(tc, test_concurrent_same_blob);
 	tcase_add_test(tc, test_list);
 	tcase_add_test(tc, test_reuse_refreshes_and_delete_old);
+	tcase_add_test(tc, test_touch);
+	tcase_add_test(tc, test_listed_old_then_reused);
+	tcase_add_test(tc, test_recover_aside);
+	tcase_add_test(tc, test_identity);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("backend");

@@ -1,14 +1,30 @@
 /* itest_load.c: loading git repositories (POST /loads, GET /loads/{id}, the worker's load
  * job): every object git lists is stored once with its git id, the snapshot's branches
  * equal git's refs, a second load stores nothing, a new version stores exactly the new
- * objects, git:// works like file://, and bad inputs are refused or fail readably. */
+ * objects, git:// works like file://, and bad inputs are refused or fail readably; a
+ * URL's secrets never reach a log or a row; private addresses are refused unless allowed;
+ * the ref parameter loads a branch, a tag, any ref or HEAD; progress is reported; odd ref
+ * names are skipped (or kept, escaped); a stalled server and a too large file fail the
+ * load with their reason. */
+#include <arpa/inet.h>
 #include <check.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "tests/itest.h"
+
+/* A repository with one 200,000-byte file. */
+#define ITEST_FAT_REPO                                                                             \
+	"export GIT_AUTHOR_NAME=Ada GIT_AUTHOR_EMAIL=ada@example.org GIT_COMMITTER_NAME=Ada"       \
+	" GIT_COMMITTER_EMAIL=ada@example.org GIT_CONFIG_GLOBAL=/dev/null;"                        \
+	" mkdir -p repos/fat; cd repos/fat; git init -q -b main .;"                                \
+	" head -c 200000 /dev/urandom > big.bin; git add big.bin; git commit -q -m fat"
 
 static char *repo; /* IT.dir/repos/r1 */
 static char *repo_url; /* file://... */
@@ -203,6 +219,12 @@ START_TEST(test_bad_inputs)
 	    {"{\"url\": \"https://exa mple.org/x.git\"}", "spaces"},
 	    {"{\"url\": \"file:///tmp/x\"}", "load_allow_file"},
 	    {"{\"url\": \"https://user:secret@example.org/x.git\"}", "password"},
+	    {"{\"url\": \"https://tok3nUser@example.org/x.git\"}", "user name"},
+	    {"{\"url\": \"https://example.org/x.git?token=tok3nQuery\"}", "query"},
+	    {"{\"url\": \"git://example.org/x.git?tok3nGit\"}", "query"},
+	    {"{\"url\": \"https://example.org/x.git#tok3nFrag\"}", "fragment"},
+	    {"{\"url\": \"https://example.org%2fx/y.git\"}", "percent"},
+	    {"{\"url\": \"https://example.org\\\\x/y.git\"}", "backslash"},
 	    {"{\"url\": \"https://example.org/x.git\", \"ref\": \"a..b\"}", "ref"},
 	    {"{\"url\": \"https://example.org/x.git\", \"ref\": \"bad ref\"}", "ref"},
 	    {"{\"url\": \"https://example.org/x.git\", \"ref\": \"x.lock\"}", "ref"},
@@ -220,9 +242,13 @@ START_TEST(test_bad_inputs)
 	}
 	ck_assert_int_eq(
 	    post_load("{\"url\": \"https://example.org/x.git\"}", NULL, NULL, NULL), 401);
-	char *sec = itest_sql("SELECT count(*) FROM jobs WHERE params::text LIKE '%secret%'");
+	char *sec = itest_sql("SELECT count(*) FROM jobs WHERE params::text LIKE '%secret%'"
+			      " OR params::text LIKE '%tok3n%'");
 	ck_assert_str_eq(sec, "0");
 	free(sec);
+	/* Nor in any log line. */
+	ck_assert_msg(itest_sh("grep -rl -e tok3n -e secret@ logs >&2") != 0,
+	    "a refused URL's secret is in the logs");
 
 	ck_assert_int_eq(get_status("/loads/999999"), 404);
 	ck_assert_int_eq(get_status("/loads/abc"), 404);
@@ -431,15 +457,291 @@ START_TEST(test_load_failures)
 }
 END_TEST
 
-/* Bad inputs first, against an API that refuses file://; then the API again with it. */
+/* Loads the failed document of url, whose error must hold want. */
+static void
+load_fails_with(const char *url, const char *want)
+{
+	json_t *doc = itest_load(url, 60);
+	const char *e = json_string_value(json_object_get(doc, "error"));
+
+	ck_assert_msg(strcmp(status_of(doc), "failed") == 0, "%s: %s", url, status_of(doc));
+	ck_assert_msg(e != NULL && strstr(e, want) != NULL, "%s: error '%s' lacks '%s'", url,
+	    e ? e : "(none)", want);
+	json_decref(doc);
+}
+
+/* With load_allow_private off (the default), hosts on loopback and private networks are
+ * refused before any connection, naming the address class, whatever form the address
+ * takes; a worker with the defaults runs these. */
+START_TEST(test_private_refused)
+{
+	int w = itest_start_worker("w0");
+	int port = itest_free_port();
+	char *url;
+
+	url = xasprintf("http://127.0.0.1:%d/x.git", port);
+	load_fails_with(url, "loopback, 127.0.0.0/8");
+	free(url);
+	url = xasprintf("http://localhost:%d/x.git", port);
+	load_fails_with(url, "loopback");
+	free(url);
+	url = xasprintf("https://[::ffff:127.0.0.1]:%d/x.git", port);
+	load_fails_with(url, "loopback, 127.0.0.0/8");
+	free(url);
+	load_fails_with("git://10.1.2.3/x.git", "private, 10.0.0.0/8");
+	load_fails_with("http://192.168.1.1/x.git", "private, 192.168.0.0/16");
+	load_fails_with("https://169.254.169.254/latest", "link-local");
+	load_fails_with("http://[fd00::1]/x.git", "unique local");
+	load_fails_with("http://0.0.0.0/x.git", "unspecified");
+	itest_stop_worker(w, SIGTERM);
+}
+END_TEST
+
+/* Bad inputs first, against an API that refuses file://; then the API again with it, and
+ * private addresses allowed (git daemon and the stalled server are on 127.0.0.1). */
 START_TEST(test_restart_with_file)
 {
 	itest_stop_api();
 	itest_env("BITSVAULT_LOAD_ALLOW_FILE=true");
+	itest_env("BITSVAULT_LOAD_ALLOW_PRIVATE=true");
 	itest_start_api();
 	itest_start_worker("w1");
 	repo = itest_make_repo("r1");
 	repo_url = xasprintf("file://%s", repo);
+	/* A ref outside branches and tags: not in a full load, loadable by name. */
+	ck_assert_int_eq(itest_sh("cd '%s' && git update-ref refs/custom/x main~1", repo), 0);
+}
+END_TEST
+
+/* POST {"url", "ref"} and waits: the final document. */
+static json_t *
+load_ref(const char *url, const char *ref)
+{
+	json_int_t id;
+	json_t *body = json_pack("{s:s, s:s}", "url", url, "ref", ref);
+	char *text = json_dumps(body, JSON_COMPACT);
+
+	ck_assert_int_eq(post_load(text, IT_USER, &id, NULL), 202);
+	free(text);
+	json_decref(body);
+	return wait_load(id, 60);
+}
+
+/* The ref parameter: a branch, a tag, a ref outside both (kept under its full name), and
+ * HEAD (the remote's default branch, with the HEAD alias). */
+START_TEST(test_load_refs)
+{
+	static const struct {
+		const char *ref;
+		const char *branch; /* the one branch expected */
+		bool head; /* HEAD alias too */
+	} cases[] = {
+	    {"dev", "refs/heads/dev", false},
+	    {"v1.0", "refs/tags/v1.0", false},
+	    {"refs/tags/light", "refs/tags/light", false},
+	    {"refs/custom/x", "refs/custom/x", false},
+	    {"HEAD", "refs/heads/main", true},
+	    {"main", "refs/heads/main", true},
+	};
+	for (size_t i = 0; i < BV_NELEM(cases); i++) {
+		json_t *doc = load_ref(repo_url, cases[i].ref);
+		ck_assert_msg(strcmp(status_of(doc), "done") == 0, "ref %s: %s", cases[i].ref,
+		    json_dumps(doc, JSON_COMPACT));
+		json_t *br = json_object_get(doc, "branches");
+		char *want = itest_sh_out("cd '%s' && git rev-parse %s", repo, cases[i].branch);
+		const char *got = json_string_value(json_object_get(br, cases[i].branch));
+		ck_assert_msg(got != NULL && strcmp(got, want) == 0, "ref %s: %s is %s, git %s",
+		    cases[i].ref, cases[i].branch, got ? got : "(none)", want);
+		ck_assert_uint_eq(json_object_size(br), cases[i].head ? 2 : 1);
+		if (cases[i].head) {
+			char *main = itest_sh_out("cd '%s' && git rev-parse main", repo);
+			ck_assert_str_eq(json_string_value(json_object_get(br, "HEAD")), main);
+			free(main);
+		}
+		free(want);
+		json_decref(doc);
+	}
+}
+END_TEST
+
+/* The progress messages of a load with a few thousand files: "Fetched ..." then
+ * "Loaded ..." show while it runs (polled). */
+START_TEST(test_progress)
+{
+	ck_assert_int_eq(
+	    itest_sh("set -e; r=repos/many; mkdir -p $r; cd $r; git init -q -b main .;"
+		     " awk 'BEGIN { n = 6000; for (i = 0; i < n; i++) { d = \"file \" i;"
+		     " printf \"blob\\nmark :%%d\\ndata %%d\\n%%s\\n\", i + 1, length(d), d }"
+		     " printf \"commit refs/heads/main\\ncommitter A <a@example.org> 1600000000"
+		     " +0000\\ndata 5\\nmany\\n\";"
+		     " for (i = 0; i < n; i++) printf \"M 100644 :%%d d%%d/f%%d.txt\\n\", i + 1,"
+		     " i %% 60, i }' | git fast-import --quiet"),
+	    0);
+	char *url = xasprintf("file://%s/repos/many", IT.dir);
+	char *body = xasprintf("{\"url\": \"%s\"}", url);
+	json_int_t id;
+	ck_assert_int_eq(post_load(body, IT_USER, &id, NULL), 202);
+	char *path = xasprintf("/loads/%lld", (long long)id);
+	bool fetched = false, loaded = false;
+	const char *st = NULL;
+	uint64_t end = now_ms() + 120000;
+	json_t *doc = NULL;
+	while (now_ms() < end) {
+		struct itest_resp r;
+		itest_http(&r, "GET", path, NULL, NULL, 0, NULL);
+		ck_assert_int_eq(r.status, 200);
+		json_decref(doc);
+		doc = json_incref(r.json);
+		itest_resp_free(&r);
+		const char *m = json_string_value(json_object_get(doc, "progress_message"));
+		st = status_of(doc);
+		if (m != NULL && strncmp(m, "Fetched ", 8) == 0)
+			fetched = true;
+		if (m != NULL && strncmp(m, "Loaded ", 7) == 0 && strstr(m, " objects") != NULL)
+			loaded = true;
+		if (strcmp(st, "done") == 0 || strcmp(st, "failed") == 0)
+			break;
+		usleep(10000);
+	}
+	ck_assert_msg(strcmp(st, "done") == 0, "load: %s", json_dumps(doc, JSON_COMPACT));
+	ck_assert_msg(fetched, "no \"Fetched\" message seen");
+	ck_assert_msg(loaded, "no \"Loaded\" message seen");
+	ck_assert_int_eq(stat_of(doc, "contents"), 6000);
+	json_decref(doc);
+	free(path);
+	free(body);
+	free(url);
+}
+END_TEST
+
+/* Odd ref names: one of ~1,000 bytes is skipped (counted and named in the result) and
+ * does not fail the load; one that is not UTF-8 is kept, its key escaped. */
+START_TEST(test_odd_refs)
+{
+	ck_assert_int_eq(itest_sh("set -e; git clone -q --bare '%s' repos/odd; cd repos/odd;"
+				  " c=$(printf '%%0250d' 0 | tr 0 c);"
+				  " git update-ref refs/heads/long/$c/$c/$c/$c main;"
+				  " git update-ref \"$(printf 'refs/heads/caf\\351')\" dev",
+			     repo),
+	    0);
+	char *url = xasprintf("file://%s/repos/odd", IT.dir);
+	json_t *body = json_pack("{s:s}", "url", url);
+	char *text = json_dumps(body, JSON_COMPACT);
+	json_int_t id;
+	ck_assert_int_eq(post_load(text, IT_USER, &id, NULL), 202);
+	json_t *doc = wait_load(id, 60);
+	ck_assert_msg(
+	    strcmp(status_of(doc), "done") == 0, "load: %s", json_dumps(doc, JSON_COMPACT));
+	ck_assert_int_eq(stat_of(doc, "skipped_refs"), 1);
+	json_t *br = json_object_get(doc, "branches");
+	char *dev = itest_sh_out("cd '%s' && git rev-parse dev", repo);
+	const char *cafe = json_string_value(json_object_get(br, "refs/heads/caf\\xe9"));
+	ck_assert_msg(
+	    cafe != NULL && strcmp(cafe, dev) == 0, "branches: %s", json_dumps(br, JSON_COMPACT));
+	json_t *job = itest_job(id);
+	json_t *sk = json_object_get(json_object_get(job, "result"), "skipped_refs");
+	ck_assert_msg(json_array_size(sk) == 1, "skipped_refs: %s", json_dumps(sk, JSON_COMPACT));
+	const char *name = json_string_value(json_object_get(json_array_get(sk, 0), "name"));
+	ck_assert_msg(name != NULL && strncmp(name, "refs/heads/long/ccc", 19) == 0, "%s", name);
+	json_decref(job);
+	json_decref(doc);
+	free(dev);
+	free(text);
+	json_decref(body);
+	free(url);
+}
+END_TEST
+
+/* A listener that accepts connections and never answers: a stalled server. */
+static int stall_fd = -1;
+static volatile int stall_stop;
+
+/* The stalled server's thread: accepts, holds every connection open, says nothing. */
+static void *
+stall_main(void *arg)
+{
+	int held[64], nheld = 0;
+
+	(void)arg;
+	while (!stall_stop) {
+		struct pollfd p = {.fd = stall_fd, .events = POLLIN};
+		if (poll(&p, 1, 100) > 0) {
+			int c = accept(stall_fd, NULL, NULL);
+			if (c >= 0 && nheld < (int)BV_NELEM(held))
+				held[nheld++] = c;
+			else if (c >= 0)
+				close(c);
+		}
+	}
+	for (int i = 0; i < nheld; i++)
+		close(held[i]);
+	return NULL;
+}
+
+/* A worker with load_timeout 3 s and max_load_blob 64K: at start it removes stale temp
+ * folders only; a stalled server fails the load in time with the timeout's reason and
+ * leaves no temp folder; a file over the blob limit fails naming it. */
+START_TEST(test_stall_and_limits)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t len = sizeof sa;
+	pthread_t th;
+
+	itest_stop_worker(1, SIGTERM); /* w1 */
+	itest_env("BITSVAULT_LOAD_TIMEOUT=3");
+	itest_env("BITSVAULT_MAX_LOAD_BLOB=64K");
+	/* A crashed worker's leftovers: a starting worker removes those over an hour old. */
+	ck_assert_int_eq(itest_sh("set -e; cd '%s/tmp'; mkdir -p load-9-old/objects load-9-new;"
+				  " touch load-9-old/objects/x gitbare-old gitbare-new;"
+				  " touch -d '2 hours ago' load-9-old gitbare-old",
+			     IT.data_dir),
+	    0);
+	itest_start_worker("w2");
+	for (int i = 0; i < 100 && itest_sh("test ! -e '%s/tmp/load-9-old'", IT.data_dir) != 0; i++)
+		usleep(50000);
+	char *kept = itest_sh_out("cd '%s/tmp' && ls | grep -e '^load-9' -e '^gitbare-' | paste "
+				  "-sd' ' -",
+	    IT.data_dir);
+	ck_assert_str_eq(kept, "gitbare-new load-9-new");
+	free(kept);
+	ck_assert_int_eq(
+	    itest_sh("rm -rf '%s/tmp/load-9-new' '%s/tmp/gitbare-new'", IT.data_dir, IT.data_dir),
+	    0);
+
+	stall_fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(stall_fd, 0);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(stall_fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	ck_assert_int_eq(listen(stall_fd, 16), 0);
+	ck_assert_int_eq(getsockname(stall_fd, (struct sockaddr *)&sa, &len), 0);
+	ck_assert_int_eq(pthread_create(&th, NULL, stall_main, NULL), 0);
+
+	char *url = xasprintf("http://127.0.0.1:%d/x.git", ntohs(sa.sin_port));
+	uint64_t t0 = now_ms();
+	json_t *doc = itest_load(url, 30);
+	uint64_t took = now_ms() - t0;
+	const char *e = json_string_value(json_object_get(doc, "error"));
+	ck_assert_msg(
+	    strcmp(status_of(doc), "failed") == 0, "stalled: %s", json_dumps(doc, JSON_COMPACT));
+	ck_assert_msg(e != NULL && strstr(e, "longer than load_timeout (3 s)") != NULL, "%s", e);
+	ck_assert_msg(took < 10000, "the stalled load took %llu ms", (unsigned long long)took);
+	char *left = itest_sh_out("ls '%s/tmp' 2>/dev/null | grep '^load-'", IT.data_dir);
+	ck_assert_msg(*left == '\0', "left in <data_dir>/tmp: %s", left);
+	free(left);
+	json_decref(doc);
+	free(url);
+	stall_stop = 1;
+	pthread_join(th, NULL);
+	close(stall_fd);
+
+	ck_assert_int_eq(itest_sh("set -e; " ITEST_FAT_REPO), 0);
+	char *fat = xasprintf("file://%s/repos/fat", IT.dir);
+	char *blob = itest_sh_out("cd repos/fat && git rev-parse main:big.bin");
+	char *want = xasprintf("swh:1:cnt:%s is 200000 bytes, more than max_load_blob", blob);
+	load_fails_with(fat, want);
+	free(want);
+	free(blob);
+	free(fat);
 }
 END_TEST
 
@@ -453,11 +755,16 @@ main(void)
 	TCase *tc = tcase_create("load");
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, test_bad_inputs);
+	tcase_add_test(tc, test_private_refused);
 	tcase_add_test(tc, test_restart_with_file);
 	tcase_add_test(tc, test_load_file);
 	tcase_add_test(tc, test_load_new_version);
 	tcase_add_test(tc, test_load_git_daemon);
 	tcase_add_test(tc, test_load_failures);
+	tcase_add_test(tc, test_load_refs);
+	tcase_add_test(tc, test_odd_refs);
+	tcase_add_test(tc, test_progress);
+	tcase_add_test(tc, test_stall_and_limits);
 	suite_add_tcase(s, tc);
 	int rc = itest_run(s);
 	/* A failed assertion skips the test's own kill: git daemon must not outlive us. */

@@ -2,32 +2,47 @@
  * revisions, releases and a snapshot of its branches in the archive.
  *
  * Two phases:
- *   1. fetch: every branch and tag (or only the asked ref) into a bare repository under
- *      <data_dir>/tmp, removed on every exit path; the transfer callback reports progress
- *      and stops the fetch on cancellation, timeout or max_load_objects;
- *   2. store: objects in dependency order, so that a stored row always stands for its
- *      whole closure (db/migrations/0003_git.sql) and a later load may skip it: commits
- *      parents first (topological walk), each commit after its tree, each tree after its
- *      entries, tags after their targets, the snapshot last. Pending rows are flushed in
- *      the same order (contents, directories, revisions, releases). Ids found stored are
- *      not walked into: a stored commit hides its ancestors, a stored tree its entries.
- * Blobs are read one at a time, streamed into the store and freed. Every id libgit2 gives
- * is checked against gitobj_hash of the raw body. Failure reasons are readable and carry
- * the URL (never a password: the API refuses them, and so does the worker). */
+ *   1. fetch, in a forked child process: every branch and tag (or only the asked ref) into
+ *      a bare repository under <data_dir>/tmp, removed on every exit path. libgit2 1.5 has
+ *      no network timeout and calls nothing back while a connect or a read blocks, so the
+ *      network part runs where it can be killed: the child uses libgit2 and a pipe only
+ *      (never this process's Postgres, Redis or curl handles) and ends with _exit; the
+ *      parent relays its progress and SIGKILLs it on load_timeout, cancellation or a
+ *      worker stop. libgit2's memory for the fetch (pack indexing) dies with the child;
+ *   2. store, in the worker: objects in dependency order, so that a stored row always
+ *      stands for its whole closure (db/migrations/0003_git.sql) and a later load may skip
+ *      it: commits parents first (topological walk), each commit after its tree, each tree
+ *      after its entries, tags after their targets, the snapshot last. Pending rows are
+ *      flushed in the same order (contents, directories, revisions, releases). Ids found
+ *      stored are not walked into: a stored commit hides its ancestors, a stored tree its
+ *      entries.
+ * Blobs are read one at a time (after a size check), streamed into the store and freed.
+ * Every id libgit2 gives is checked against gitobj_hash of the raw body. Failure reasons
+ * are readable and carry the URL, which never holds a user name, password, query or
+ * fragment: the API refuses them, and so does the worker. */
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #include <git2.h>
 
 #include "shared/gitobj.h"
 #include "shared/log.h"
+#include "shared/netguard.h"
 #include "shared/objects.h"
 #include "worker/idtab.h"
 #include "worker/worker.h"
@@ -36,13 +51,40 @@
 #define LOAD_BATCH 1000
 /* Raw bytes of pending directories/revisions before a flush. */
 #define LOAD_FLUSH_BYTES (8u << 20)
-/* Deeper trees or tag chains are refused rather than risking the stack. */
+/* Deeper trees are refused rather than risking the stack. */
 #define LOAD_MAX_DEPTH 1024
+/* The longest chain of tags a cook follows (worker/gitgraph.c, GRAPH_MAX_TAG_DEPTH): a
+ * ref behind a longer one is left out of the snapshot, which could not be cooked. */
+#define LOAD_MAX_TAG_DEPTH 32
+/* Longer ref names are skipped (git's own file-system refs cannot hold them anyway). */
+#define LOAD_MAX_REF_NAME 255
+/* Skipped refs named in the result; the rest are only counted. */
+#define LOAD_SKIPPED_LISTED 10
+/* The parent's longest wait on the child's pipe, and on its exit. */
+#define LOAD_POLL_MS 250
+/* The longest line on the pipe; libgit2's words are cut well before. */
+#define LOAD_LINE_MAX 4096
+#define LOAD_WORDS_MAX 400
+/* How often the temp folder's time is renewed: a starting worker removes the ones an
+ * hour old (worker/main.c), which must never be a live load's. */
+#define LOAD_TOUCH_MS (5 * 60 * 1000)
+/* Transfer progress lines at most this often. */
+#define LOAD_PROGRESS_MS 200
+
+/* Grows an array of rows to hold one more. */
+#define GROW(arr, n, cap)                                                                          \
+	do {                                                                                       \
+		if ((n) == (cap)) {                                                                \
+			(cap) = (cap) ? (cap)*2 : 64;                                              \
+			(arr) = xrealloc((arr), (cap) * sizeof *(arr));                            \
+		}                                                                                  \
+	} while (0)
 
 struct ref {
 	char *name; /* "refs/heads/main" */
 	unsigned char id[20];
 	git_object_t type;
+	bool skip; /* left out of the snapshot (noted in skipped_refs) */
 };
 
 struct pending {
@@ -65,14 +107,18 @@ struct load {
 	git_repository *repo;
 	git_odb *odb;
 	uint64_t deadline_ms;
-	int64_t max_objects;
+	uint64_t touched_ms; /* last time tmpdir's mtime was renewed */
+	const char *phase; /* what the load is doing, for the timeout's reason */
+	int64_t max_objects, max_blob;
 	unsigned int fetched_total; /* objects the fetch counted: the "~" total */
 	int64_t seen; /* objects handled while storing */
 	struct idtab known; /* stored, or pending and flushed before anything that needs it */
 	struct pending p;
 	struct ref *refs;
-	size_t nrefs;
+	size_t nrefs, crefs;
 	char *head; /* the remote's default branch ("refs/heads/main") or NULL */
+	json_t *skipped_refs; /* [{"name", "reason"}], the first LOAD_SKIPPED_LISTED */
+	int64_t n_skipped_refs;
 	int64_t n_cnt, n_dir, n_rev, n_rel, skipped, bytes;
 	/* how it ended, when not well */
 	char *reason; /* user-readable */
@@ -83,7 +129,8 @@ struct load {
 
 static pthread_once_t git_once = PTHREAD_ONCE_INIT;
 
-/* libgit2 keeps global state (TLS, caches): set up once per process, never torn down. */
+/* libgit2 keeps global state (TLS, caches): set up once per process, never torn down.
+ * The fetch child inherits it. */
 static void
 git_setup(void)
 {
@@ -140,28 +187,39 @@ commas(int64_t n, char *out)
 	return out;
 }
 
-/* The scheme rules the API applies, again: the worker is the last line. NULL when the URL
- * may be loaded, else why not. */
-static const char *
-url_problem(const char *url, bool allow_file)
+/* s with every byte that is not printable ASCII, and the backslash, written \xNN: a
+ * lossless, valid UTF-8 rendering of a ref name. Cut after max bytes of s ("..."). */
+static char *
+escape_name(const char *s, size_t max)
 {
-	const char *auth, *end, *at;
+	struct buf b;
+	size_t i;
 
-	if (strncasecmp(url, "https://", 8) == 0)
-		auth = url + 8;
-	else if (strncasecmp(url, "http://", 7) == 0)
-		auth = url + 7;
-	else if (strncasecmp(url, "git://", 6) == 0)
-		auth = url + 6;
-	else if (strncasecmp(url, "file://", 7) == 0)
-		return allow_file ? NULL : "file:// URLs are not allowed (load_allow_file is off)";
-	else
-		return "only https://, http://, git:// and file:// URLs can be loaded";
-	end = auth + strcspn(auth, "/?#");
-	at = memchr(auth, '@', (size_t)(end - auth));
-	if (at != NULL && memchr(auth, ':', (size_t)(at - auth)) != NULL)
-		return "the URL must not carry a password";
-	return NULL;
+	buf_init(&b);
+	for (i = 0; s[i] != '\0' && i < max; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch >= 0x20 && ch < 0x7f && ch != '\\')
+			buf_addc(&b, (char)ch);
+		else
+			buf_printf(&b, "\\x%02x", ch);
+	}
+	if (s[i] != '\0')
+		buf_adds(&b, "...");
+	return buf_steal(&b, NULL);
+}
+
+/* Renews the temp folder's mtime now and then: it tells a starting worker the folder is
+ * in use. */
+static void
+keep_fresh(struct load *l)
+{
+	uint64_t now = now_ms();
+
+	if (l->tmpdir == NULL || now - l->touched_ms < LOAD_TOUCH_MS)
+		return;
+	l->touched_ms = now;
+	if (utimensat(AT_FDCWD, l->tmpdir, NULL, 0) != 0)
+		log_warn_id(l->run->log_id, "cannot touch %s: %s", l->tmpdir, strerror(errno));
 }
 
 /* Whether to go on: false (with the outcome noted) once the job is no longer ours, the
@@ -176,8 +234,8 @@ may_go_on(struct load *l)
 		return false;
 	}
 	if (now_ms() > l->deadline_ms) {
-		fail(l, "the load took longer than load_timeout (%lld s)",
-		    (long long)l->w->cfg->load_timeout);
+		fail(l, "the load took longer than load_timeout (%lld s) while %s",
+		    (long long)l->w->cfg->load_timeout, l->phase);
 		return false;
 	}
 	return true;
@@ -196,44 +254,13 @@ tick(struct load *l)
 		return -1;
 	if ((l->seen & 31) != 0)
 		return 0;
+	keep_fresh(l);
 	if (!job_progress(l->run, "Loaded %s / ~%s objects", commas(l->seen, a),
 		commas(l->fetched_total > l->seen ? l->fetched_total : l->seen, b))) {
 		l->cancelled = true;
 		return -1;
 	}
 	return 0;
-}
-
-/* The fetch's progress callback: reports, and stops the transfer when it must. */
-static int
-on_transfer(const git_indexer_progress *st, void *arg)
-{
-	struct load *l = arg;
-	char a[32], b[32];
-
-	if ((int64_t)st->total_objects > l->max_objects) {
-		fail(l, "the repository has more than %lld objects (max_load_objects)",
-		    (long long)l->max_objects);
-		return GIT_EUSER;
-	}
-	if (!may_go_on(l))
-		return GIT_EUSER;
-	l->fetched_total = st->total_objects;
-	if (!job_progress(l->run, "Fetched %s / %s objects (%.1f MiB)",
-		commas(st->received_objects, a), commas(st->total_objects, b),
-		(double)st->received_bytes / (1024.0 * 1024.0))) {
-		l->cancelled = true;
-		return GIT_EUSER;
-	}
-	return 0;
-}
-
-/* The same checks while refs are listed and negotiated (no transfer progress then). */
-static int
-on_sideband(const char *str, int len, void *arg)
-{
-	(void)str, (void)len;
-	return may_go_on(arg) ? 0 : GIT_EUSER;
 }
 
 /* nftw: removes one entry of the temporary repository. */
@@ -246,6 +273,609 @@ rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 	return 0;
 }
 
+/* The scheme rules the API applies, again: the worker is the last line. NULL when the URL
+ * may be loaded, else why not. *host_at and *host_len give the authority (NULL for
+ * file://). A user name or password, a query and a fragment are refused: they are where
+ * secrets travel, and the URL shows in statuses and logs. */
+static const char *
+url_problem(const char *url, bool allow_file, const char **auth_at, size_t *auth_len)
+{
+	const char *auth;
+	size_t n;
+
+	*auth_at = NULL;
+	*auth_len = 0;
+	if (strpbrk(url, "?#") != NULL)
+		return "the URL must not carry a query (?...) or fragment (#...)";
+	for (const char *p = url; *p != '\0'; p++)
+		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f || *p == '\\')
+			return "the URL must be printable ASCII without spaces or backslashes";
+	if (strncasecmp(url, "https://", 8) == 0)
+		auth = url + 8;
+	else if (strncasecmp(url, "http://", 7) == 0)
+		auth = url + 7;
+	else if (strncasecmp(url, "git://", 6) == 0)
+		auth = url + 6;
+	else if (strncasecmp(url, "file://", 7) == 0)
+		return allow_file ? NULL : "file:// URLs are not allowed (load_allow_file is off)";
+	else
+		return "only https://, http://, git:// and file:// URLs can be loaded";
+	n = strcspn(auth, "/");
+	if (memchr(auth, '@', n) != NULL)
+		return "the URL must not carry a user name or password (user@host)";
+	if (memchr(auth, '%', n) != NULL)
+		return "the URL's host must not be percent-encoded";
+	if (n == 0)
+		return "the URL has no host";
+	*auth_at = auth;
+	*auth_len = n;
+	return NULL;
+}
+
+/* The host and port of an authority ("example.org", "[::1]:8080"), new strings; the port
+ * defaults to the scheme's. false when it cannot be split. */
+static bool
+split_authority(const char *url, const char *auth, size_t len, char **host, char **port)
+{
+	const char *colon = NULL, *h = auth;
+	size_t hlen;
+
+	if (auth[0] == '[') {
+		const char *close = memchr(auth, ']', len);
+		if (close == NULL)
+			return false;
+		h = auth + 1;
+		hlen = (size_t)(close - h);
+		if (close + 1 < auth + len) {
+			if (close[1] != ':')
+				return false;
+			colon = close + 1;
+		}
+	} else {
+		colon = memchr(auth, ':', len);
+		hlen = colon != NULL ? (size_t)(colon - auth) : len;
+	}
+	if (hlen == 0)
+		return false;
+	*host = xstrndup(h, hlen);
+	if (colon != NULL && colon + 1 < auth + len)
+		*port = xstrndup(colon + 1, (size_t)(auth + len - colon - 1));
+	else
+		*port = xstrdup(strncasecmp(url, "https", 5) == 0 ? "443"
+			: strncasecmp(url, "http", 4) == 0        ? "80"
+								  : "9418");
+	return true;
+}
+
+/* ---- the fetch child ---------------------------------------------------------------- */
+
+/* What the child knows: all set before the fork. It writes lines on fd:
+ *   C                          connecting (after the address check)
+ *   H <name>                   the remote's default branch
+ *   F                          fetching
+ *   T <received> <total> <bytes>   transfer progress
+ *   R <40 hex> <name>          a ref fetched
+ *   S <L|I> <name>             a ref skipped, too long or invalid (the first few;
+ *                              the name escaped as escape_name does)
+ *   N <count>                  how many refs were skipped
+ *   E <reason>                 the fetch failed (the last line)
+ *   O                          the fetch worked (the last line)
+ * Names on R and H lines are valid git ref names: no control characters, no newline. */
+struct child {
+	int fd;
+	pid_t parent;
+	const char *url, *ref, *tmpdir;
+	const char *auth; /* the URL's authority, NULL for file:// */
+	size_t auth_len;
+	bool allow_private;
+	int64_t max_objects, max_size;
+	uint64_t last_sent_ms;
+	unsigned int last_received;
+	char *reason; /* why the transfer callback stopped the fetch */
+	git_remote_callbacks cb;
+};
+
+/* One line to the parent; a parent gone means there is nothing left to do. */
+static void
+child_write(struct child *c, const char *line, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(c->fd, line, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			_exit(1);
+		line += n;
+		len -= (size_t)n;
+	}
+}
+
+/* A line "<code> <text>": printf-style, cut at LOAD_LINE_MAX; line breaks in the text
+ * become spaces, and when clean, every non-printable byte becomes '?' (reasons must be
+ * valid UTF-8 for the job's JSON). */
+static void BV_PRINTF(4, 5) say(struct child *c, char code, bool clean, const char *fmt, ...)
+{
+	char line[LOAD_LINE_MAX];
+	va_list ap;
+	int n;
+	size_t len;
+
+	line[0] = code;
+	line[1] = ' ';
+	va_start(ap, fmt);
+	n = vsnprintf(line + 2, sizeof line - 3, fmt, ap);
+	va_end(ap);
+	len = 2 + (n < 0 ? 0 : (size_t)n < sizeof line - 4 ? (size_t)n : sizeof line - 4);
+	for (size_t i = 2; i < len; i++) {
+		unsigned char ch = (unsigned char)line[i];
+		if (ch == '\n' || ch == '\r' || (clean && (ch < 0x20 || ch >= 0x7f)))
+			line[i] = ch == '\n' || ch == '\r' ? ' ' : '?';
+	}
+	line[len++] = '\n';
+	child_write(c, line, len);
+}
+
+/* The end of the child: a failure's reason, libgit2's words cut short. */
+static void __attribute__((noreturn)) BV_PRINTF(2, 3)
+    child_fail(struct child *c, const char *fmt, ...)
+{
+	va_list ap;
+	char *text;
+
+	va_start(ap, fmt);
+	text = xvasprintf(fmt, ap);
+	va_end(ap);
+	say(c, 'E', true, "%s", text);
+	_exit(0);
+}
+
+/* libgit2's message, at most LOAD_WORDS_MAX bytes (a message may quote a whole ref). */
+static const char *
+child_words(char *out, size_t size)
+{
+	snprintf(out, size, "%s", git_words());
+	if (strlen(git_words()) >= size)
+		memcpy(out + size - 4, "...", 4);
+	return out;
+}
+
+/* The fetch's progress callback, in the child: limits, and a line now and then. */
+static int
+child_transfer(const git_indexer_progress *st, void *arg)
+{
+	struct child *c = arg;
+	uint64_t now = now_ms();
+
+	if ((int64_t)st->total_objects > c->max_objects) {
+		c->reason =
+		    xasprintf("the repository has more than %lld objects (max_load_objects)",
+			(long long)c->max_objects);
+		return GIT_EUSER;
+	}
+	if ((int64_t)st->received_bytes > c->max_size) {
+		c->reason = xasprintf("the fetch received more than %lld bytes (max_load_size)",
+		    (long long)c->max_size);
+		return GIT_EUSER;
+	}
+	if (now - c->last_sent_ms >= LOAD_PROGRESS_MS ||
+	    (st->received_objects == st->total_objects &&
+		c->last_received != st->received_objects)) {
+		c->last_sent_ms = now;
+		c->last_received = st->received_objects;
+		say(c, 'T', false, "%u %u %zu", st->received_objects, st->total_objects,
+		    st->received_bytes);
+	}
+	return 0;
+}
+
+/* Whether a ref the remote lists is one to load, in a load of every branch and tag. NULL
+ * when it is; else why it is skipped ("L" too long, "I" invalid: see skip_reason), or ""
+ * when it is not a branch or tag at all (not counted: pull requests and the like are
+ * simply not loaded). */
+static const char *
+child_ref_problem(const char *name)
+{
+	int valid = 0;
+	size_t len = strlen(name);
+
+	if (strncmp(name, "refs/heads/", 11) != 0 && strncmp(name, "refs/tags/", 10) != 0)
+		return "";
+	if (len >= 3 && strcmp(name + len - 3, "^{}") == 0)
+		return ""; /* a peeled tag, listed after the tag itself */
+	if (len > LOAD_MAX_REF_NAME)
+		return "L";
+	if (git_reference_name_is_valid(&valid, name) != 0 || !valid)
+		return "I";
+	return NULL;
+}
+
+/* The remote's ref for c->ref: "HEAD" is the default branch, a full name is used as is, a
+ * short one is a branch, then a tag. NULL when the remote has none of them. */
+static const char *
+child_resolve(struct child *c, const git_remote_head **heads, size_t n, const char *def)
+{
+	char *cand[2] = {NULL, NULL};
+	const char *found = NULL;
+
+	if (strcmp(c->ref, "HEAD") == 0) {
+		if (def == NULL)
+			return NULL;
+		cand[0] = xstrdup(def);
+	} else if (strncmp(c->ref, "refs/", 5) == 0) {
+		cand[0] = xstrdup(c->ref);
+	} else {
+		cand[0] = xasprintf("refs/heads/%s", c->ref);
+		cand[1] = xasprintf("refs/tags/%s", c->ref);
+	}
+	for (int k = 0; k < 2 && found == NULL && cand[k] != NULL; k++)
+		for (size_t i = 0; i < n; i++)
+			if (strcmp(heads[i]->name, cand[k]) == 0) {
+				found = heads[i]->name;
+				break;
+			}
+	free(cand[0]);
+	free(cand[1]);
+	return found;
+}
+
+/* The child: address check, connect, list, fetch, report; never returns. Memory is not
+ * freed: _exit hands it all back at once. */
+static void __attribute__((noreturn)) child_run(struct child *c)
+{
+	git_repository *repo = NULL;
+	git_remote *remote = NULL;
+	git_remote_connect_options co;
+	git_fetch_options fo;
+	const git_remote_head **heads;
+	size_t nheads, nwant = 0;
+	const git_remote_head **want;
+	git_buf def = {0};
+	const char *head = NULL;
+	char words[LOAD_WORDS_MAX];
+	int64_t nskipped = 0;
+
+#ifdef __linux__
+	/* A worker killed outright must not leave its fetch running. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != c->parent)
+		_exit(1);
+#endif
+	if (git_repository_init(&repo, c->tmpdir, 1) != 0)
+		child_fail(c, "cannot make a temporary repository on the worker: %s",
+		    child_words(words, sizeof words));
+	if (git_remote_create_anonymous(&remote, repo, c->url) != 0)
+		child_fail(c, "cannot use %s: %s", c->url, child_words(words, sizeof words));
+	if (c->auth != NULL && !c->allow_private) {
+		char *host, *port, *err = NULL;
+		if (!split_authority(c->url, c->auth, c->auth_len, &host, &port))
+			child_fail(c, "cannot read the host of %s", c->url);
+		if (netguard_check_host(host, port, &err) != 0)
+			child_fail(c, "cannot load %s: %s", c->url, err);
+	}
+	say(c, 'C', false, "connecting");
+
+	/* No redirects: one could lead the load to a host the check above never saw. */
+	git_remote_connect_options_init(&co, GIT_REMOTE_CONNECT_OPTIONS_VERSION);
+	co.callbacks = c->cb;
+	co.follow_redirects = GIT_REMOTE_REDIRECT_NONE;
+	if (git_remote_connect_ext(remote, GIT_DIRECTION_FETCH, &co) != 0 ||
+	    git_remote_ls(&heads, &nheads, remote) != 0)
+		child_fail(c, "cannot read %s: %s", c->url, child_words(words, sizeof words));
+	if (git_remote_default_branch(&def, remote) == 0 && def.ptr != NULL &&
+	    child_ref_problem(def.ptr) == NULL) {
+		head = def.ptr;
+		say(c, 'H', false, "%s", head);
+	}
+	git_error_clear();
+
+	/* The refspecs come from the remote's own list: one bad name must not fail the
+	 * whole fetch, so each ref is asked for by name, and the odd ones are skipped. */
+	want = xmalloc((nheads + 1) * sizeof *want);
+	if (c->ref != NULL) {
+		const char *name = child_resolve(c, heads, nheads, head);
+		if (name == NULL) {
+			if (strcmp(c->ref, "HEAD") == 0)
+				child_fail(c,
+				    "ref 'HEAD' not found in %s: the remote has no default "
+				    "branch",
+				    c->url);
+			child_fail(c, "ref '%s' not found in %s", c->ref, c->url);
+		}
+		for (size_t i = 0; i < nheads; i++)
+			if (strcmp(heads[i]->name, name) == 0)
+				want[nwant++] = heads[i];
+	} else {
+		for (size_t i = 0; i < nheads; i++) {
+			const char *why = child_ref_problem(heads[i]->name);
+			if (why == NULL) {
+				want[nwant++] = heads[i];
+			} else if (*why != '\0') {
+				if (nskipped++ < LOAD_SKIPPED_LISTED) {
+					char *esc = escape_name(heads[i]->name, 200);
+					say(c, 'S', true, "%s %s", why, esc);
+				}
+			}
+		}
+	}
+	/* libgit2 1.5 checks every advertised name while it negotiates (maybe_want in
+	 * fetch.c), and a name past its 1,024-byte buffer fails the whole download ("the
+	 * provided buffer is too short to hold the normalization of ..."). The only way
+	 * around is to rename them in the list the transport holds, to a name no refspec
+	 * asks for and that the local transport can still resolve ("HEAD"; an empty one
+	 * fails its revparse). This process ends with the fetch: nothing else sees it. */
+	for (size_t i = 0; i < nheads; i++)
+		if (strlen(heads[i]->name) > LOAD_MAX_REF_NAME)
+			memcpy(heads[i]->name, "HEAD", 5);
+	if (nskipped > 0)
+		say(c, 'N', false, "%lld", (long long)nskipped);
+
+	say(c, 'F', false, "fetching");
+	if (nwant > 0) {
+		git_strarray specs = {xmalloc(nwant * sizeof(char *)), nwant};
+		for (size_t i = 0; i < nwant; i++)
+			specs.strings[i] = xasprintf("+%s:%s", want[i]->name, want[i]->name);
+		/* The init calls, not the _INIT macros: those leave fields to -Wextra's
+		 * complaint. Download, not fetch: the remote is connected already, and no
+		 * local ref needs writing (the parent gets them on the pipe). */
+		git_fetch_options_init(&fo, GIT_FETCH_OPTIONS_VERSION);
+		fo.callbacks = c->cb;
+		fo.follow_redirects = GIT_REMOTE_REDIRECT_NONE;
+		fo.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
+		fo.update_fetchhead = 0;
+		if (git_remote_download(remote, &specs, &fo) != 0) {
+			if (c->reason != NULL)
+				child_fail(c, "%s", c->reason);
+			child_fail(
+			    c, "cannot fetch %s: %s", c->url, child_words(words, sizeof words));
+		}
+		const git_indexer_progress *st = git_remote_stats(remote);
+		if (st != NULL)
+			say(c, 'T', false, "%u %u %zu", st->received_objects, st->total_objects,
+			    st->received_bytes);
+	}
+	for (size_t i = 0; i < nwant; i++) {
+		char hex[41];
+		git_oid_tostr(hex, sizeof hex, &want[i]->oid);
+		say(c, 'R', false, "%s %s", hex, want[i]->name);
+	}
+	say(c, 'O', false, "ok");
+	_exit(0);
+}
+
+/* ---- the parent's side of the fetch ------------------------------------------------- */
+
+/* Notes a ref left out, for the result (the first few by name, all counted). */
+static void
+note_skipped(struct load *l, const char *escaped_name, const char *why)
+{
+	if (json_array_size(l->skipped_refs) < LOAD_SKIPPED_LISTED)
+		json_array_append_new(
+		    l->skipped_refs, json_pack("{s:s, s:s}", "name", escaped_name, "reason", why));
+}
+
+/* One line from the child. 0, or -1 with the load's outcome noted (cancelled). */
+static int
+child_line(struct load *l, char *line, char **child_err, bool *ok)
+{
+	char a[32], b[32], *text = line[0] != '\0' && line[1] == ' ' ? line + 2 : line + 1;
+	unsigned long long rcv, total, bytes;
+
+	switch (line[0]) {
+	case 'C':
+		l->phase = "connecting to the server";
+		break;
+	case 'H':
+		free(l->head);
+		l->head = xstrdup(text);
+		break;
+	case 'F':
+		l->phase = "fetching";
+		if (!job_phase(l->run, "Fetching %s", l->url)) {
+			l->cancelled = true;
+			return -1;
+		}
+		break;
+	case 'T':
+		if (sscanf(text, "%llu %llu %llu", &rcv, &total, &bytes) != 3)
+			break;
+		l->fetched_total = (unsigned int)total;
+		if (!job_progress(l->run, "Fetched %s / %s objects (%.1f MiB)",
+			commas((int64_t)rcv, a), commas((int64_t)total, b),
+			(double)bytes / (1024.0 * 1024.0))) {
+			l->cancelled = true;
+			return -1;
+		}
+		break;
+	case 'R':
+		if (strlen(text) < 42 || text[40] != ' ')
+			break;
+		text[40] = '\0'; /* hex_decode wants the id alone */
+		GROW(l->refs, l->nrefs, l->crefs);
+		memset(&l->refs[l->nrefs], 0, sizeof l->refs[0]);
+		if (!hex_decode(text, l->refs[l->nrefs].id, 20))
+			break;
+		l->refs[l->nrefs].name = xstrdup(text + 41);
+		l->nrefs++;
+		break;
+	case 'S':
+		if (strlen(text) > 2)
+			note_skipped(l, text + 2,
+			    text[0] == 'L' ? "name longer than 255 bytes"
+					   : "not a valid git ref name");
+		break;
+	case 'N':
+		l->n_skipped_refs += strtoll(text, NULL, 10);
+		break;
+	case 'E':
+		free(*child_err);
+		*child_err = xstrdup(text);
+		break;
+	case 'O':
+		*ok = true;
+		break;
+	}
+	return 0;
+}
+
+/* Waits for the child to exit, up to ms; then kills it. Its wait status. */
+static int
+child_reap(pid_t pid, uint64_t ms, bool *killed)
+{
+	uint64_t end = now_ms() + ms;
+	int st = 0;
+
+	for (;;) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+		if (r == pid || (r < 0 && errno != EINTR))
+			return st;
+		if (now_ms() >= end)
+			break;
+		usleep(20000);
+	}
+	kill(pid, SIGKILL);
+	*killed = true;
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	return st;
+}
+
+/* The parent's loop: relays the child's lines, and kills it when the load must end (time,
+ * cancellation, worker stop). 0 when the fetch worked, -1 with the outcome noted. */
+static int
+child_watch(struct load *l, int fd, pid_t pid)
+{
+	struct buf in;
+	char *child_err = NULL;
+	bool ok = false, eof = false, killed = false;
+	int st, rc = -1;
+
+	buf_init(&in);
+	while (!eof) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		int n = poll(&pfd, 1, LOAD_POLL_MS);
+
+		if (n > 0) {
+			char chunk[8192];
+			ssize_t got = read(fd, chunk, sizeof chunk);
+			if (got > 0)
+				buf_add(&in, chunk, (size_t)got);
+			else if (got == 0 || errno != EINTR)
+				eof = true;
+			char *start = in.data, *nl;
+			while (in.len > 0 &&
+			    (nl = memchr(start, '\n', in.len - (size_t)(start - in.data))) !=
+				NULL) {
+				*nl = '\0';
+				if (child_line(l, start, &child_err, &ok) != 0)
+					goto kill;
+				start = nl + 1;
+			}
+			size_t rest = in.len - (size_t)(start - in.data);
+			memmove(in.data, start, rest);
+			in.len = rest;
+			in.data[rest] = '\0';
+			if (in.len > 2 * LOAD_LINE_MAX)
+				eof = true; /* not our child's talk: the status below tells */
+		}
+		if (worker_stop) {
+			l->stopped = true;
+			goto kill;
+		}
+		if (now_ms() > l->deadline_ms) {
+			fail(l, "the load took longer than load_timeout (%lld s) while %s",
+			    (long long)l->w->cfg->load_timeout, l->phase);
+			goto kill;
+		}
+		if (!job_keepalive(l->run)) {
+			l->cancelled = true;
+			goto kill;
+		}
+		keep_fresh(l);
+	}
+	st = child_reap(pid, 5000, &killed);
+	if (child_err != NULL) {
+		fail(l, "%s", child_err);
+	} else if (!ok || killed || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		if (WIFSIGNALED(st))
+			fail(l, "the fetch of %s ended unexpectedly (signal %d)", l->url,
+			    WTERMSIG(st));
+		else
+			fail(l, "the fetch of %s ended unexpectedly", l->url);
+	} else {
+		rc = 0;
+	}
+	goto out;
+kill:
+	kill(pid, SIGKILL);
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+out:
+	free(child_err);
+	buf_free(&in);
+	return rc;
+}
+
+/* Phase 1: the fetch, in a child process; then the fetched repository opened here. 0 or
+ * -1. */
+static int
+fetch(struct load *l, const char *auth, size_t auth_len)
+{
+	const struct config *cfg = l->w->cfg;
+	struct child c;
+	int fds[2];
+	pid_t pid;
+	char a[32];
+
+	memset(&c, 0, sizeof c);
+	c.parent = getpid();
+	c.url = l->url;
+	c.ref = l->ref;
+	c.tmpdir = l->tmpdir;
+	c.auth = auth;
+	c.auth_len = auth_len;
+	c.allow_private = cfg->load_allow_private;
+	c.max_objects = l->max_objects;
+	c.max_size = cfg->max_load_size;
+	git_remote_init_callbacks(&c.cb, GIT_REMOTE_CALLBACKS_VERSION);
+	c.cb.transfer_progress = child_transfer;
+	c.cb.payload = &c;
+
+	l->phase = "resolving the host";
+	if (!job_phase(l->run, "Connecting to %s", l->url)) {
+		l->cancelled = true;
+		return -1;
+	}
+	if (pipe(fds) != 0) {
+		l->run->detail = xasprintf("pipe: %s", strerror(errno));
+		return fail(l, "the worker cannot start the fetch");
+	}
+	pid = fork();
+	if (pid < 0) {
+		l->run->detail = xasprintf("fork: %s", strerror(errno));
+		close(fds[0]);
+		close(fds[1]);
+		return fail(l, "the worker cannot start the fetch");
+	}
+	if (pid == 0) {
+		close(fds[0]);
+		c.fd = fds[1];
+		child_run(&c);
+	}
+	close(fds[1]);
+	int rc = child_watch(l, fds[0], pid);
+	close(fds[0]);
+	if (rc != 0)
+		return -1;
+
+	if (git_repository_open_bare(&l->repo, l->tmpdir) != 0 ||
+	    git_repository_odb(&l->odb, l->repo) != 0) {
+		l->run->detail = xstrdup(git_words());
+		return fail(l, "cannot open the fetched repository on the worker");
+	}
+	log_info_id(l->run->log_id, "fetched %s: %zu refs, %s objects", l->url, l->nrefs,
+	    commas(l->fetched_total, a));
+	return 0;
+}
 /* Reads one object whole; checks its kind and that libgit2's id is the hash of the body.
  * NULL with the reason set. */
 static git_odb_object *
@@ -287,6 +917,28 @@ flush(struct load *l, int upto)
 	char *err = NULL;
 
 	if (p->ncnt > 0) {
+		/* The blobs are refreshed just before their rows commit (docs/operations.md):
+		 * a collection running meanwhile either sees them young or has taken one, and
+		 * then the rows must not be written. */
+		unsigned char(*sha)[32] = xcalloc(p->ncnt, 32);
+		size_t bad = 0;
+		for (size_t i = 0; i < p->ncnt; i++)
+			memcpy(sha[i], p->cnt[i].sha256, 32);
+		int trc = store_touch_all(
+		    l->w->store, (const unsigned char(*)[32])sha, p->ncnt, &bad, &err);
+		int e = errno;
+		free(sha);
+		if (trc != 0 && e != ENOTSUP) {
+			if (l->run->detail == NULL)
+				l->run->detail = err;
+			else
+				free(err);
+			return fail(l,
+			    "a file stored by this load was collected before its record was "
+			    "written; load again");
+		}
+		free(err);
+		err = NULL;
 		if (objects_put_contents(l->w->db, p->cnt, p->ncnt, &err) != 0)
 			return db_fail(l, "storing contents", err);
 		p->ncnt = 0;
@@ -322,15 +974,6 @@ flush(struct load *l, int upto)
 	return 0;
 }
 
-/* Grows an array of rows to hold one more. */
-#define GROW(arr, n, cap)                                                                          \
-	do {                                                                                       \
-		if ((n) == (cap)) {                                                                \
-			(cap) = (cap) ? (cap)*2 : 64;                                              \
-			(arr) = xrealloc((arr), (cap) * sizeof *(arr));                            \
-		}                                                                                  \
-	} while (0)
-
 /* Marks which ids (of kind) are stored: each found one becomes known and counts as
  * skipped. present[i] is set for them. 0 or -1. */
 static int
@@ -353,43 +996,62 @@ check_present(
 	return 0;
 }
 
-/* Reads a blob, streams it into the store and queues its contents row. 0 or -1. */
+/* Reads a blob (no larger than max_load_blob), streams it into the store and queues its
+ * contents row. 0 or -1. */
 static int
 store_blob(struct load *l, const unsigned char id[20])
 {
 	git_odb_object *o;
 	struct store_writer *sw;
 	struct content_row *row;
-	char *err = NULL;
+	char *err = NULL, hex[41];
 	bool added;
 	size_t len;
-	int rc;
+	git_object_t type;
+	git_oid oid;
+	int rc, e;
 
-	if (tick(l) != 0 || (o = read_object(l, id, GIT_OBJECT_BLOB)) == NULL)
+	if (tick(l) != 0)
+		return -1;
+	/* The body is read whole: its size first. */
+	memcpy(oid.id, id, 20);
+	if (git_odb_read_header(&len, &type, l->odb, &oid) == 0 && len > (uint64_t)l->max_blob) {
+		hex_encode(id, 20, hex);
+		return fail(l,
+		    "file swh:1:cnt:%s is %zu bytes, more than max_load_blob (%lld bytes) allows",
+		    hex, len, (long long)l->max_blob);
+	}
+	if ((o = read_object(l, id, GIT_OBJECT_BLOB)) == NULL)
 		return -1;
 	len = git_odb_object_size(o);
+	errno = 0;
 	if ((sw = store_writer_new(l->w->store, &err)) == NULL) {
+		e = errno; /* before anything else may change it */
 		git_odb_object_free(o);
 		free(l->run->detail);
 		l->run->detail = err;
 		return fail(l, "the store could not take a file: %s",
-		    errno != 0 ? strerror(errno) : "input/output error");
+		    e != 0 ? strerror(e) : "input/output error");
 	}
 	GROW(l->p.cnt, l->p.ncnt, l->p.ccnt);
 	row = &l->p.cnt[l->p.ncnt];
+	errno = 0;
 	rc = store_writer_write(sw, git_odb_object_data(o), len, &err);
+	e = errno;
 	git_odb_object_free(o);
 	if (rc != 0) {
 		store_writer_abort(sw);
 	} else {
+		errno = 0;
 		rc = store_writer_commit(sw, row->sha256, row->sha1, &err);
+		e = errno;
 	}
 	if (rc != 0) {
-		int e = errno;
+		bool full = e == ENOSPC || (err != NULL && strstr(err, "no space left") != NULL);
 		free(l->run->detail);
 		l->run->detail = err;
 		return fail(l, "the store could not write a file: %s",
-		    e == ENOSPC ? "no space left on device" : "input/output error");
+		    full ? "no space left on device" : "input/output error");
 	}
 	memcpy(row->sha1_git, id, 20);
 	row->length = (int64_t)len;
@@ -564,8 +1226,8 @@ store_tag(struct load *l, const unsigned char id[20], int depth)
 	bool present = false, added;
 	char hex[41];
 
-	if (depth > LOAD_MAX_DEPTH)
-		return fail(l, "a chain of tags is longer than %d", LOAD_MAX_DEPTH);
+	if (depth >= LOAD_MAX_TAG_DEPTH)
+		return fail(l, "a chain of tags is longer than %d", LOAD_MAX_TAG_DEPTH);
 	if (idtab_find(&l->known, id) >= 0)
 		return 0;
 	if (check_present(l, SWHID_REL, (const unsigned char(*)[20])id, 1, &present) != 0)
@@ -608,147 +1270,28 @@ store_tag(struct load *l, const unsigned char id[20], int depth)
 	return 0;
 }
 
-/* The ref to fetch for l->ref among the remote's refs: a full name as is, a short one as
- * a branch, then as a tag. NULL when the remote has none of them. */
-static char *
-resolve_ref(struct load *l, const git_remote_head **heads, size_t n)
-{
-	char *cand[2] = {NULL, NULL};
-	char *found = NULL;
-
-	if (strncmp(l->ref, "refs/", 5) == 0) {
-		cand[0] = xstrdup(l->ref);
-	} else {
-		cand[0] = xasprintf("refs/heads/%s", l->ref);
-		cand[1] = xasprintf("refs/tags/%s", l->ref);
-	}
-	for (int c = 0; c < 2 && found == NULL && cand[c] != NULL; c++)
-		for (size_t i = 0; i < n; i++)
-			if (strcmp(heads[i]->name, cand[c]) == 0) {
-				found = xstrdup(cand[c]);
-				break;
-			}
-	free(cand[0]);
-	free(cand[1]);
-	return found;
-}
-
-/* Phase 1: connects, lists the remote's refs (and its HEAD), fetches into the temporary
- * bare repository. 0 or -1. */
+/* The kinds of the fetched refs' objects: each must be in the fetched repository. 0 or
+ * -1. */
 static int
-fetch(struct load *l)
+ref_types(struct load *l)
 {
-	git_remote *remote = NULL;
-	git_remote_callbacks cb;
-	git_fetch_options fo;
-	const git_remote_head **heads;
-	size_t nheads;
-	git_buf def = {0};
-	char *specs[2] = {NULL, NULL}, *want = NULL;
-	git_strarray refspecs = {specs, 2};
-	int rc = -1;
-
-	/* The init calls, not the _INIT macros: those leave fields to -Wextra's complaint. */
-	git_remote_init_callbacks(&cb, GIT_REMOTE_CALLBACKS_VERSION);
-	git_fetch_options_init(&fo, GIT_FETCH_OPTIONS_VERSION);
-	cb.transfer_progress = on_transfer;
-	cb.sideband_progress = on_sideband;
-	cb.payload = l;
-	if (git_repository_init(&l->repo, l->tmpdir, 1) != 0 ||
-	    git_repository_odb(&l->odb, l->repo) != 0) {
-		free(l->run->detail);
-		l->run->detail = xstrdup(git_words());
-		return fail(l, "cannot make a temporary repository on the worker");
-	}
-	if (git_remote_create_anonymous(&remote, l->repo, l->url) != 0) {
-		fail(l, "cannot use %s: %s", l->url, git_words());
-		goto out;
-	}
-	if (!job_phase(l->run, "Connecting to %s", l->url)) {
-		l->cancelled = true;
-		goto out;
-	}
-	if (git_remote_connect(remote, GIT_DIRECTION_FETCH, &cb, NULL, NULL) != 0 ||
-	    git_remote_ls(&heads, &nheads, remote) != 0) {
-		if (may_go_on(l))
-			fail(l, "cannot read %s: %s", l->url, git_words());
-		goto out;
-	}
-	if (git_remote_default_branch(&def, remote) == 0 && def.ptr != NULL)
-		l->head = xstrdup(def.ptr);
-	git_error_clear();
-	if (l->ref != NULL) {
-		if ((want = resolve_ref(l, heads, nheads)) == NULL) {
-			fail(l, "ref '%s' not found in %s", l->ref, l->url);
-			goto out;
-		}
-		specs[0] = xasprintf("+%s:%s", want, want);
-		refspecs.count = 1;
-	} else {
-		specs[0] = xstrdup("+refs/heads/*:refs/heads/*");
-		specs[1] = xstrdup("+refs/tags/*:refs/tags/*");
-	}
-	fo.callbacks = cb;
-	fo.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
-	fo.update_fetchhead = 0;
-	if (!job_phase(l->run, "Fetching %s", l->url)) {
-		l->cancelled = true;
-		goto out;
-	}
-	if (git_remote_fetch(remote, &refspecs, &fo, NULL) != 0) {
-		if (may_go_on(l))
-			fail(l, "cannot fetch %s: %s", l->url, git_words());
-		goto out;
-	}
-	const git_indexer_progress *st = git_remote_stats(remote);
-	if (st != NULL && st->total_objects > l->fetched_total)
-		l->fetched_total = st->total_objects;
-	rc = 0;
-out:
-	git_buf_dispose(&def);
-	git_remote_free(remote);
-	free(specs[0]);
-	free(specs[1]);
-	free(want);
-	return rc;
-}
-
-/* The fetched refs (branches and tags) with their objects' kinds. 0 or -1. */
-static int
-list_refs(struct load *l)
-{
-	git_reference_iterator *it = NULL;
-	git_reference *r;
-	size_t cap = 0;
-	int err;
-
-	if (git_reference_iterator_new(&it, l->repo) != 0)
-		return fail(l, "cannot list the fetched refs: %s", git_words());
-	while ((err = git_reference_next(&r, it)) == 0) {
-		const char *name = git_reference_name(r);
-		const git_oid *oid = git_reference_target(r);
+	for (size_t i = 0; i < l->nrefs; i++) {
+		git_oid oid;
 		size_t len;
-		git_object_t type;
+		char hex[41];
 
-		if (oid != NULL &&
-		    (strncmp(name, "refs/heads/", 11) == 0 ||
-			strncmp(name, "refs/tags/", 10) == 0) &&
-		    git_odb_read_header(&len, &type, l->odb, oid) == 0) {
-			GROW(l->refs, l->nrefs, cap);
-			l->refs[l->nrefs].name = xstrdup(name);
-			memcpy(l->refs[l->nrefs].id, oid->id, 20);
-			l->refs[l->nrefs].type = type;
-			l->nrefs++;
+		memcpy(oid.id, l->refs[i].id, 20);
+		if (git_odb_read_header(&len, &l->refs[i].type, l->odb, &oid) != 0) {
+			hex_encode(l->refs[i].id, 20, hex);
+			return fail(l, "ref %s points to %s, which the fetch did not bring",
+			    l->refs[i].name, hex);
 		}
-		git_reference_free(r);
 	}
-	git_reference_iterator_free(it);
-	if (err != GIT_ITEROVER)
-		return fail(l, "cannot list the fetched refs: %s", git_words());
 	return 0;
 }
 
-/* Follows a chain of tags to the object at its end (id and kind). 0 or -1. */
+/* Follows a chain of tags to the object at its end (id and kind). 0, 1 when the chain is
+ * longer than LOAD_MAX_TAG_DEPTH (a cook could not follow it), or -1. */
 static int
 peel(struct load *l, const unsigned char id[20], unsigned char out[20], git_object_t *type)
 {
@@ -763,8 +1306,8 @@ peel(struct load *l, const unsigned char id[20], unsigned char out[20], git_obje
 		unsigned char target[20];
 		char hex[41];
 
-		if (depth > LOAD_MAX_DEPTH)
-			return fail(l, "a chain of tags is longer than %d", LOAD_MAX_DEPTH);
+		if (depth >= LOAD_MAX_TAG_DEPTH)
+			return 1;
 		if ((o = read_object(l, out, GIT_OBJECT_TAG)) == NULL)
 			return -1;
 		bool ok = gitobj_parse_tag(git_odb_object_data(o), git_odb_object_size(o), target,
@@ -785,7 +1328,8 @@ peel(struct load *l, const unsigned char id[20], unsigned char out[20], git_obje
 }
 
 /* Phase 2a: every commit reachable from the refs, parents first, then whatever trees and
- * blobs tags point at directly. Stored tips hide their ancestors from the walk. 0 or -1. */
+ * blobs tags point at directly. Stored tips hide their ancestors from the walk. A ref
+ * behind too many tags is left out (noted), or fails a load of that one ref. 0 or -1. */
 static int
 store_history(struct load *l)
 {
@@ -807,8 +1351,24 @@ store_history(struct load *l)
 		git_object_t t = l->refs[i].type;
 
 		memcpy(end, l->refs[i].id, 20);
-		if (t == GIT_OBJECT_TAG && peel(l, l->refs[i].id, end, &t) != 0)
-			goto out;
+		if (t == GIT_OBJECT_TAG && (err = peel(l, l->refs[i].id, end, &t)) != 0) {
+			if (err < 0)
+				goto out;
+			char *esc = escape_name(l->refs[i].name, 200);
+			if (l->ref != NULL) {
+				fail(l,
+				    "ref %s is a chain of more than %d tags, which cannot be "
+				    "cooked",
+				    esc, LOAD_MAX_TAG_DEPTH);
+				free(esc);
+				goto out;
+			}
+			note_skipped(l, esc, "a chain of more than 32 tags");
+			free(esc);
+			l->n_skipped_refs++;
+			l->refs[i].skip = true;
+			continue;
+		}
 		if (t == GIT_OBJECT_COMMIT)
 			memcpy(tips[ntips++], end, 20);
 		else if ((t == GIT_OBJECT_TREE && ensure(l, end, SWHID_DIR) != 0) ||
@@ -864,6 +1424,20 @@ ref_target(git_object_t t)
 	}
 }
 
+/* branches[name] = hex. A name that is not valid UTF-8 (git allows any bytes) is
+ * written with \xNN escapes instead: no branch may drop out of the result. Git forbids
+ * '\' in ref names, so an escaped key never equals a real one. */
+static void
+branch_set(json_t *branches, const char *name, const char *hex)
+{
+	if (json_object_set_new(branches, name, json_string(hex)) != 0) {
+		char *esc = escape_name(name, SIZE_MAX);
+		if (json_object_set_new(branches, esc, json_string(hex)) != 0)
+			log_warn("branch %s left out of the result", esc); /* cannot happen */
+		free(esc);
+	}
+}
+
 /* Phase 2c: the snapshot of the refs (plus HEAD as an alias of the default branch when
  * that branch was loaded), and the result document. 0 or -1. */
 static int
@@ -878,6 +1452,8 @@ store_snapshot(struct load *l, json_t **result)
 	int rc = -1;
 
 	for (size_t i = 0; i < l->nrefs; i++) {
+		if (l->refs[i].skip)
+			continue;
 		b[n].name = (const unsigned char *)l->refs[i].name;
 		b[n].name_len = strlen(l->refs[i].name);
 		b[n].type = ref_target(l->refs[i].type);
@@ -885,7 +1461,7 @@ store_snapshot(struct load *l, json_t **result)
 		b[n].target_len = 20;
 		n++;
 		hex_encode(l->refs[i].id, 20, hex);
-		json_object_set_new(branches, l->refs[i].name, json_string(hex));
+		branch_set(branches, l->refs[i].name, hex);
 		if (l->head != NULL && strcmp(l->head, l->refs[i].name) == 0)
 			head = &l->refs[i];
 	}
@@ -897,7 +1473,7 @@ store_snapshot(struct load *l, json_t **result)
 		b[n].target_len = strlen(head->name);
 		n++;
 		hex_encode(head->id, 20, hex);
-		json_object_set_new(branches, "HEAD", json_string(hex));
+		branch_set(branches, "HEAD", hex);
 	}
 	if (!gitobj_snapshot_manifest(b, n, &raw, &raw_len, id)) {
 		fail(l, "the repository's refs do not make a valid snapshot");
@@ -910,10 +1486,13 @@ store_snapshot(struct load *l, json_t **result)
 		goto out;
 	}
 	hex_encode(id, 20, hex);
-	*result = json_pack("{s:s, s:O, s:{s:I, s:I, s:I, s:I, s:I, s:I}}", "snapshot", hex,
+	*result = json_pack("{s:s, s:O, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I}}", "snapshot", hex,
 	    "branches", branches, "stats", "contents", (json_int_t)l->n_cnt, "directories",
 	    (json_int_t)l->n_dir, "revisions", (json_int_t)l->n_rev, "releases",
-	    (json_int_t)l->n_rel, "skipped", (json_int_t)l->skipped, "bytes", (json_int_t)l->bytes);
+	    (json_int_t)l->n_rel, "skipped", (json_int_t)l->skipped, "bytes", (json_int_t)l->bytes,
+	    "skipped_refs", (json_int_t)l->n_skipped_refs);
+	if (l->n_skipped_refs > 0)
+		json_object_set(*result, "skipped_refs", l->skipped_refs);
 	rc = 0;
 out:
 	json_decref(branches);
@@ -926,16 +1505,29 @@ out:
 static int
 store_all(struct load *l, json_t **result)
 {
-	if (!job_phase(l->run, "Loading objects")) {
+	char a[32], b[32];
+
+	l->phase = "storing objects";
+	/* Said once at once: a small repository would otherwise show no count at all. */
+	if (!job_phase(l->run, "Fetched %s objects; loading them", commas(l->fetched_total, a))) {
 		l->cancelled = true;
 		return -1;
 	}
-	if (list_refs(l) != 0 || store_history(l) != 0 || flush(l, 2) != 0)
+	if (ref_types(l) != 0 || store_history(l) != 0 || flush(l, 2) != 0)
 		return -1;
 	for (size_t i = 0; i < l->nrefs; i++)
-		if (l->refs[i].type == GIT_OBJECT_TAG && store_tag(l, l->refs[i].id, 0) != 0)
+		if (!l->refs[i].skip && l->refs[i].type == GIT_OBJECT_TAG &&
+		    store_tag(l, l->refs[i].id, 0) != 0)
 			return -1;
-	return store_snapshot(l, result);
+	if (store_snapshot(l, result) != 0)
+		return -1;
+	if (!job_phase(l->run, "Loaded %s / %s objects", commas(l->seen, a), commas(l->seen, b))) {
+		json_decref(*result);
+		*result = NULL;
+		l->cancelled = true;
+		return -1;
+	}
+	return 0;
 }
 
 /* Frees the pending rows that were never flushed. */
@@ -962,22 +1554,28 @@ load_run(struct job_run *run, json_t **result, char **reason)
 	struct load l = {.run = run, .w = run->w};
 	const struct config *cfg = run->w->cfg;
 	json_t *params = run->job->params;
-	const char *why;
+	const char *why, *auth;
+	size_t auth_len;
 	char *err = NULL, *base;
 	enum job_outcome outcome = JOB_OUTCOME_FAILED;
 
 	pthread_once(&git_once, git_setup);
 	idtab_init(&l.known);
+	l.skipped_refs = json_array();
+	l.phase = "starting";
 	l.url = json_string_value(json_object_get(params, "url"));
 	l.ref = json_string_value(json_object_get(params, "ref"));
 	l.max_objects = cfg->max_load_objects;
+	l.max_blob = cfg->max_load_blob;
 	l.deadline_ms = now_ms() + (uint64_t)cfg->load_timeout * 1000;
 	if (l.url == NULL) {
 		fail(&l, "the load has no URL");
 		goto out;
 	}
-	if ((why = url_problem(l.url, cfg->load_allow_file)) != NULL) {
+	if ((why = url_problem(l.url, cfg->load_allow_file, &auth, &auth_len)) != NULL) {
+		/* Not even in the log: the URL is what is wrong, and may hold a secret. */
 		fail(&l, "%s", why);
+		l.url = "(refused URL)";
 		goto out;
 	}
 	base = xasprintf("%s/tmp", cfg->data_dir);
@@ -996,13 +1594,14 @@ load_run(struct job_run *run, json_t **result, char **reason)
 		fail(&l, "the worker cannot make a temporary folder");
 		goto out;
 	}
-	if (fetch(&l) != 0 || store_all(&l, result) != 0)
+	l.touched_ms = now_ms();
+	if (fetch(&l, auth, auth_len) != 0 || store_all(&l, result) != 0)
 		goto out;
 	log_info_id(run->log_id,
-	    "%s: %zu refs; new: %lld contents (%lld bytes), %lld directories, %lld revisions, "
-	    "%lld releases; %lld already stored",
-	    l.url, l.nrefs, (long long)l.n_cnt, (long long)l.bytes, (long long)l.n_dir,
-	    (long long)l.n_rev, (long long)l.n_rel, (long long)l.skipped);
+	    "%s: %zu refs (%lld skipped); new: %lld contents (%lld bytes), %lld directories, "
+	    "%lld revisions, %lld releases; %lld already stored",
+	    l.url, l.nrefs, (long long)l.n_skipped_refs, (long long)l.n_cnt, (long long)l.bytes,
+	    (long long)l.n_dir, (long long)l.n_rev, (long long)l.n_rel, (long long)l.skipped);
 	outcome = JOB_OUTCOME_DONE;
 out:
 	if (outcome != JOB_OUTCOME_DONE) {
@@ -1032,6 +1631,7 @@ out:
 		free(l.refs[i].name);
 	free(l.refs);
 	free(l.head);
+	json_decref(l.skipped_refs);
 	pending_free(&l.p);
 	idtab_free(&l.known);
 	return outcome;

@@ -3,11 +3,15 @@
  * and runs the job loop until SIGTERM/SIGINT, which let the current job finish before the
  * process exits 0. With --gc it runs one blob garbage collection instead and prints its
  * report as one JSON line (docs/operations.md). */
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -115,27 +119,46 @@ migrate(struct worker *w)
 	}
 }
 
+/* Exit status of --gc while another worker collects: sysexits.h's EX_TEMPFAIL. */
+#define GC_EXIT_BUSY 75
+
 /* --gc: one collection with the database and the store only (no Redis, no API, no
  * migrations: a one-shot tool should fail fast, not wait for a schema). The report goes
- * to stdout as one JSON line, the per-blob log lines to stderr. Exit 0, or 1 with the
- * reason on stderr (also when another worker is collecting right now). */
+ * to stdout as one JSON line, the per-blob log lines to stderr. Exit 0 when the walk
+ * completed; 75 (EX_TEMPFAIL) when another worker is collecting right now; 1 with the
+ * reason on stderr on an error or a refusal (store and database not bound to each other,
+ * no store at <data_dir>/store: this never creates one), and 1 after SIGINT/SIGTERM
+ * stopped the walk (the report then says "complete": false). A dry run is asked by
+ * --dry-run or by gc_dry_run in the configuration: a config that says dry run is never
+ * overridden by the command line (BITSVAULT_GC_DRY_RUN=false does). */
 static int
 gc_once(struct config *cfg, bool dry_run)
 {
 	struct worker w;
 	struct gc_report r;
-	char *err = NULL, *root;
+	char *err = NULL, *root, *objects;
 	int rc;
 
+	dry_run = dry_run || cfg->gc_dry_run;
 	memset(&w, 0, sizeof w);
 	w.cfg = cfg;
 	w.pg_trouble.what = "postgres";
+	root = xasprintf("%s/store", cfg->data_dir);
+	objects = xasprintf("%s/objects", root);
+	if (access(objects, F_OK) != 0) {
+		fprintf(stderr, "bitsvault-worker: no store at %s (%s): check data_dir\n", root,
+		    strerror(errno));
+		free(objects);
+		free(root);
+		return 1;
+	}
+	free(objects);
 	if ((w.db = db_new(cfg->database_url, &err)) == NULL) {
 		fprintf(stderr, "bitsvault-worker: config key 'database_url': %s\n", err);
 		free(err);
+		free(root);
 		return 1;
 	}
-	root = xasprintf("%s/store", cfg->data_dir);
 	if ((w.store = store_open_local(root, &err)) == NULL) {
 		fprintf(stderr, "bitsvault-worker: cannot open the store: %s\n", err);
 		free(err);
@@ -144,6 +167,11 @@ gc_once(struct config *cfg, bool dry_run)
 		return 1;
 	}
 	free(root);
+	if (!dry_run && cfg->gc_grace < STORE_MIN_GC_GRACE_S)
+		fprintf(stderr,
+		    "bitsvault-worker: warning: gc_grace is %llds: blobs of uploads and cooks in"
+		    " progress may be deleted (periodic collections use at least %ds)\n",
+		    (long long)cfg->gc_grace, STORE_MIN_GC_GRACE_S);
 	rc = gc_collect(&w, dry_run, &r, &err);
 	if (rc < 0) {
 		fprintf(stderr, "bitsvault-worker: %s\n", err);
@@ -153,15 +181,75 @@ gc_once(struct config *cfg, bool dry_run)
 		    "bitsvault-worker: another worker is collecting garbage now;"
 		    " try again later\n");
 	} else {
+		bool complete = !worker_stop;
+
 		printf("{\"scanned\": %lld, \"deleted\": %lld, \"deleted_bytes\": %lld,"
-		       " \"kept_young\": %lld, \"dry_run\": %s}\n",
+		       " \"kept_young\": %lld, \"dry_run\": %s, \"complete\": %s}\n",
 		    (long long)r.scanned, (long long)r.deleted, (long long)r.deleted_bytes,
-		    (long long)r.kept_young, dry_run ? "true" : "false");
+		    (long long)r.kept_young, dry_run ? "true" : "false",
+		    complete ? "true" : "false");
 		fflush(stdout);
+		if (!complete) {
+			fprintf(stderr,
+			    "bitsvault-worker: interrupted: the collection did not"
+			    " finish\n");
+			rc = -1;
+		}
 	}
 	store_free(w.store);
 	db_free(w.db);
-	return rc == 0 ? 0 : 1;
+	return rc == 0 ? 0 : rc == 1 ? GC_EXIT_BUSY : 1;
+}
+
+/* nftw: removes one entry of a stale temp folder. */
+static int
+rm_stale(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb, (void)flag, (void)ftw;
+	if (remove(path) != 0 && errno != ENOENT)
+		log_warn("cannot remove %s: %s", path, strerror(errno));
+	return 0;
+}
+
+/* Removes what a crashed worker left in <data_dir>/tmp: load-* repositories (worker/load.c)
+ * and gitbare-* packs (worker/gitbare.c) older than TMP_MAX_AGE_S. A live worker on the
+ * same data folder keeps its own younger: packs are written all along, and a load touches
+ * its folder every few minutes. */
+static void
+clean_job_tmp(const struct config *cfg)
+{
+	char *dir = xasprintf("%s/tmp", cfg->data_dir);
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	time_t now = time(NULL);
+	int removed = 0;
+
+	if (d == NULL) {
+		if (errno != ENOENT)
+			log_warn("cannot read %s: %s", dir, strerror(errno));
+		free(dir);
+		return;
+	}
+	while ((e = readdir(d)) != NULL) {
+		struct stat sb;
+		char *path;
+
+		if (strncmp(e->d_name, "load-", 5) != 0 && strncmp(e->d_name, "gitbare-", 8) != 0)
+			continue;
+		path = xasprintf("%s/%s", dir, e->d_name);
+		if (lstat(path, &sb) == 0 && now - sb.st_mtime > TMP_MAX_AGE_S) {
+			if (S_ISDIR(sb.st_mode))
+				nftw(path, rm_stale, 16, FTW_DEPTH | FTW_PHYS);
+			else if (unlink(path) != 0 && errno != ENOENT)
+				log_warn("cannot remove %s: %s", path, strerror(errno));
+			removed++;
+		}
+		free(path);
+	}
+	closedir(d);
+	if (removed > 0)
+		log_info("removed %d stale load or git-bare temp item(s) from %s", removed, dir);
+	free(dir);
 }
 
 /* Start-up, the loop, and an orderly exit 0 after SIGTERM/SIGINT. */
@@ -246,6 +334,7 @@ main(int argc, char **argv)
 	} else if (removed > 0) {
 		log_info("removed %d stale temp file(s) from the store", removed);
 	}
+	clean_job_tmp(&cfg);
 
 	if ((w.kv = kv_new(cfg.redis_url, &err)) == NULL)
 		fatal("config key 'redis_url': %s", err);

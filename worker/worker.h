@@ -179,10 +179,12 @@ struct gc_report {
 	int64_t kept_young; /* unreferenced, but younger than gc_grace */
 };
 /* One collection, unless another worker holds GC_LOCK_KEY (then 1 and nothing done).
- * dry_run only reports. 0 with *report filled, 1 when skipped, -1 + *errstr. */
+ * dry_run only reports. 0 with *report filled (also when worker_stop ended the walk
+ * early), 1 when skipped, -1 + *errstr. */
 int gc_collect(
     struct worker *w, bool dry_run, struct gc_report *report, char **errstr) BV_MUSTCHECK;
-/* The periodic duty: gc_collect with cfg->gc_dry_run, logged. */
+/* The periodic duty: gc_collect with cfg->gc_dry_run and gc_grace at least
+ * STORE_MIN_GC_GRACE_S, logged. */
 void gc_run(struct worker *w);
 
 #endif
