@@ -19,32 +19,27 @@
  * Blobs are read one at a time (after a size check), streamed into the store and freed.
  * Every id libgit2 gives is checked against gitobj_hash of the raw body. Failure reasons
  * are readable and carry the URL, which never holds a user name, password, query or
- * fragment: the API refuses them, and so does the worker. */
+ * fragment: the API refuses them, and so does the worker.
+ *
+ * This file: the job handler, phase 2 and the helpers both halves share (worker/load.h);
+ * phase 1 is worker/load_fetch.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <poll.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
-#ifdef __linux__
-#include <sys/prctl.h>
-#endif
 
 #include <git2.h>
 
 #include "shared/gitobj.h"
 #include "shared/log.h"
-#include "shared/netguard.h"
 #include "shared/objects.h"
 #include "worker/idtab.h"
+#include "worker/load.h"
 #include "worker/worker.h"
 
 /* Rows held before one insert; also the ids per objects_present call. */
@@ -56,76 +51,9 @@
 /* The longest chain of tags a cook follows (worker/gitgraph.c, GRAPH_MAX_TAG_DEPTH): a
  * ref behind a longer one is left out of the snapshot, which could not be cooked. */
 #define LOAD_MAX_TAG_DEPTH 32
-/* Longer ref names are skipped (git's own file-system refs cannot hold them anyway). */
-#define LOAD_MAX_REF_NAME 255
-/* Skipped refs named in the result; the rest are only counted. */
-#define LOAD_SKIPPED_LISTED 10
-/* The parent's longest wait on the child's pipe, and on its exit. */
-#define LOAD_POLL_MS 250
-/* The longest line on the pipe; libgit2's words are cut well before. */
-#define LOAD_LINE_MAX 4096
-#define LOAD_WORDS_MAX 400
 /* How often the temp folder's time is renewed: a starting worker removes the ones an
  * hour old (worker/main.c), which must never be a live load's. */
 #define LOAD_TOUCH_MS (5 * 60 * 1000)
-/* Transfer progress lines at most this often. */
-#define LOAD_PROGRESS_MS 200
-
-/* Grows an array of rows to hold one more. */
-#define GROW(arr, n, cap)                                                                          \
-	do {                                                                                       \
-		if ((n) == (cap)) {                                                                \
-			(cap) = (cap) ? (cap)*2 : 64;                                              \
-			(arr) = xrealloc((arr), (cap) * sizeof *(arr));                            \
-		}                                                                                  \
-	} while (0)
-
-struct ref {
-	char *name; /* "refs/heads/main" */
-	unsigned char id[20];
-	git_object_t type;
-	bool skip; /* left out of the snapshot (noted in skipped_refs) */
-};
-
-struct pending {
-	struct content_row *cnt;
-	size_t ncnt, ccnt;
-	struct directory_row *dir; /* raw owned */
-	size_t ndir, cdir, dir_bytes;
-	struct revision_row *rev; /* raw and parents owned */
-	size_t nrev, crev, rev_bytes;
-	struct release_row *rel; /* raw owned, name points into raw */
-	size_t nrel, crel;
-};
-
-struct load {
-	struct job_run *run;
-	struct worker *w;
-	const char *url;
-	const char *ref; /* NULL: every branch and tag */
-	char *tmpdir;
-	git_repository *repo;
-	git_odb *odb;
-	uint64_t deadline_ms;
-	uint64_t touched_ms; /* last time tmpdir's mtime was renewed */
-	const char *phase; /* what the load is doing, for the timeout's reason */
-	int64_t max_objects, max_blob;
-	unsigned int fetched_total; /* objects the fetch counted: the "~" total */
-	int64_t seen; /* objects handled while storing */
-	struct idtab known; /* stored, or pending and flushed before anything that needs it */
-	struct pending p;
-	struct ref *refs;
-	size_t nrefs, crefs;
-	char *head; /* the remote's default branch ("refs/heads/main") or NULL */
-	json_t *skipped_refs; /* [{"name", "reason"}], the first LOAD_SKIPPED_LISTED */
-	int64_t n_skipped_refs;
-	int64_t n_cnt, n_dir, n_rev, n_rel, skipped, bytes;
-	/* how it ended, when not well */
-	char *reason; /* user-readable */
-	bool cancelled; /* the job is no longer ours */
-	bool stopped; /* the worker is stopping: hand the job back */
-	bool db_failed; /* a Postgres call failed (reason set) */
-};
 
 static pthread_once_t git_once = PTHREAD_ONCE_INIT;
 
@@ -138,7 +66,7 @@ git_setup(void)
 }
 
 /* Sets the user-facing failure reason (the first wins); returns -1. */
-static int BV_PRINTF(2, 3) fail(struct load *l, const char *fmt, ...)
+int BV_PRINTF(2, 3) load_fail(struct load *l, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -159,20 +87,20 @@ db_fail(struct load *l, const char *what, char *err)
 	else
 		free(err);
 	l->db_failed = true;
-	return fail(l, "the archive database failed while %s", what);
+	return load_fail(l, "the archive database failed while %s", what);
 }
 
 /* libgit2's last error message, or a generic one. */
-static const char *
-git_words(void)
+const char *
+load_git_words(void)
 {
 	const git_error *e = git_error_last();
 	return e != NULL && e->message != NULL ? e->message : "unknown libgit2 error";
 }
 
 /* n with thousands separators ("1,234,567"); out holds at least 32 bytes. */
-static const char *
-commas(int64_t n, char *out)
+const char *
+load_commas(int64_t n, char *out)
 {
 	char digits[24];
 	int len = snprintf(digits, sizeof digits, "%lld", (long long)(n < 0 ? 0 : n));
@@ -189,8 +117,8 @@ commas(int64_t n, char *out)
 
 /* s with every byte that is not printable ASCII, and the backslash, written \xNN: a
  * lossless, valid UTF-8 rendering of a ref name. Cut after max bytes of s ("..."). */
-static char *
-escape_name(const char *s, size_t max)
+char *
+load_escape_name(const char *s, size_t max)
 {
 	struct buf b;
 	size_t i;
@@ -208,10 +136,19 @@ escape_name(const char *s, size_t max)
 	return buf_steal(&b, NULL);
 }
 
+/* Notes a ref left out, for the result (the first few by name, all counted). */
+void
+load_note_skipped(struct load *l, const char *escaped_name, const char *why)
+{
+	if (json_array_size(l->skipped_refs) < LOAD_SKIPPED_LISTED)
+		json_array_append_new(
+		    l->skipped_refs, json_pack("{s:s, s:s}", "name", escaped_name, "reason", why));
+}
+
 /* Renews the temp folder's mtime now and then: it tells a starting worker the folder is
  * in use. */
-static void
-keep_fresh(struct load *l)
+void
+load_keep_fresh(struct load *l)
 {
 	uint64_t now = now_ms();
 
@@ -234,7 +171,7 @@ may_go_on(struct load *l)
 		return false;
 	}
 	if (now_ms() > l->deadline_ms) {
-		fail(l, "the load took longer than load_timeout (%lld s) while %s",
+		load_fail(l, "the load took longer than load_timeout (%lld s) while %s",
 		    (long long)l->w->cfg->load_timeout, l->phase);
 		return false;
 	}
@@ -248,15 +185,15 @@ tick(struct load *l)
 	char a[32], b[32];
 
 	if (++l->seen > l->max_objects)
-		return fail(l, "the repository has more than %lld objects (max_load_objects)",
+		return load_fail(l, "the repository has more than %lld objects (max_load_objects)",
 		    (long long)l->max_objects);
 	if (!may_go_on(l))
 		return -1;
 	if ((l->seen & 31) != 0)
 		return 0;
-	keep_fresh(l);
-	if (!job_progress(l->run, "Loaded %s / ~%s objects", commas(l->seen, a),
-		commas(l->fetched_total > l->seen ? l->fetched_total : l->seen, b))) {
+	load_keep_fresh(l);
+	if (!job_progress(l->run, "Loaded %s / ~%s objects", load_commas(l->seen, a),
+		load_commas(l->fetched_total > l->seen ? l->fetched_total : l->seen, b))) {
 		l->cancelled = true;
 		return -1;
 	}
@@ -273,609 +210,6 @@ rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 	return 0;
 }
 
-/* The scheme rules the API applies, again: the worker is the last line. NULL when the URL
- * may be loaded, else why not. *host_at and *host_len give the authority (NULL for
- * file://). A user name or password, a query and a fragment are refused: they are where
- * secrets travel, and the URL shows in statuses and logs. */
-static const char *
-url_problem(const char *url, bool allow_file, const char **auth_at, size_t *auth_len)
-{
-	const char *auth;
-	size_t n;
-
-	*auth_at = NULL;
-	*auth_len = 0;
-	if (strpbrk(url, "?#") != NULL)
-		return "the URL must not carry a query (?...) or fragment (#...)";
-	for (const char *p = url; *p != '\0'; p++)
-		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f || *p == '\\')
-			return "the URL must be printable ASCII without spaces or backslashes";
-	if (strncasecmp(url, "https://", 8) == 0)
-		auth = url + 8;
-	else if (strncasecmp(url, "http://", 7) == 0)
-		auth = url + 7;
-	else if (strncasecmp(url, "git://", 6) == 0)
-		auth = url + 6;
-	else if (strncasecmp(url, "file://", 7) == 0)
-		return allow_file ? NULL : "file:// URLs are not allowed (load_allow_file is off)";
-	else
-		return "only https://, http://, git:// and file:// URLs can be loaded";
-	n = strcspn(auth, "/");
-	if (memchr(auth, '@', n) != NULL)
-		return "the URL must not carry a user name or password (user@host)";
-	if (memchr(auth, '%', n) != NULL)
-		return "the URL's host must not be percent-encoded";
-	if (n == 0)
-		return "the URL has no host";
-	*auth_at = auth;
-	*auth_len = n;
-	return NULL;
-}
-
-/* The host and port of an authority ("example.org", "[::1]:8080"), new strings; the port
- * defaults to the scheme's. false when it cannot be split. */
-static bool
-split_authority(const char *url, const char *auth, size_t len, char **host, char **port)
-{
-	const char *colon = NULL, *h = auth;
-	size_t hlen;
-
-	if (auth[0] == '[') {
-		const char *close = memchr(auth, ']', len);
-		if (close == NULL)
-			return false;
-		h = auth + 1;
-		hlen = (size_t)(close - h);
-		if (close + 1 < auth + len) {
-			if (close[1] != ':')
-				return false;
-			colon = close + 1;
-		}
-	} else {
-		colon = memchr(auth, ':', len);
-		hlen = colon != NULL ? (size_t)(colon - auth) : len;
-	}
-	if (hlen == 0)
-		return false;
-	*host = xstrndup(h, hlen);
-	if (colon != NULL && colon + 1 < auth + len)
-		*port = xstrndup(colon + 1, (size_t)(auth + len - colon - 1));
-	else
-		*port = xstrdup(strncasecmp(url, "https", 5) == 0 ? "443"
-			: strncasecmp(url, "http", 4) == 0        ? "80"
-								  : "9418");
-	return true;
-}
-
-/* ---- the fetch child ---------------------------------------------------------------- */
-
-/* What the child knows: all set before the fork. It writes lines on fd:
- *   C                          connecting (after the address check)
- *   H <name>                   the remote's default branch
- *   F                          fetching
- *   T <received> <total> <bytes>   transfer progress
- *   R <40 hex> <name>          a ref fetched
- *   S <L|I> <name>             a ref skipped, too long or invalid (the first few;
- *                              the name escaped as escape_name does)
- *   N <count>                  how many refs were skipped
- *   E <reason>                 the fetch failed (the last line)
- *   O                          the fetch worked (the last line)
- * Names on R and H lines are valid git ref names: no control characters, no newline. */
-struct child {
-	int fd;
-	pid_t parent;
-	const char *url, *ref, *tmpdir;
-	const char *auth; /* the URL's authority, NULL for file:// */
-	size_t auth_len;
-	bool allow_private;
-	int64_t max_objects, max_size;
-	uint64_t last_sent_ms;
-	unsigned int last_received;
-	char *reason; /* why the transfer callback stopped the fetch */
-	git_remote_callbacks cb;
-};
-
-/* One line to the parent; a parent gone means there is nothing left to do. */
-static void
-child_write(struct child *c, const char *line, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(c->fd, line, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			_exit(1);
-		line += n;
-		len -= (size_t)n;
-	}
-}
-
-/* A line "<code> <text>": printf-style, cut at LOAD_LINE_MAX; line breaks in the text
- * become spaces, and when clean, every non-printable byte becomes '?' (reasons must be
- * valid UTF-8 for the job's JSON). */
-static void BV_PRINTF(4, 5) say(struct child *c, char code, bool clean, const char *fmt, ...)
-{
-	char line[LOAD_LINE_MAX];
-	va_list ap;
-	int n;
-	size_t len;
-
-	line[0] = code;
-	line[1] = ' ';
-	va_start(ap, fmt);
-	n = vsnprintf(line + 2, sizeof line - 3, fmt, ap);
-	va_end(ap);
-	len = 2 + (n < 0 ? 0 : (size_t)n < sizeof line - 4 ? (size_t)n : sizeof line - 4);
-	for (size_t i = 2; i < len; i++) {
-		unsigned char ch = (unsigned char)line[i];
-		if (ch == '\n' || ch == '\r' || (clean && (ch < 0x20 || ch >= 0x7f)))
-			line[i] = ch == '\n' || ch == '\r' ? ' ' : '?';
-	}
-	line[len++] = '\n';
-	child_write(c, line, len);
-}
-
-/* The end of the child: a failure's reason, libgit2's words cut short. */
-static void __attribute__((noreturn)) BV_PRINTF(2, 3)
-    child_fail(struct child *c, const char *fmt, ...)
-{
-	va_list ap;
-	char *text;
-
-	va_start(ap, fmt);
-	text = xvasprintf(fmt, ap);
-	va_end(ap);
-	say(c, 'E', true, "%s", text);
-	_exit(0);
-}
-
-/* libgit2's message, at most LOAD_WORDS_MAX bytes (a message may quote a whole ref). */
-static const char *
-child_words(char *out, size_t size)
-{
-	snprintf(out, size, "%s", git_words());
-	if (strlen(git_words()) >= size)
-		memcpy(out + size - 4, "...", 4);
-	return out;
-}
-
-/* The fetch's progress callback, in the child: limits, and a line now and then. */
-static int
-child_transfer(const git_indexer_progress *st, void *arg)
-{
-	struct child *c = arg;
-	uint64_t now = now_ms();
-
-	if ((int64_t)st->total_objects > c->max_objects) {
-		c->reason =
-		    xasprintf("the repository has more than %lld objects (max_load_objects)",
-			(long long)c->max_objects);
-		return GIT_EUSER;
-	}
-	if ((int64_t)st->received_bytes > c->max_size) {
-		c->reason = xasprintf("the fetch received more than %lld bytes (max_load_size)",
-		    (long long)c->max_size);
-		return GIT_EUSER;
-	}
-	if (now - c->last_sent_ms >= LOAD_PROGRESS_MS ||
-	    (st->received_objects == st->total_objects &&
-		c->last_received != st->received_objects)) {
-		c->last_sent_ms = now;
-		c->last_received = st->received_objects;
-		say(c, 'T', false, "%u %u %zu", st->received_objects, st->total_objects,
-		    st->received_bytes);
-	}
-	return 0;
-}
-
-/* Whether a ref the remote lists is one to load, in a load of every branch and tag. NULL
- * when it is; else why it is skipped ("L" too long, "I" invalid: see skip_reason), or ""
- * when it is not a branch or tag at all (not counted: pull requests and the like are
- * simply not loaded). */
-static const char *
-child_ref_problem(const char *name)
-{
-	int valid = 0;
-	size_t len = strlen(name);
-
-	if (strncmp(name, "refs/heads/", 11) != 0 && strncmp(name, "refs/tags/", 10) != 0)
-		return "";
-	if (len >= 3 && strcmp(name + len - 3, "^{}") == 0)
-		return ""; /* a peeled tag, listed after the tag itself */
-	if (len > LOAD_MAX_REF_NAME)
-		return "L";
-	if (git_reference_name_is_valid(&valid, name) != 0 || !valid)
-		return "I";
-	return NULL;
-}
-
-/* The remote's ref for c->ref: "HEAD" is the default branch, a full name is used as is, a
- * short one is a branch, then a tag. NULL when the remote has none of them. */
-static const char *
-child_resolve(struct child *c, const git_remote_head **heads, size_t n, const char *def)
-{
-	char *cand[2] = {NULL, NULL};
-	const char *found = NULL;
-
-	if (strcmp(c->ref, "HEAD") == 0) {
-		if (def == NULL)
-			return NULL;
-		cand[0] = xstrdup(def);
-	} else if (strncmp(c->ref, "refs/", 5) == 0) {
-		cand[0] = xstrdup(c->ref);
-	} else {
-		cand[0] = xasprintf("refs/heads/%s", c->ref);
-		cand[1] = xasprintf("refs/tags/%s", c->ref);
-	}
-	for (int k = 0; k < 2 && found == NULL && cand[k] != NULL; k++)
-		for (size_t i = 0; i < n; i++)
-			if (strcmp(heads[i]->name, cand[k]) == 0) {
-				found = heads[i]->name;
-				break;
-			}
-	free(cand[0]);
-	free(cand[1]);
-	return found;
-}
-
-/* The child: address check, connect, list, fetch, report; never returns. Memory is not
- * freed: _exit hands it all back at once. */
-static void __attribute__((noreturn)) child_run(struct child *c)
-{
-	git_repository *repo = NULL;
-	git_remote *remote = NULL;
-	git_remote_connect_options co;
-	git_fetch_options fo;
-	const git_remote_head **heads;
-	size_t nheads, nwant = 0;
-	const git_remote_head **want;
-	git_buf def = {0};
-	const char *head = NULL;
-	char words[LOAD_WORDS_MAX];
-	int64_t nskipped = 0;
-
-#ifdef __linux__
-	/* A worker killed outright must not leave its fetch running. */
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (getppid() != c->parent)
-		_exit(1);
-#endif
-	if (git_repository_init(&repo, c->tmpdir, 1) != 0)
-		child_fail(c, "cannot make a temporary repository on the worker: %s",
-		    child_words(words, sizeof words));
-	if (git_remote_create_anonymous(&remote, repo, c->url) != 0)
-		child_fail(c, "cannot use %s: %s", c->url, child_words(words, sizeof words));
-	if (c->auth != NULL && !c->allow_private) {
-		char *host, *port, *err = NULL;
-		if (!split_authority(c->url, c->auth, c->auth_len, &host, &port))
-			child_fail(c, "cannot read the host of %s", c->url);
-		if (netguard_check_host(host, port, &err) != 0)
-			child_fail(c, "cannot load %s: %s", c->url, err);
-	}
-	say(c, 'C', false, "connecting");
-
-	/* No redirects: one could lead the load to a host the check above never saw. */
-	git_remote_connect_options_init(&co, GIT_REMOTE_CONNECT_OPTIONS_VERSION);
-	co.callbacks = c->cb;
-	co.follow_redirects = GIT_REMOTE_REDIRECT_NONE;
-	if (git_remote_connect_ext(remote, GIT_DIRECTION_FETCH, &co) != 0 ||
-	    git_remote_ls(&heads, &nheads, remote) != 0)
-		child_fail(c, "cannot read %s: %s", c->url, child_words(words, sizeof words));
-	if (git_remote_default_branch(&def, remote) == 0 && def.ptr != NULL &&
-	    child_ref_problem(def.ptr) == NULL) {
-		head = def.ptr;
-		say(c, 'H', false, "%s", head);
-	}
-	git_error_clear();
-
-	/* The refspecs come from the remote's own list: one bad name must not fail the
-	 * whole fetch, so each ref is asked for by name, and the odd ones are skipped. */
-	want = xmalloc((nheads + 1) * sizeof *want);
-	if (c->ref != NULL) {
-		const char *name = child_resolve(c, heads, nheads, head);
-		if (name == NULL) {
-			if (strcmp(c->ref, "HEAD") == 0)
-				child_fail(c,
-				    "ref 'HEAD' not found in %s: the remote has no default "
-				    "branch",
-				    c->url);
-			child_fail(c, "ref '%s' not found in %s", c->ref, c->url);
-		}
-		for (size_t i = 0; i < nheads; i++)
-			if (strcmp(heads[i]->name, name) == 0)
-				want[nwant++] = heads[i];
-	} else {
-		for (size_t i = 0; i < nheads; i++) {
-			const char *why = child_ref_problem(heads[i]->name);
-			if (why == NULL) {
-				want[nwant++] = heads[i];
-			} else if (*why != '\0') {
-				if (nskipped++ < LOAD_SKIPPED_LISTED) {
-					char *esc = escape_name(heads[i]->name, 200);
-					say(c, 'S', true, "%s %s", why, esc);
-				}
-			}
-		}
-	}
-	/* libgit2 1.5 checks every advertised name while it negotiates (maybe_want in
-	 * fetch.c), and a name past its 1,024-byte buffer fails the whole download ("the
-	 * provided buffer is too short to hold the normalization of ..."). The only way
-	 * around is to rename them in the list the transport holds, to a name no refspec
-	 * asks for and that the local transport can still resolve ("HEAD"; an empty one
-	 * fails its revparse). This process ends with the fetch: nothing else sees it. */
-	for (size_t i = 0; i < nheads; i++)
-		if (strlen(heads[i]->name) > LOAD_MAX_REF_NAME)
-			memcpy(heads[i]->name, "HEAD", 5);
-	if (nskipped > 0)
-		say(c, 'N', false, "%lld", (long long)nskipped);
-
-	say(c, 'F', false, "fetching");
-	if (nwant > 0) {
-		git_strarray specs = {xmalloc(nwant * sizeof(char *)), nwant};
-		for (size_t i = 0; i < nwant; i++)
-			specs.strings[i] = xasprintf("+%s:%s", want[i]->name, want[i]->name);
-		/* The init calls, not the _INIT macros: those leave fields to -Wextra's
-		 * complaint. Download, not fetch: the remote is connected already, and no
-		 * local ref needs writing (the parent gets them on the pipe). */
-		git_fetch_options_init(&fo, GIT_FETCH_OPTIONS_VERSION);
-		fo.callbacks = c->cb;
-		fo.follow_redirects = GIT_REMOTE_REDIRECT_NONE;
-		fo.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
-		fo.update_fetchhead = 0;
-		if (git_remote_download(remote, &specs, &fo) != 0) {
-			if (c->reason != NULL)
-				child_fail(c, "%s", c->reason);
-			child_fail(
-			    c, "cannot fetch %s: %s", c->url, child_words(words, sizeof words));
-		}
-		const git_indexer_progress *st = git_remote_stats(remote);
-		if (st != NULL)
-			say(c, 'T', false, "%u %u %zu", st->received_objects, st->total_objects,
-			    st->received_bytes);
-	}
-	for (size_t i = 0; i < nwant; i++) {
-		char hex[41];
-		git_oid_tostr(hex, sizeof hex, &want[i]->oid);
-		say(c, 'R', false, "%s %s", hex, want[i]->name);
-	}
-	say(c, 'O', false, "ok");
-	_exit(0);
-}
-
-/* ---- the parent's side of the fetch ------------------------------------------------- */
-
-/* Notes a ref left out, for the result (the first few by name, all counted). */
-static void
-note_skipped(struct load *l, const char *escaped_name, const char *why)
-{
-	if (json_array_size(l->skipped_refs) < LOAD_SKIPPED_LISTED)
-		json_array_append_new(
-		    l->skipped_refs, json_pack("{s:s, s:s}", "name", escaped_name, "reason", why));
-}
-
-/* One line from the child. 0, or -1 with the load's outcome noted (cancelled). */
-static int
-child_line(struct load *l, char *line, char **child_err, bool *ok)
-{
-	char a[32], b[32], *text = line[0] != '\0' && line[1] == ' ' ? line + 2 : line + 1;
-	unsigned long long rcv, total, bytes;
-
-	switch (line[0]) {
-	case 'C':
-		l->phase = "connecting to the server";
-		break;
-	case 'H':
-		free(l->head);
-		l->head = xstrdup(text);
-		break;
-	case 'F':
-		l->phase = "fetching";
-		if (!job_phase(l->run, "Fetching %s", l->url)) {
-			l->cancelled = true;
-			return -1;
-		}
-		break;
-	case 'T':
-		if (sscanf(text, "%llu %llu %llu", &rcv, &total, &bytes) != 3)
-			break;
-		l->fetched_total = (unsigned int)total;
-		if (!job_progress(l->run, "Fetched %s / %s objects (%.1f MiB)",
-			commas((int64_t)rcv, a), commas((int64_t)total, b),
-			(double)bytes / (1024.0 * 1024.0))) {
-			l->cancelled = true;
-			return -1;
-		}
-		break;
-	case 'R':
-		if (strlen(text) < 42 || text[40] != ' ')
-			break;
-		text[40] = '\0'; /* hex_decode wants the id alone */
-		GROW(l->refs, l->nrefs, l->crefs);
-		memset(&l->refs[l->nrefs], 0, sizeof l->refs[0]);
-		if (!hex_decode(text, l->refs[l->nrefs].id, 20))
-			break;
-		l->refs[l->nrefs].name = xstrdup(text + 41);
-		l->nrefs++;
-		break;
-	case 'S':
-		if (strlen(text) > 2)
-			note_skipped(l, text + 2,
-			    text[0] == 'L' ? "name longer than 255 bytes"
-					   : "not a valid git ref name");
-		break;
-	case 'N':
-		l->n_skipped_refs += strtoll(text, NULL, 10);
-		break;
-	case 'E':
-		free(*child_err);
-		*child_err = xstrdup(text);
-		break;
-	case 'O':
-		*ok = true;
-		break;
-	}
-	return 0;
-}
-
-/* Waits for the child to exit, up to ms; then kills it. Its wait status. */
-static int
-child_reap(pid_t pid, uint64_t ms, bool *killed)
-{
-	uint64_t end = now_ms() + ms;
-	int st = 0;
-
-	for (;;) {
-		pid_t r = waitpid(pid, &st, WNOHANG);
-		if (r == pid || (r < 0 && errno != EINTR))
-			return st;
-		if (now_ms() >= end)
-			break;
-		usleep(20000);
-	}
-	kill(pid, SIGKILL);
-	*killed = true;
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
-	return st;
-}
-
-/* The parent's loop: relays the child's lines, and kills it when the load must end (time,
- * cancellation, worker stop). 0 when the fetch worked, -1 with the outcome noted. */
-static int
-child_watch(struct load *l, int fd, pid_t pid)
-{
-	struct buf in;
-	char *child_err = NULL;
-	bool ok = false, eof = false, killed = false;
-	int st, rc = -1;
-
-	buf_init(&in);
-	while (!eof) {
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		int n = poll(&pfd, 1, LOAD_POLL_MS);
-
-		if (n > 0) {
-			char chunk[8192];
-			ssize_t got = read(fd, chunk, sizeof chunk);
-			if (got > 0)
-				buf_add(&in, chunk, (size_t)got);
-			else if (got == 0 || errno != EINTR)
-				eof = true;
-			char *start = in.data, *nl;
-			while (in.len > 0 &&
-			    (nl = memchr(start, '\n', in.len - (size_t)(start - in.data))) !=
-				NULL) {
-				*nl = '\0';
-				if (child_line(l, start, &child_err, &ok) != 0)
-					goto kill;
-				start = nl + 1;
-			}
-			size_t rest = in.len - (size_t)(start - in.data);
-			memmove(in.data, start, rest);
-			in.len = rest;
-			in.data[rest] = '\0';
-			if (in.len > 2 * LOAD_LINE_MAX)
-				eof = true; /* not our child's talk: the status below tells */
-		}
-		if (worker_stop) {
-			l->stopped = true;
-			goto kill;
-		}
-		if (now_ms() > l->deadline_ms) {
-			fail(l, "the load took longer than load_timeout (%lld s) while %s",
-			    (long long)l->w->cfg->load_timeout, l->phase);
-			goto kill;
-		}
-		if (!job_keepalive(l->run)) {
-			l->cancelled = true;
-			goto kill;
-		}
-		keep_fresh(l);
-	}
-	st = child_reap(pid, 5000, &killed);
-	if (child_err != NULL) {
-		fail(l, "%s", child_err);
-	} else if (!ok || killed || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		if (WIFSIGNALED(st))
-			fail(l, "the fetch of %s ended unexpectedly (signal %d)", l->url,
-			    WTERMSIG(st));
-		else
-			fail(l, "the fetch of %s ended unexpectedly", l->url);
-	} else {
-		rc = 0;
-	}
-	goto out;
-kill:
-	kill(pid, SIGKILL);
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
-out:
-	free(child_err);
-	buf_free(&in);
-	return rc;
-}
-
-/* Phase 1: the fetch, in a child process; then the fetched repository opened here. 0 or
- * -1. */
-static int
-fetch(struct load *l, const char *auth, size_t auth_len)
-{
-	const struct config *cfg = l->w->cfg;
-	struct child c;
-	int fds[2];
-	pid_t pid;
-	char a[32];
-
-	memset(&c, 0, sizeof c);
-	c.parent = getpid();
-	c.url = l->url;
-	c.ref = l->ref;
-	c.tmpdir = l->tmpdir;
-	c.auth = auth;
-	c.auth_len = auth_len;
-	c.allow_private = cfg->load_allow_private;
-	c.max_objects = l->max_objects;
-	c.max_size = cfg->max_load_size;
-	git_remote_init_callbacks(&c.cb, GIT_REMOTE_CALLBACKS_VERSION);
-	c.cb.transfer_progress = child_transfer;
-	c.cb.payload = &c;
-
-	l->phase = "resolving the host";
-	if (!job_phase(l->run, "Connecting to %s", l->url)) {
-		l->cancelled = true;
-		return -1;
-	}
-	if (pipe(fds) != 0) {
-		l->run->detail = xasprintf("pipe: %s", strerror(errno));
-		return fail(l, "the worker cannot start the fetch");
-	}
-	pid = fork();
-	if (pid < 0) {
-		l->run->detail = xasprintf("fork: %s", strerror(errno));
-		close(fds[0]);
-		close(fds[1]);
-		return fail(l, "the worker cannot start the fetch");
-	}
-	if (pid == 0) {
-		close(fds[0]);
-		c.fd = fds[1];
-		child_run(&c);
-	}
-	close(fds[1]);
-	int rc = child_watch(l, fds[0], pid);
-	close(fds[0]);
-	if (rc != 0)
-		return -1;
-
-	if (git_repository_open_bare(&l->repo, l->tmpdir) != 0 ||
-	    git_repository_odb(&l->odb, l->repo) != 0) {
-		l->run->detail = xstrdup(git_words());
-		return fail(l, "cannot open the fetched repository on the worker");
-	}
-	log_info_id(l->run->log_id, "fetched %s: %zu refs, %s objects", l->url, l->nrefs,
-	    commas(l->fetched_total, a));
-	return 0;
-}
 /* Reads one object whole; checks its kind and that libgit2's id is the hash of the body.
  * NULL with the reason set. */
 static git_odb_object *
@@ -889,11 +223,12 @@ read_object(struct load *l, const unsigned char id[20], git_object_t want)
 	memcpy(oid.id, id, 20);
 	hex_encode(id, 20, hex);
 	if (git_odb_read(&o, l->odb, &oid) != 0) {
-		fail(l, "object %s is missing from the fetched repository: %s", hex, git_words());
+		load_fail(l, "object %s is missing from the fetched repository: %s", hex,
+		    load_git_words());
 		return NULL;
 	}
 	if (git_odb_object_type(o) != want) {
-		fail(l, "object %s is a %s where a %s was expected", hex,
+		load_fail(l, "object %s is a %s where a %s was expected", hex,
 		    git_object_type2string(git_odb_object_type(o)), git_object_type2string(want));
 		git_odb_object_free(o);
 		return NULL;
@@ -901,7 +236,7 @@ read_object(struct load *l, const unsigned char id[20], git_object_t want)
 	gitobj_hash(
 	    git_object_type2string(want), git_odb_object_data(o), git_odb_object_size(o), h);
 	if (memcmp(h, id, 20) != 0) {
-		fail(l, "object %s does not hash to its id", hex);
+		load_fail(l, "object %s does not hash to its id", hex);
 		git_odb_object_free(o);
 		return NULL;
 	}
@@ -933,7 +268,7 @@ flush(struct load *l, int upto)
 				l->run->detail = err;
 			else
 				free(err);
-			return fail(l,
+			return load_fail(l,
 			    "a file stored by this load was collected before its record was "
 			    "written; load again");
 		}
@@ -1017,7 +352,7 @@ store_blob(struct load *l, const unsigned char id[20])
 	memcpy(oid.id, id, 20);
 	if (git_odb_read_header(&len, &type, l->odb, &oid) == 0 && len > (uint64_t)l->max_blob) {
 		hex_encode(id, 20, hex);
-		return fail(l,
+		return load_fail(l,
 		    "file swh:1:cnt:%s is %zu bytes, more than max_load_blob (%lld bytes) allows",
 		    hex, len, (long long)l->max_blob);
 	}
@@ -1030,7 +365,7 @@ store_blob(struct load *l, const unsigned char id[20])
 		git_odb_object_free(o);
 		free(l->run->detail);
 		l->run->detail = err;
-		return fail(l, "the store could not take a file: %s",
+		return load_fail(l, "the store could not take a file: %s",
 		    e != 0 ? strerror(e) : "input/output error");
 	}
 	GROW(l->p.cnt, l->p.ncnt, l->p.ccnt);
@@ -1050,7 +385,7 @@ store_blob(struct load *l, const unsigned char id[20])
 		bool full = e == ENOSPC || (err != NULL && strstr(err, "no space left") != NULL);
 		free(l->run->detail);
 		l->run->detail = err;
-		return fail(l, "the store could not write a file: %s",
+		return load_fail(l, "the store could not write a file: %s",
 		    full ? "no space left on device" : "input/output error");
 	}
 	memcpy(row->sha1_git, id, 20);
@@ -1080,7 +415,7 @@ store_tree(struct load *l, const unsigned char id[20], int depth)
 	char hex[41];
 
 	if (depth > LOAD_MAX_DEPTH)
-		return fail(l, "a tree is nested deeper than %d levels", LOAD_MAX_DEPTH);
+		return load_fail(l, "a tree is nested deeper than %d levels", LOAD_MAX_DEPTH);
 	if (tick(l) != 0 || (o = read_object(l, id, GIT_OBJECT_TREE)) == NULL)
 		return -1;
 	const unsigned char *raw = git_odb_object_data(o);
@@ -1092,7 +427,7 @@ store_tree(struct load *l, const unsigned char id[20], int depth)
 		n++;
 	if (r < 0) {
 		hex_encode(id, 20, hex);
-		fail(l, "tree %s is malformed", hex);
+		load_fail(l, "tree %s is malformed", hex);
 		goto out;
 	}
 	dids = xmalloc((n + 1) * sizeof *dids);
@@ -1179,7 +514,7 @@ store_commits(struct load *l, const unsigned char (*ids)[20], size_t n)
 		if (!gitobj_parse_commit(raw, len, &ci)) {
 			hex_encode(ids[i], 20, hex);
 			git_odb_object_free(o);
-			fail(l, "commit %s is malformed", hex);
+			load_fail(l, "commit %s is malformed", hex);
 			goto out;
 		}
 		if (ensure(l, ci.tree, SWHID_DIR) != 0) {
@@ -1227,7 +562,7 @@ store_tag(struct load *l, const unsigned char id[20], int depth)
 	char hex[41];
 
 	if (depth >= LOAD_MAX_TAG_DEPTH)
-		return fail(l, "a chain of tags is longer than %d", LOAD_MAX_TAG_DEPTH);
+		return load_fail(l, "a chain of tags is longer than %d", LOAD_MAX_TAG_DEPTH);
 	if (idtab_find(&l->known, id) >= 0)
 		return 0;
 	if (check_present(l, SWHID_REL, (const unsigned char(*)[20])id, 1, &present) != 0)
@@ -1241,7 +576,7 @@ store_tag(struct load *l, const unsigned char id[20], int depth)
 	if (!gitobj_parse_tag(raw, len, target, &kind, &name, &name_len)) {
 		hex_encode(id, 20, hex);
 		git_odb_object_free(o);
-		return fail(l, "tag %s is malformed", hex);
+		return load_fail(l, "tag %s is malformed", hex);
 	}
 	int rc = kind == SWHID_REL ? store_tag(l, target, depth + 1)
 	    : kind == SWHID_DIR    ? ensure(l, target, SWHID_DIR)
@@ -1283,7 +618,7 @@ ref_types(struct load *l)
 		memcpy(oid.id, l->refs[i].id, 20);
 		if (git_odb_read_header(&len, &l->refs[i].type, l->odb, &oid) != 0) {
 			hex_encode(l->refs[i].id, 20, hex);
-			return fail(l, "ref %s points to %s, which the fetch did not bring",
+			return load_fail(l, "ref %s points to %s, which the fetch did not bring",
 			    l->refs[i].name, hex);
 		}
 	}
@@ -1315,7 +650,7 @@ peel(struct load *l, const unsigned char id[20], unsigned char out[20], git_obje
 		git_odb_object_free(o);
 		if (!ok) {
 			hex_encode(out, 20, hex);
-			return fail(l, "tag %s is malformed", hex);
+			return load_fail(l, "tag %s is malformed", hex);
 		}
 		memcpy(out, target, 20);
 		t = kind == SWHID_REL   ? GIT_OBJECT_TAG
@@ -1342,7 +677,7 @@ store_history(struct load *l)
 	int rc = -1, err;
 
 	if (git_revwalk_new(&walk, l->repo) != 0) {
-		fail(l, "cannot walk the history: %s", git_words());
+		load_fail(l, "cannot walk the history: %s", load_git_words());
 		goto out;
 	}
 	git_revwalk_sorting(walk, GIT_SORT_TOPOLOGICAL | GIT_SORT_REVERSE);
@@ -1354,16 +689,16 @@ store_history(struct load *l)
 		if (t == GIT_OBJECT_TAG && (err = peel(l, l->refs[i].id, end, &t)) != 0) {
 			if (err < 0)
 				goto out;
-			char *esc = escape_name(l->refs[i].name, 200);
+			char *esc = load_escape_name(l->refs[i].name, 200);
 			if (l->ref != NULL) {
-				fail(l,
+				load_fail(l,
 				    "ref %s is a chain of more than %d tags, which cannot be "
 				    "cooked",
 				    esc, LOAD_MAX_TAG_DEPTH);
 				free(esc);
 				goto out;
 			}
-			note_skipped(l, esc, "a chain of more than 32 tags");
+			load_note_skipped(l, esc, "a chain of more than 32 tags");
 			free(esc);
 			l->n_skipped_refs++;
 			l->refs[i].skip = true;
@@ -1381,7 +716,7 @@ store_history(struct load *l)
 		memcpy(oid.id, tips[i], 20);
 		err = present[i] ? git_revwalk_hide(walk, &oid) : git_revwalk_push(walk, &oid);
 		if (err != 0) {
-			fail(l, "cannot walk the history: %s", git_words());
+			load_fail(l, "cannot walk the history: %s", load_git_words());
 			goto out;
 		}
 	}
@@ -1394,7 +729,7 @@ store_history(struct load *l)
 		}
 	}
 	if (err != GIT_ITEROVER) {
-		fail(l, "cannot walk the history: %s", git_words());
+		load_fail(l, "cannot walk the history: %s", load_git_words());
 		goto out;
 	}
 	if (store_commits(l, (const unsigned char(*)[20])ids, n) != 0)
@@ -1431,7 +766,7 @@ static void
 branch_set(json_t *branches, const char *name, const char *hex)
 {
 	if (json_object_set_new(branches, name, json_string(hex)) != 0) {
-		char *esc = escape_name(name, SIZE_MAX);
+		char *esc = load_escape_name(name, SIZE_MAX);
 		if (json_object_set_new(branches, esc, json_string(hex)) != 0)
 			log_warn("branch %s left out of the result", esc); /* cannot happen */
 		free(esc);
@@ -1476,7 +811,7 @@ store_snapshot(struct load *l, json_t **result)
 		branch_set(branches, "HEAD", hex);
 	}
 	if (!gitobj_snapshot_manifest(b, n, &raw, &raw_len, id)) {
-		fail(l, "the repository's refs do not make a valid snapshot");
+		load_fail(l, "the repository's refs do not make a valid snapshot");
 		goto out;
 	}
 	if (flush(l, 3) != 0)
@@ -1509,7 +844,8 @@ store_all(struct load *l, json_t **result)
 
 	l->phase = "storing objects";
 	/* Said once at once: a small repository would otherwise show no count at all. */
-	if (!job_phase(l->run, "Fetched %s objects; loading them", commas(l->fetched_total, a))) {
+	if (!job_phase(
+		l->run, "Fetched %s objects; loading them", load_commas(l->fetched_total, a))) {
 		l->cancelled = true;
 		return -1;
 	}
@@ -1521,7 +857,8 @@ store_all(struct load *l, json_t **result)
 			return -1;
 	if (store_snapshot(l, result) != 0)
 		return -1;
-	if (!job_phase(l->run, "Loaded %s / %s objects", commas(l->seen, a), commas(l->seen, b))) {
+	if (!job_phase(l->run, "Loaded %s / %s objects", load_commas(l->seen, a),
+		load_commas(l->seen, b))) {
 		json_decref(*result);
 		*result = NULL;
 		l->cancelled = true;
@@ -1569,12 +906,12 @@ load_run(struct job_run *run, json_t **result, char **reason)
 	l.max_blob = cfg->max_load_blob;
 	l.deadline_ms = now_ms() + (uint64_t)cfg->load_timeout * 1000;
 	if (l.url == NULL) {
-		fail(&l, "the load has no URL");
+		load_fail(&l, "the load has no URL");
 		goto out;
 	}
-	if ((why = url_problem(l.url, cfg->load_allow_file, &auth, &auth_len)) != NULL) {
+	if ((why = load_url_problem(l.url, cfg->load_allow_file, &auth, &auth_len)) != NULL) {
 		/* Not even in the log: the URL is what is wrong, and may hold a secret. */
-		fail(&l, "%s", why);
+		load_fail(&l, "%s", why);
 		l.url = "(refused URL)";
 		goto out;
 	}
@@ -1582,7 +919,7 @@ load_run(struct job_run *run, json_t **result, char **reason)
 	if (mkdir_p(base, 0700, &err) != 0) {
 		run->detail = err;
 		free(base);
-		fail(&l, "the worker cannot make a temporary folder");
+		load_fail(&l, "the worker cannot make a temporary folder");
 		goto out;
 	}
 	l.tmpdir = xasprintf("%s/load-%lld-XXXXXX", base, (long long)run->job->id);
@@ -1591,11 +928,11 @@ load_run(struct job_run *run, json_t **result, char **reason)
 		run->detail = xasprintf("mkdtemp %s: %s", l.tmpdir, strerror(errno));
 		free(l.tmpdir);
 		l.tmpdir = NULL;
-		fail(&l, "the worker cannot make a temporary folder");
+		load_fail(&l, "the worker cannot make a temporary folder");
 		goto out;
 	}
 	l.touched_ms = now_ms();
-	if (fetch(&l, auth, auth_len) != 0 || store_all(&l, result) != 0)
+	if (load_fetch(&l, auth, auth_len) != 0 || store_all(&l, result) != 0)
 		goto out;
 	log_info_id(run->log_id,
 	    "%s: %zu refs (%lld skipped); new: %lld contents (%lld bytes), %lld directories, "
