@@ -517,16 +517,15 @@ itest_make_tree(const char *name, size_t big_bytes)
 }
 
 json_t *
-itest_wait_cook(const char *kind, const char *id, int timeout_s)
+itest_wait_status(const char *path, int timeout_s)
 {
-	char *path = xasprintf("/vault/%s/%s/status", kind, id);
 	json_t *last = NULL;
 	uint64_t end = now_ms() + (uint64_t)timeout_s * 1000;
 
 	while (now_ms() < end) {
 		struct itest_resp r;
 		itest_http(&r, "GET", path, NULL, NULL, 0, NULL);
-		ck_assert_msg(r.status == 200, "status %ld: %s", r.status, r.body.data);
+		ck_assert_msg(r.status == 200, "GET %s: %ld %s", path, r.status, r.body.data);
 		json_decref(last);
 		last = json_incref(r.json);
 		const char *st = json_string_value(json_object_get(r.json, "status"));
@@ -535,6 +534,14 @@ itest_wait_cook(const char *kind, const char *id, int timeout_s)
 			break;
 		usleep(50000);
 	}
+	return last;
+}
+
+json_t *
+itest_wait_cook(const char *kind, const char *id, int timeout_s)
+{
+	char *path = xasprintf("/vault/%s/%s/status", kind, id);
+	json_t *last = itest_wait_status(path, timeout_s);
 	free(path);
 	return last;
 }
@@ -626,8 +633,6 @@ itest_load(const char *url, int timeout_s)
 	struct itest_resp r;
 	json_t *body = json_pack("{s:s}", "url", url);
 	char *text = json_dumps(body, JSON_COMPACT);
-	json_t *last = NULL;
-	uint64_t end = now_ms() + (uint64_t)timeout_s * 1000;
 
 	itest_http(&r, "POST", "/loads", IT_USER, text, strlen(text), NULL);
 	ck_assert_msg(r.status == 202, "load %s: %ld %s", url, r.status, r.body.data);
@@ -636,17 +641,7 @@ itest_load(const char *url, int timeout_s)
 	itest_resp_free(&r);
 	json_decref(body);
 	free(text);
-	while (now_ms() < end) {
-		itest_http(&r, "GET", path, NULL, NULL, 0, NULL);
-		ck_assert_msg(r.status == 200, "%s: %ld %s", path, r.status, r.body.data);
-		json_decref(last);
-		last = json_incref(r.json);
-		const char *st = json_string_value(json_object_get(r.json, "status"));
-		itest_resp_free(&r);
-		if (st != NULL && (strcmp(st, "done") == 0 || strcmp(st, "failed") == 0))
-			break;
-		usleep(50000);
-	}
+	json_t *last = itest_wait_status(path, timeout_s);
 	free(path);
 	return last;
 }

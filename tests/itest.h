@@ -95,6 +95,9 @@ json_int_t itest_cook(const char *id);
 /* GET /jobs/<job> as admin: the job document (caller decrefs). */
 json_t *itest_job(json_int_t job);
 
+/* Polls GET path (a status document with a "status" key: Vault, loads) until it says done
+ * or failed, or timeout_s passes; returns the last document (caller decrefs). */
+json_t *itest_wait_status(const char *path, int timeout_s);
 /* Polls a Vault status until status is done or failed, or timeout_s passes; returns the
  * last status JSON (caller decrefs). */
 json_t *itest_wait_cook(const char *kind, const char *id, int timeout_s);

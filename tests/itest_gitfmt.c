@@ -29,27 +29,6 @@ post(const char *path, long want)
 	return j;
 }
 
-/* Polls a status path until done or failed; returns the last document. */
-static json_t *
-wait_status(const char *path, int timeout_s)
-{
-	json_t *last = NULL;
-
-	for (int i = 0; i < timeout_s * 20; i++) {
-		struct itest_resp r;
-		itest_http(&r, "GET", path, NULL, NULL, 0, NULL);
-		ck_assert_msg(r.status == 200, "GET %s: %ld %s", path, r.status, r.body.data);
-		json_decref(last);
-		last = json_incref(r.json);
-		const char *st = json_string_value(json_object_get(r.json, "status"));
-		itest_resp_free(&r);
-		if (st != NULL && (strcmp(st, "done") == 0 || strcmp(st, "failed") == 0))
-			break;
-		usleep(50000);
-	}
-	return last;
-}
-
 /* Cooks kind/id in format and waits for it to be done; returns the job id. */
 static json_int_t
 cook_done(const char *kind, const char *id, const char *format)
@@ -60,7 +39,7 @@ cook_done(const char *kind, const char *id, const char *format)
 	json_int_t job = json_integer_value(json_object_get(j, "id"));
 	ck_assert_str_eq(json_string_value(json_object_get(j, "format")), format);
 	json_decref(j);
-	json_t *st = wait_status(status, 120);
+	json_t *st = itest_wait_status(status, 120);
 	char *dump = json_dumps(st, 0);
 	ck_assert_msg(strcmp(json_string_value(json_object_get(st, "status")), "done") == 0,
 	    "cook %s ended %s", path, dump);
@@ -197,7 +176,7 @@ START_TEST(test_gitfast_rewritten)
 	char *rev = itest_sh_out("git -C repos/odd rev-parse main");
 	cook_done("revision", rev, "gitfast");
 	char *status = xasprintf("/vault/revision/%s/status?format=gitfast", rev);
-	json_t *st = wait_status(status, 30);
+	json_t *st = itest_wait_status(status, 30);
 	ck_assert_int_eq(json_integer_value(json_object_get(st, "rewritten")), 1);
 	json_decref(st);
 	/* The main repository's history needs no rewriting: no "rewritten" key. */
@@ -206,7 +185,7 @@ START_TEST(test_gitfast_rewritten)
 	char *again = xasprintf("/vault/revision/%s?format=gitfast", head);
 	json_decref(post(again, 200));
 	free(again);
-	st = wait_status(status, 60);
+	st = itest_wait_status(status, 60);
 	ck_assert_ptr_null(json_object_get(st, "rewritten"));
 	json_decref(st);
 	free(status), free(rev), free(url);
@@ -251,7 +230,7 @@ START_TEST(test_git_bare_snapshot)
 	ck_assert_str_eq(json_string_value(json_object_get(j, "format")), "git-bare");
 	json_decref(j);
 	char *status = xasprintf("/vault/snapshot/%s/status", snapshot);
-	json_t *st = wait_status(status, 120);
+	json_t *st = itest_wait_status(status, 120);
 	ck_assert_str_eq(json_string_value(json_object_get(st, "status")), "done");
 	json_decref(st);
 	char *name = xasprintf("swh_1_snp_%s.git.tar", snapshot);
@@ -280,7 +259,7 @@ START_TEST(test_git_bare_snapshot)
 	expire_job(json_integer_value(json_object_get(j, "id")));
 	json_decref(j);
 	json_decref(post(path, 201));
-	st = wait_status(status, 120);
+	st = itest_wait_status(status, 120);
 	ck_assert_str_eq(json_string_value(json_object_get(st, "status")), "done");
 	json_decref(st);
 	char *sha3 = download(path, "application/x-tar", name, "snp3.git.tar");
@@ -422,7 +401,7 @@ START_TEST(test_missing_blob_fails)
 	char *path = xasprintf("/vault/revision/%s?format=gitfast", rev);
 	json_decref(post(path, 201));
 	char *status = xasprintf("/vault/revision/%s/status?format=gitfast", rev);
-	json_t *st = wait_status(status, 60);
+	json_t *st = itest_wait_status(status, 60);
 	ck_assert_str_eq(json_string_value(json_object_get(st, "status")), "failed");
 	const char *msg = json_string_value(json_object_get(st, "progress_message"));
 	ck_assert_msg(

@@ -57,21 +57,7 @@ static json_t *
 wait_load(json_int_t id, int timeout_s)
 {
 	char *path = xasprintf("/loads/%lld", (long long)id);
-	json_t *last = NULL;
-	uint64_t end = now_ms() + (uint64_t)timeout_s * 1000;
-
-	while (now_ms() < end) {
-		struct itest_resp r;
-		itest_http(&r, "GET", path, NULL, NULL, 0, NULL);
-		ck_assert_msg(r.status == 200, "%s: %ld %s", path, r.status, r.body.data);
-		json_decref(last);
-		last = json_incref(r.json);
-		const char *st = json_string_value(json_object_get(r.json, "status"));
-		itest_resp_free(&r);
-		if (st != NULL && (strcmp(st, "done") == 0 || strcmp(st, "failed") == 0))
-			break;
-		usleep(50000);
-	}
+	json_t *last = itest_wait_status(path, timeout_s);
 	free(path);
 	return last;
 }

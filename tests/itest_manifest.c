@@ -22,18 +22,7 @@ cook_wait(const char *id, const char *format)
 	ck_assert_msg(r.status == 201 || r.status == 200, "cook: %ld %s", r.status, r.body.data);
 	itest_resp_free(&r);
 	char *spath = xasprintf("/vault/directory/%s/status%s", id, q);
-	json_t *last = NULL;
-	for (int i = 0; i < 1200; i++) {
-		itest_http(&r, "GET", spath, NULL, NULL, 0, NULL);
-		ck_assert_msg(r.status == 200, "status %ld: %s", r.status, r.body.data);
-		json_decref(last);
-		last = json_incref(r.json);
-		const char *st = json_string_value(json_object_get(r.json, "status"));
-		itest_resp_free(&r);
-		if (st != NULL && (strcmp(st, "done") == 0 || strcmp(st, "failed") == 0))
-			break;
-		usleep(50000);
-	}
+	json_t *last = itest_wait_status(spath, 60);
 	free(spath);
 	free(path);
 	free(q);

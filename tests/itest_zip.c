@@ -43,32 +43,11 @@ cook(const char *path, long want, const char *want_format)
 	return job;
 }
 
-/* Polls GET <path> (a status URL) until done or failed; returns the last status JSON. */
-static json_t *
-wait_status(const char *path, int timeout_s)
-{
-	json_t *last = NULL;
-
-	for (int i = 0; i < timeout_s * 20; i++) {
-		struct itest_resp r;
-		itest_http(&r, "GET", path, NULL, NULL, 0, NULL);
-		ck_assert_msg(r.status == 200, "status %ld: %s", r.status, r.body.data);
-		json_decref(last);
-		last = json_incref(r.json);
-		const char *st = json_string_value(json_object_get(r.json, "status"));
-		itest_resp_free(&r);
-		if (st != NULL && (strcmp(st, "done") == 0 || strcmp(st, "failed") == 0))
-			break;
-		usleep(50000);
-	}
-	return last;
-}
-
 /* Waits for the status at path to be done. */
 static void
 expect_done(const char *path)
 {
-	json_t *st = wait_status(path, 60);
+	json_t *st = itest_wait_status(path, 60);
 	char *dump = json_dumps(st, 0);
 	ck_assert_msg(strcmp(json_string_value(json_object_get(st, "status")), "done") == 0,
 	    "cook ended %s", dump);
@@ -169,12 +148,12 @@ START_TEST(test_zip_path)
 	expect_done(zip_status);
 	expect_done(tgz_status);
 	/* Each status URL answers for its own job. */
-	json_t *st = wait_status(zip_status, 1);
+	json_t *st = itest_wait_status(zip_status, 1);
 	ck_assert_int_eq(json_integer_value(json_object_get(st, "id")), zjob);
 	ck_assert_str_eq(json_string_value(json_object_get(st, "format")), "zip");
 	ck_assert(ends_with(json_string_value(json_object_get(st, "fetch_url")), zip));
 	json_decref(st);
-	st = wait_status(tgz_status, 1);
+	st = itest_wait_status(tgz_status, 1);
 	ck_assert_int_eq(json_integer_value(json_object_get(st, "id")), tjob);
 	ck_assert_str_eq(json_string_value(json_object_get(st, "format")), "tar.gz");
 	ck_assert(ends_with(json_string_value(json_object_get(st, "fetch_url")), tgz));
