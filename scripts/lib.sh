@@ -19,7 +19,7 @@ BV_PROG=${BV_PROG:-$(basename "$0")}
 BV_PACKAGES=(build-essential autoconf automake pkg-config libevhtp-dev libevent-dev
 	libhiredis-dev libpq-dev libcurl4-openssl-dev libssl-dev libarchive-dev libjansson-dev
 	libdeflate-dev zlib1g-dev libgit2-dev check libsubunit-dev postgresql redis-server git curl
-	ca-certificates tar gzip zip unzip bzip2 xz-utils zstd procps iproute2 redis-tools)
+	ca-certificates tar gzip zip unzip bzip2 xz-utils zstd procps iproute2 redis-tools busybox)
 
 # State of what this shell started, so bv_stop_all can undo it in the right order.
 BV_WORKER_PIDS=()	# workers: stopped first, while the API still takes their PATCHes

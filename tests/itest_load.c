@@ -406,6 +406,42 @@ START_TEST(test_load_git_daemon)
 }
 END_TEST
 
+/* http:// through git's smart HTTP (git http-backend as a CGI under busybox httpd) gives
+ * the same snapshot as file://. */
+START_TEST(test_load_http)
+{
+	json_t *doc = itest_load(repo_url, 60);
+	ck_assert_str_eq(status_of(doc), "done");
+	char *file_snp = xstrdup(json_string_value(json_object_get(doc, "snapshot")));
+	json_decref(doc);
+
+	int port = itest_free_port();
+	ck_assert_int_eq(
+	    itest_sh(
+		"set -e; mkdir -p www/cgi-bin; printf '#!/bin/sh\\nexport GIT_PROJECT_ROOT=%s/repos"
+		" GIT_HTTP_EXPORT_ALL=1\\nexec git http-backend\\n' > www/cgi-bin/git;"
+		" chmod 755 www/cgi-bin/git;"
+		" busybox httpd -f -p 127.0.0.1:%d -h www & echo $! > httpd.pid",
+		IT.dir, port),
+	    0);
+	for (int i = 0; i < 100 &&
+	     itest_sh("git ls-remote http://127.0.0.1:%d/cgi-bin/git/r1 >/dev/null 2>&1", port) !=
+		 0;
+	     i++)
+		usleep(50000);
+	char *url = xasprintf("http://127.0.0.1:%d/cgi-bin/git/r1", port);
+	doc = itest_load(url, 60);
+	ck_assert_msg(
+	    strcmp(status_of(doc), "done") == 0, "load: %s", json_dumps(doc, JSON_COMPACT));
+	ck_assert_str_eq(json_string_value(json_object_get(doc, "snapshot")), file_snp);
+	check_branches(doc);
+	json_decref(doc);
+	itest_sh("kill $(cat httpd.pid) && rm -f httpd.pid");
+	free(url);
+	free(file_snp);
+}
+END_TEST
+
 /* Unreachable hosts, missing folders and refs fail with a readable reason. */
 START_TEST(test_load_failures)
 {
@@ -746,6 +782,7 @@ main(void)
 	tcase_add_test(tc, test_load_file);
 	tcase_add_test(tc, test_load_new_version);
 	tcase_add_test(tc, test_load_git_daemon);
+	tcase_add_test(tc, test_load_http);
 	tcase_add_test(tc, test_load_failures);
 	tcase_add_test(tc, test_load_refs);
 	tcase_add_test(tc, test_odd_refs);
@@ -755,6 +792,7 @@ main(void)
 	int rc = itest_run(s);
 	/* A failed assertion skips the test's own kill: git daemon must not outlive us. */
 	itest_sh("test -f git-daemon.pid && kill $(cat git-daemon.pid) 2>/dev/null; true");
+	itest_sh("test -f httpd.pid && kill $(cat httpd.pid) 2>/dev/null; true");
 	itest_teardown();
 	free(repo);
 	free(repo_url);
