@@ -5,6 +5,7 @@
  * re-hashes to the revision's tree); a second cook gives the same bytes; SWH's paths
  * serve the same bundles; formats that make no sense are 400s naming the allowed ones. */
 #include <check.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -411,6 +412,46 @@ START_TEST(test_missing_blob_fails)
 }
 END_TEST
 
+/* Past max_bundle_size a git bundle fails with a readable reason, not a crash or a
+ * partial bundle. Runs last: it restarts the workers with a 1 KiB cap. */
+START_TEST(test_size_cap)
+{
+	load_repo();
+	ck_assert_int_eq(itest_sh("set -e; r=repos/big; rm -rf $r; git init -q -b main $r; cd $r;"
+				  " head -c 8192 /dev/urandom > noise.bin; git add -A;"
+				  " git -c user.name=a -c user.email=a@b commit -q -m big"),
+	    0);
+	char *url = xasprintf("file://%s/repos/big", IT.dir);
+	json_t *doc = itest_load(url, 60);
+	ck_assert_str_eq(json_string_value(json_object_get(doc, "status")), "done");
+	json_decref(doc);
+	char *rev = itest_sh_out("git -C repos/big rev-parse main");
+	for (int i = IT.nworkers - 1; i >= 0; i--)
+		itest_stop_worker(i, SIGTERM);
+	IT.nworkers = 0;
+	itest_env("BITSVAULT_MAX_BUNDLE_SIZE=1K");
+	itest_start_worker("gitfmt-cap");
+	const char *formats[] = {"gitfast", "git-bare"};
+	for (size_t i = 0; i < 2; i++) {
+		char *path = xasprintf("/vault/revision/%s?format=%s", rev, formats[i]);
+		char *status = xasprintf("/vault/revision/%s/status?format=%s", rev, formats[i]);
+		json_decref(post(path, 201));
+		json_t *st = itest_wait_status(status, 60);
+		ck_assert_str_eq(json_string_value(json_object_get(st, "status")), "failed");
+		const char *msg = json_string_value(json_object_get(st, "progress_message"));
+		ck_assert_msg(msg != NULL && strstr(msg, "exceeds the size limit of 1024 bytes"),
+		    "%s: %s", formats[i], msg);
+		json_decref(st);
+		free(status), free(path);
+	}
+	/* Nothing half-written stays in the store's temp folder or the worker's. */
+	ck_assert_int_eq(itest_sh("test -z \"$(find %s/store/tmp %s/tmp -type f 2>/dev/null)\"",
+			     IT.data_dir, IT.data_dir),
+	    0);
+	free(rev), free(url);
+}
+END_TEST
+
 static void
 setup(void)
 {
@@ -435,6 +476,7 @@ main(void)
 	tcase_add_test(tc, test_revision_tree_formats);
 	tcase_add_test(tc, test_bad_inputs);
 	tcase_add_test(tc, test_missing_blob_fails);
+	tcase_add_test(tc, test_size_cap);
 	suite_add_tcase(s, tc);
 	return itest_run(s);
 }
