@@ -76,6 +76,15 @@ static const struct ckey keys[] = {
     K(gc_interval, C_SECS, "3600", 1, 604800, false),
     K(gc_grace, C_SECS, "3600", 0, 31536000, false),
     K(gc_dry_run, C_BOOL, "false", 0, 0, false),
+    K(request_package_managers, C_STR, "npm,git-submodule,generic", 0, 0, false),
+    K(request_lifetime, C_SECS, "86400", 1, 315360000, false),
+    K(request_lifetime_failed, C_SECS, "604800", 1, 315360000, false),
+    K(request_anonymous_create, C_BOOL, "false", 0, 0, false),
+    K(request_user_header, C_STR, "", 0, 0, false),
+    K(request_representatives, C_STR, "", 0, 0, false),
+    K(npm_registry, C_STR, "https://registry.npmjs.org", 0, 0, false),
+    K(npm_download_attempts, C_INT, "5", 1, 20, false),
+    K(max_artifact_size, C_SIZE, "1G", 1 * KIB, 64 * GIB, false),
 };
 
 /* The key's name by index; NULL past the end. */

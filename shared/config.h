@@ -61,6 +61,17 @@ struct config {
 	int64_t gc_interval; /* seconds between garbage collections */
 	int64_t gc_grace; /* seconds a blob is safe from collection after it was written */
 	bool gc_dry_run; /* collections only report what they would delete */
+	/* Requests (Cachito's API v1; docs/api.md "Requests") */
+	char *request_package_managers; /* enabled, comma-separated: "npm,git-submodule,generic" */
+	int64_t request_lifetime; /* seconds after completion (or last progress) before stale */
+	int64_t request_lifetime_failed; /* seconds after a failure before stale */
+	bool request_anonymous_create; /* POST /api/v1/requests without a token (trusted network) */
+	char *request_user_header; /* header a TLS-terminating proxy sets to the client
+				    * certificate's subject, taken as the user; "" = none */
+	char *request_representatives; /* users who may create requests for another "user" */
+	char *npm_registry; /* where npm dependencies are downloaded from */
+	int64_t npm_download_attempts; /* tries per tarball before the request fails */
+	int64_t max_artifact_size; /* bytes of the largest dependency artifact downloaded */
 };
 
 /* Fills every key with its default. */

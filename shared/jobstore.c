@@ -296,7 +296,8 @@ patch_locked(struct db *db, int64_t id, enum job_state to, const char *worker, c
 	case JOB_DONE: {
 		char *rtext = result ? json_dumps(result, JSON_COMPACT) : NULL;
 		const char *p[] = {ids, rtext, progress};
-		if (strcmp(kind, "cook") == 0) {
+		/* Cooks and requests end with a bundle (a request's is its Cachito bundle). */
+		if (strcmp(kind, "cook") == 0 || strcmp(kind, "request") == 0) {
 			const char *sha;
 			json_int_t size;
 			char sizes[24];
@@ -647,7 +648,7 @@ jobstore_list_lru_bundles(struct db *db, int64_t idle_s, int64_t min_fresh_s, in
 	    "SELECT b.job_id, coalesce(j.dedup_key, ''), encode(b.sha256, 'hex'), b.size,"
 	    " extract(epoch from " BUNDLE_LAST_USE ")"
 	    " FROM bundles b JOIN jobs j ON j.id = b.job_id"
-	    " WHERE NOT b.sticky AND " BUNDLE_IDLE " AND " BUNDLE_NOT_FRESH
+	    " WHERE j.kind = 'cook' AND NOT b.sticky AND " BUNDLE_IDLE " AND " BUNDLE_NOT_FRESH
 	    " ORDER BY " BUNDLE_LAST_USE ", b.job_id LIMIT $3",
 	    3, p, false, errstr);
 	if (res == NULL)
@@ -719,7 +720,7 @@ jobstore_bundles_usage(struct db *db, int64_t min_fresh_s, int64_t *total, int64
 	    "SELECT coalesce(sum(size), 0), coalesce(sum(size) FILTER (WHERE sticky), 0),"
 	    " coalesce(sum(size) FILTER (WHERE NOT sticky AND last_download_at IS NULL"
 	    "  AND created_at >= now() - make_interval(secs => $1::double precision)), 0)"
-	    " FROM bundles",
+	    " FROM bundles WHERE job_id IN (SELECT id FROM jobs WHERE kind = 'cook')",
 	    1, p, false, errstr);
 	if (res == NULL)
 		return -1;
@@ -780,7 +781,8 @@ jobstore_blobs_referenced(
 	res = db_exec(db,
 	    "SELECT s.i FROM unnest($1::text[]) WITH ORDINALITY AS s(h, i)"
 	    " WHERE EXISTS (SELECT 1 FROM contents c WHERE c.sha256 = decode(s.h, 'hex'))"
-	    " OR EXISTS (SELECT 1 FROM bundles b WHERE b.sha256 = decode(s.h, 'hex'))",
+	    " OR EXISTS (SELECT 1 FROM bundles b WHERE b.sha256 = decode(s.h, 'hex'))"
+	    " OR EXISTS (SELECT 1 FROM artifacts a WHERE a.sha256 = decode(s.h, 'hex'))",
 	    1, p, false, errstr);
 	buf_free(&a);
 	if (res == NULL)
@@ -799,7 +801,8 @@ int
 jobstore_refs_empty(struct db *db, bool *empty, char **errstr)
 {
 	PGresult *res = db_exec(db,
-	    "SELECT NOT EXISTS (SELECT 1 FROM contents) AND NOT EXISTS (SELECT 1 FROM bundles)", 0,
+	    "SELECT NOT EXISTS (SELECT 1 FROM contents) AND NOT EXISTS (SELECT 1 FROM bundles)"
+	    " AND NOT EXISTS (SELECT 1 FROM artifacts)", 0,
 	    NULL, false, errstr);
 
 	if (res == NULL)

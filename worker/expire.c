@@ -7,12 +7,17 @@
  * rule garbage collection follows), else it is left to GC. Nothing is expired while the
  * store and the database are not bound to each other (jobstore_bind_store). One worker
  * at a time (EXPIRE_LOCK_KEY); candidates come in bounded batches, never all at once.
- * Every expiry and deletion is logged with its reason. */
+ * Every expiry and deletion is logged with its reason.
+ *
+ * Requests (Cachito's) have their own lifetimes: complete (or stuck in progress) ones
+ * become stale request_lifetime after their last update, failed ones
+ * request_lifetime_failed after; going stale expires their bundle the same way. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "shared/log.h"
+#include "shared/requests.h"
 #include "worker/worker.h"
 
 /* Bundles read per query. */
@@ -273,10 +278,19 @@ expire_run(struct worker *w)
 	}
 	int expired = expire_ttl(w);
 	int evicted = expired >= 0 ? enforce_quota(w) : -1;
-	if (expired >= 0 && evicted >= 0)
+	int stale = 0;
+	if (evicted >= 0 &&
+	    requests_expire(w->db, w->cfg->request_lifetime, w->cfg->request_lifetime_failed,
+		EXPIRE_BATCH, &stale, &err) != 0) {
+		trouble_fail(&w->pg_trouble, "expiry of requests: %s", err);
+		free(err);
+		err = NULL;
+		stale = -1;
+	}
+	if (expired >= 0 && evicted >= 0 && stale >= 0)
 		trouble_ok(&w->pg_trouble);
-	if (expired > 0 || evicted > 0)
-		log_info("expiry: %d bundle(s) expired, %d evicted", expired > 0 ? expired : 0,
-		    evicted > 0 ? evicted : 0);
+	if (expired > 0 || evicted > 0 || stale > 0)
+		log_info("expiry: %d bundle(s) expired, %d evicted, %d request(s) stale",
+		    expired > 0 ? expired : 0, evicted > 0 ? evicted : 0, stale > 0 ? stale : 0);
 	db_unlock(w->db, EXPIRE_LOCK_KEY);
 }
