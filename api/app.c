@@ -67,6 +67,35 @@ static const struct call_route routes[] = {
 	routes_jobs_get_work},
     {"GET", "/status", ACCESS_READ, CALL_BODY_NONE, NULL, routes_status_work},
     {"GET", "/status/short", ACCESS_READ, CALL_BODY_NONE, NULL, routes_status_short_work},
+    /* Cachito's API v1 (docs/api.md "Requests"); latest before {id}. */
+    {"POST", "/api/v1/requests", ACCESS_REQUEST_CREATE, CALL_BODY_JSON,
+	routes_requests_create_prepare, routes_requests_create_work},
+    {"GET", "/api/v1/requests", ACCESS_READ, CALL_BODY_NONE, routes_requests_list_prepare,
+	routes_requests_list_work},
+    {"GET", "/api/v1/requests/latest", ACCESS_READ, CALL_BODY_NONE, routes_requests_latest_prepare,
+	routes_requests_latest_work},
+    {"GET", "/api/v1/requests/{id}", ACCESS_READ, CALL_BODY_NONE, routes_requests_id_prepare,
+	routes_requests_get_work},
+    {"PATCH", "/api/v1/requests/{id}", ACCESS_CACHITO_WORKER, CALL_BODY_JSON,
+	routes_requests_patch_prepare, routes_requests_patch_work},
+    {"GET", "/api/v1/requests/{id}/download", ACCESS_READ, CALL_BODY_NONE,
+	routes_requests_id_prepare, routes_requests_download_work},
+    {"GET", "/api/v1/requests/{id}/environment-variables", ACCESS_READ, CALL_BODY_NONE,
+	routes_requests_id_prepare, routes_requests_env_work},
+    {"GET", "/api/v1/requests/{id}/configuration-files", ACCESS_READ, CALL_BODY_NONE,
+	routes_requests_id_prepare, routes_requests_config_get_work},
+    {"POST", "/api/v1/requests/{id}/configuration-files", ACCESS_CACHITO_WORKER, CALL_BODY_JSON,
+	routes_requests_config_post_prepare, routes_requests_config_post_work},
+    {"GET", "/api/v1/requests/{id}/logs", ACCESS_READ, CALL_BODY_NONE, routes_requests_id_prepare,
+	routes_requests_logs_work},
+    {"GET", "/api/v1/requests/{id}/content-manifest", ACCESS_READ, CALL_BODY_NONE,
+	routes_requests_id_prepare, routes_requests_icm_work},
+    {"GET", "/api/v1/content-manifest", ACCESS_READ, CALL_BODY_NONE, routes_requests_multi_prepare,
+	routes_requests_icm_multi_work},
+    {"GET", "/api/v1/sbom", ACCESS_READ, CALL_BODY_NONE, routes_requests_multi_prepare,
+	routes_requests_sbom_work},
+    {"GET", "/api/v1/status", ACCESS_READ, CALL_BODY_NONE, NULL, routes_status_v1_work},
+    {"GET", "/api/v1/status/short", ACCESS_READ, CALL_BODY_NONE, NULL, routes_status_short_work},
 };
 
 struct app {
@@ -157,6 +186,35 @@ refuse(struct http_req *r, int status, const char *msg)
 	http_req_refuse(r, &rs);
 }
 
+/* The caller's role and name: a token, or the user a proxy named in request_user_header. */
+static enum auth_role
+caller(struct app *a, struct http_req *r, const char **name)
+{
+	const char *hdr = auth_user_header(a->auth), *dummy;
+
+	return auth_identify(a->auth, http_req_header(r, "Authorization"),
+	    hdr != NULL ? http_req_header(r, hdr) : NULL, name != NULL ? name : &dummy);
+}
+
+/* The caller's name for a prepare step (the request is still there on the loop). */
+char *
+app_caller_name(struct call *c)
+{
+	const char *name = NULL;
+
+	if (c->req == NULL)
+		return NULL;
+	caller(c->app, c->req, &name);
+	return name != NULL ? xstrdup(name) : NULL;
+}
+
+/* request_representatives, for a prepare step. */
+bool
+app_caller_represents(struct call *c, const char *name)
+{
+	return auth_is_representative(c->app->auth, name);
+}
+
 /* Headers phase: route, authenticate, pick the body policy. */
 static void
 on_headers(struct http_req *r, void *arg)
@@ -171,7 +229,7 @@ on_headers(struct http_req *r, void *arg)
 	http_req_set_data(r, c);
 	c->app = a;
 	c->head = http_req_is_head(r);
-	c->role = auth_role_of(a->auth, http_req_header(r, "Authorization"));
+	c->role = caller(a, r, NULL);
 	http_req_set_role(r, auth_role_name(c->role));
 
 	switch (router_match(a->router, http_req_method(r), http_req_path(r), &c->m)) {

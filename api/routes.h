@@ -2,11 +2,13 @@
  * (cheap validation; may answer at once), a work function on a pool thread (Postgres,
  * Redis, disk). The table that maps methods and paths to them is in api/app.c; each face
  * has its own file: routes_dirs.c (archive uploads and listings), routes_vault.c (cook,
- * status, download), routes_jobs.c (worker PATCH, job reads), routes_status.c (/status). */
+ * status, download), routes_jobs.c (worker PATCH, job reads), routes_status.c (/status),
+ * routes_requests.c and routes_requests_meta.c (Cachito's API v1 under /api/v1). */
 #ifndef BV_ROUTES_H
 #define BV_ROUTES_H
 
 #include "api/call.h"
+#include "shared/requests.h"
 
 /* POST /directories and GET /directories/{id} */
 int routes_dirs_upload_prepare(struct call *c);
@@ -60,8 +62,50 @@ void routes_jobs_patch_work(struct call *c, struct pool_thread *t);
 int routes_jobs_get_prepare(struct call *c);
 void routes_jobs_get_work(struct call *c, struct pool_thread *t);
 
-/* GET /status, GET /status/short */
+/* GET /status, GET /status/short; GET /api/v1/status (Cachito's can_process per package
+ * manager; /api/v1/status/short is routes_status_short_work) */
 void routes_status_work(struct call *c, struct pool_thread *t);
 void routes_status_short_work(struct call *c, struct pool_thread *t);
+void routes_status_v1_work(struct call *c, struct pool_thread *t);
+
+/* Cachito's API v1 (routes_requests.c): POST|GET /api/v1/requests,
+ * GET /api/v1/requests/latest, GET|PATCH /api/v1/requests/{id}, and under it
+ * GET download, environment-variables, logs, GET|POST configuration-files. */
+int routes_requests_create_prepare(struct call *c);
+void routes_requests_create_work(struct call *c, struct pool_thread *t);
+int routes_requests_list_prepare(struct call *c);
+void routes_requests_list_work(struct call *c, struct pool_thread *t);
+int routes_requests_latest_prepare(struct call *c);
+void routes_requests_latest_work(struct call *c, struct pool_thread *t);
+int routes_requests_id_prepare(struct call *c);
+void routes_requests_get_work(struct call *c, struct pool_thread *t);
+int routes_requests_patch_prepare(struct call *c);
+void routes_requests_patch_work(struct call *c, struct pool_thread *t);
+void routes_requests_download_work(struct call *c, struct pool_thread *t);
+void routes_requests_env_work(struct call *c, struct pool_thread *t);
+void routes_requests_logs_work(struct call *c, struct pool_thread *t);
+void routes_requests_config_get_work(struct call *c, struct pool_thread *t);
+int routes_requests_config_post_prepare(struct call *c);
+void routes_requests_config_post_work(struct call *c, struct pool_thread *t);
+
+/* Content manifests and SBOMs (routes_requests_meta.c): GET
+ * /api/v1/requests/{id}/content-manifest, GET /api/v1/content-manifest?requests=1,2 and
+ * GET /api/v1/sbom?requests=1,2 */
+void routes_requests_icm_work(struct call *c, struct pool_thread *t);
+int routes_requests_multi_prepare(struct call *c);
+void routes_requests_icm_multi_work(struct call *c, struct pool_thread *t);
+void routes_requests_sbom_work(struct call *c, struct pool_thread *t);
+
+/* Helpers routes_requests*.c share: Cachito's 404 ({"error": "The requested resource was
+ * not found"}), and the request by the {id} capture (routes_requests_id_prepare put it in
+ * c->job_id): 1 with *out, or 0 with the answer (404, 503) in c->resp. */
+void routes_requests_not_found(struct call *c);
+int routes_requests_load(struct call *c, struct db *db, struct request **out);
+
+/* Given by api/app.c to the prepare steps (event loop only): the caller's name (a user
+ * token's name, "admin", or the user a proxy named in request_user_header), or NULL
+ * (caller frees), and whether that name may create requests for other users. */
+char *app_caller_name(struct call *c);
+bool app_caller_represents(struct call *c, const char *name);
 
 #endif

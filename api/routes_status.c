@@ -148,26 +148,97 @@ service(const char *name, bool ok, const char *reason)
 	return s;
 }
 
+/* The services entries of the health checks. */
+static json_t *
+services_json(const struct health *h)
+{
+	json_t *services = json_array(), *st;
+
+	json_array_append_new(services, service("postgres", h->pg_ok, REASON_PG));
+	json_array_append_new(services, service("redis", h->redis_ok, REASON_REDIS));
+	st = service("storage", h->store_ok, REASON_STORE);
+	if (h->space_known) {
+		json_object_set_new(st, "free_bytes", json_integer((json_int_t)h->free_bytes));
+		json_object_set_new(st, "total_bytes", json_integer((json_int_t)h->total_bytes));
+	}
+	json_array_append_new(services, st);
+	return services;
+}
+
+/* Package managers Cachito's clients may name, and whether bitsvault's workers can
+ * process each yet (the others stay false in can_process whatever the config says). */
+static const struct {
+	const char *name;
+	bool built;
+} request_pms[] = {
+    {"gomod", false},
+    {"npm", true},
+    {"pip", false},
+    {"git-submodule", true},
+    {"yarn", false},
+    {"rubygems", false},
+    {"generic", true},
+};
+
+/* True when name is in the comma-separated list csv. */
+static bool
+csv_has(const char *csv, const char *name)
+{
+	size_t nlen = strlen(name);
+
+	for (const char *p = csv; p != NULL && *p != '\0';) {
+		const char *end = strchr(p, ',');
+		size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+
+		while (len > 0 && *p == ' ')
+			p++, len--;
+		while (len > 0 && p[len - 1] == ' ')
+			len--;
+		if (len == nlen && memcmp(p, name, len) == 0)
+			return true;
+		if (end == NULL)
+			break;
+		p = end + 1;
+	}
+	return false;
+}
+
+/* GET /api/v1/status: Cachito's document; can_process names every package manager,
+ * true for the enabled ones bitsvault can process while services and workers are fine. */
+void
+routes_status_v1_work(struct call *c, struct pool_thread *t)
+{
+	struct health h;
+	json_t *o, *can = json_object();
+	bool ok;
+
+	memset(&h, 0, sizeof h);
+	check_all(c, t, &h);
+	ok = h.pg_ok && h.redis_ok && h.store_ok && h.workers != NULL &&
+	    json_array_size(h.workers) > 0;
+	for (size_t i = 0; i < BV_NELEM(request_pms); i++)
+		json_object_set_new(can, request_pms[i].name,
+		    json_boolean(ok && request_pms[i].built &&
+			csv_has(c->cfg->request_package_managers, request_pms[i].name)));
+	o = json_pack("{s:o,s:o,s:o}", "can_process", can, "services", services_json(&h), "workers",
+	    h.workers != NULL ? json_incref(h.workers) : json_array());
+	resp_json(&c->resp, 200, o);
+	json_decref(o);
+	health_free(&h);
+}
+
 /* GET /status: always 200; the document says what is wrong. */
 void
 routes_status_work(struct call *c, struct pool_thread *t)
 {
 	struct health h;
-	json_t *o, *services, *st;
+	json_t *o, *services;
 	bool workers_alive;
 
 	memset(&h, 0, sizeof h);
 	check_all(c, t, &h);
 	workers_alive = h.workers != NULL && json_array_size(h.workers) > 0;
-	services = json_array();
-	json_array_append_new(services, service("postgres", h.pg_ok, REASON_PG));
-	json_array_append_new(services, service("redis", h.redis_ok, REASON_REDIS));
-	st = service("storage", h.store_ok, REASON_STORE);
-	if (h.space_known) {
-		json_object_set_new(st, "free_bytes", json_integer((json_int_t)h.free_bytes));
-		json_object_set_new(st, "total_bytes", json_integer((json_int_t)h.total_bytes));
-	}
-	json_array_append_new(services, st);
+	services = services_json(&h);
 	o = json_pack("{s:{s:b},s:o,s:o}", "can_process", "cook",
 	    h.pg_ok && h.redis_ok && h.store_ok && workers_alive, "services", services, "workers",
 	    h.workers != NULL ? json_incref(h.workers) : json_array());

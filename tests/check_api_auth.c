@@ -131,6 +131,111 @@ START_TEST(test_access)
 }
 END_TEST
 
+/* Names: "name:token" user entries, a bare token is "user", admin and worker by role; a
+ * proxy's user header only without a token, only when configured, only when printable. */
+START_TEST(test_identity)
+{
+	struct config cfg;
+	struct auth *a;
+	const char *name = NULL;
+
+	config_defaults(&cfg);
+	free(cfg.admin_token);
+	cfg.admin_token = strdup(ADMIN);
+	free(cfg.worker_token);
+	cfg.worker_token = strdup(WORKER);
+	free(cfg.user_tokens);
+	cfg.user_tokens = strdup(" alice : ta ,tb,:tc, osbs:to");
+	a = auth_new(&cfg);
+	ck_assert_int_eq(auth_identify(a, "Bearer ta", NULL, &name), AUTH_USER);
+	ck_assert_str_eq(name, "alice");
+	ck_assert_int_eq(auth_identify(a, "Bearer tb", NULL, &name), AUTH_USER);
+	ck_assert_str_eq(name, "user");
+	ck_assert_int_eq(auth_identify(a, "Bearer tc", NULL, &name), AUTH_USER);
+	ck_assert_str_eq(name, "user");
+	ck_assert_int_eq(auth_identify(a, "Bearer alice:ta", NULL, &name), AUTH_INVALID);
+	ck_assert_ptr_null(name);
+	ck_assert_int_eq(auth_identify(a, "Bearer " ADMIN, NULL, &name), AUTH_ADMIN);
+	ck_assert_str_eq(name, "admin");
+	ck_assert_int_eq(auth_identify(a, "Bearer " WORKER, NULL, &name), AUTH_WORKER);
+	ck_assert_str_eq(name, "worker");
+	/* no header configured: a proxy's value is ignored */
+	ck_assert_int_eq(auth_identify(a, NULL, "carol", &name), AUTH_ANONYMOUS);
+	ck_assert_ptr_null(name);
+	ck_assert_ptr_null(auth_user_header(a));
+	ck_assert(!auth_is_representative(a, "osbs"));
+	auth_free(a);
+
+	free(cfg.request_user_header);
+	cfg.request_user_header = strdup("X-Remote-User");
+	free(cfg.request_representatives);
+	cfg.request_representatives = strdup("osbs, admin");
+	a = auth_new(&cfg);
+	ck_assert_str_eq(auth_user_header(a), "X-Remote-User");
+	ck_assert_int_eq(auth_identify(a, NULL, "carol@EXAMPLE.COM", &name), AUTH_PROXY_USER);
+	ck_assert_str_eq(name, "carol@EXAMPLE.COM");
+	ck_assert_int_eq(auth_identify(a, "Bearer ta", "carol", &name), AUTH_USER);
+	ck_assert_str_eq(name, "alice");
+	ck_assert_int_eq(auth_identify(a, NULL, "", &name), AUTH_ANONYMOUS);
+	ck_assert_int_eq(auth_identify(a, NULL, "bad\tname", &name), AUTH_ANONYMOUS);
+	ck_assert_int_eq(auth_identify(a, NULL, NULL, &name), AUTH_ANONYMOUS);
+	ck_assert(auth_is_representative(a, "osbs"));
+	ck_assert(auth_is_representative(a, "admin"));
+	ck_assert(!auth_is_representative(a, "alice"));
+	ck_assert(!auth_is_representative(a, "osb"));
+	ck_assert(!auth_is_representative(a, NULL));
+	ck_assert_str_eq(auth_role_name(AUTH_PROXY_USER), "proxy-user");
+	auth_free(a);
+	config_free(&cfg);
+}
+END_TEST
+
+/* Cachito's routes: creating requests and the worker-only routes. */
+START_TEST(test_request_access)
+{
+	static const struct {
+		bool anon_create;
+		enum auth_role role;
+		enum auth_access access;
+		int want;
+		const char *msg;
+	} cases[] = {
+	    {false, AUTH_USER, ACCESS_REQUEST_CREATE, 0, NULL},
+	    {false, AUTH_ADMIN, ACCESS_REQUEST_CREATE, 0, NULL},
+	    {false, AUTH_PROXY_USER, ACCESS_REQUEST_CREATE, 0, NULL},
+	    {false, AUTH_ANONYMOUS, ACCESS_REQUEST_CREATE, 401, NULL},
+	    {true, AUTH_ANONYMOUS, ACCESS_REQUEST_CREATE, 0, NULL},
+	    {true, AUTH_INVALID, ACCESS_REQUEST_CREATE, 401, NULL},
+	    {true, AUTH_WORKER, ACCESS_REQUEST_CREATE, 403, NULL},
+	    {false, AUTH_WORKER, ACCESS_CACHITO_WORKER, 0, NULL},
+	    {false, AUTH_USER, ACCESS_CACHITO_WORKER, 403,
+		"This API endpoint is restricted to Cachito workers"},
+	    {false, AUTH_ADMIN, ACCESS_CACHITO_WORKER, 403,
+		"This API endpoint is restricted to Cachito workers"},
+	    {false, AUTH_ANONYMOUS, ACCESS_CACHITO_WORKER, 401, NULL},
+	    {false, AUTH_PROXY_USER, ACCESS_CACHITO_WORKER, 401, NULL},
+	    {false, AUTH_PROXY_USER, ACCESS_USER, 401, NULL},
+	    {false, AUTH_PROXY_USER, ACCESS_READ, 0, NULL},
+	};
+
+	for (size_t i = 0; i < BV_NELEM(cases); i++) {
+		struct config cfg;
+		struct auth *a;
+		const char *msg = NULL;
+
+		test_config(&cfg, true);
+		cfg.request_anonymous_create = cases[i].anon_create;
+		a = auth_new(&cfg);
+		ck_assert_msg(auth_check(a, cases[i].role, cases[i].access, &msg) == cases[i].want,
+		    "case %zu", i);
+		if (cases[i].msg != NULL)
+			ck_assert_str_eq(msg, cases[i].msg);
+		auth_free(a);
+		config_free(&cfg);
+	}
+}
+END_TEST
+
 /* Query parameters: first occurrence, form decoding, malformed escapes. */
 START_TEST(test_query)
 {
@@ -410,6 +515,8 @@ api_suite(void)
 	tcase_add_test(tc, test_roles);
 	tcase_add_test(tc, test_empty_tokens);
 	tcase_add_test(tc, test_access);
+	tcase_add_test(tc, test_identity);
+	tcase_add_test(tc, test_request_access);
 	tcase_add_test(tc, test_query);
 	tcase_add_test(tc, test_object_ids);
 	tcase_add_test(tc, test_utf8);
