@@ -376,7 +376,7 @@ static bool
 list_parse(struct call *c, struct list_query *lq)
 {
 	static const char *const allowed[] = {"page", "per_page", "state", "verbose", "repo", "ref",
-	    "pkg_manager", "created_from", "created_to", NULL};
+	    "pkg_manager", "created_from", "created_to", "error_origin", "error_type", NULL};
 	static const char *const states[] = {"in_progress", "complete", "failed", "stale"};
 	const char *v;
 	char *r;
@@ -449,6 +449,16 @@ list_parse(struct call *c, struct list_query *lq)
 		json_array_append_new(lq->pkg_managers, json_string(lq->q[i].value));
 	}
 	lq->f.pkg_managers = lq->pkg_managers;
+	if ((v = qparam(lq->q, lq->nq, "error_origin")) != NULL) {
+		if (strcmp(v, "client") != 0 && strcmp(v, "server") != 0) {
+			r = repr_s(v);
+			resp_error(&c->resp, 400, "%s is not one of ['client', 'server']", r);
+			free(r);
+			goto bad;
+		}
+		lq->f.error_origin = v;
+	}
+	lq->f.error_type = qparam(lq->q, lq->nq, "error_type");
 	for (int k = 0; k < 2; k++) {
 		const char *name = k == 0 ? "created_from" : "created_to";
 		double *when = k == 0 ? &lq->f.created_from : &lq->f.created_to;

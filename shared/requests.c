@@ -257,7 +257,7 @@ requests_list(struct db *db, const struct request_filter *f, int64_t limit, int6
     struct request ***out, size_t *n, int64_t *total, char **errstr)
 {
 	struct buf where;
-	const char *params[8];
+	const char *params[10];
 	int np = 0;
 	char from[32], to[32], lim[24], off[24];
 	char *pms = NULL, *sql;
@@ -280,6 +280,10 @@ requests_list(struct db *db, const struct request_filter *f, int64_t limit, int6
 		add_cond(&where, params, &np,
 		    "r.pkg_managers @> ARRAY(SELECT jsonb_array_elements_text(", "::jsonb))", pms);
 	}
+	if (f->error_origin != NULL)
+		add_cond(&where, params, &np, "r.error_origin = ", "", f->error_origin);
+	if (f->error_type != NULL)
+		add_cond(&where, params, &np, "r.error_type = ", "", f->error_type);
 	if (f->created_from >= 0) {
 		snprintf(from, sizeof from, "%.6f", f->created_from);
 		add_cond(

@@ -75,6 +75,7 @@ int requests_history(struct db *db, int64_t id, json_t **history, char **errstr)
  *   repo, ref          exact match or NULL
  *   pkg_managers       array of names the request must all have, or NULL
  *   created_from/to    unix seconds, or < 0
+ *   error_origin/type  exact match or NULL
  * *out gets *n requests (free each with request_free, then the array), *total the count
  * over all pages. 0 or -1. */
 struct request_filter {
@@ -83,6 +84,8 @@ struct request_filter {
 	const char *ref;
 	const json_t *pkg_managers;
 	double created_from, created_to;
+	const char *error_origin; /* "client" or "server", or NULL */
+	const char *error_type; /* e.g. "InvalidRepoStructure", or NULL */
 };
 int requests_list(struct db *db, const struct request_filter *f, int64_t limit, int64_t offset,
     struct request ***out, size_t *n, int64_t *total, char **errstr) BV_MUSTCHECK;

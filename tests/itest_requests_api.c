@@ -595,6 +595,22 @@ START_TEST(test_patch)
 	ck_assert_str_eq(json_string_value(json_object_get(o, "error_origin")), "client");
 	ck_assert_str_eq(json_string_value(json_object_get(o, "error_type")), "InvalidFileFormat");
 	json_decref(o);
+	/* Cachito's error filters on the list. */
+	struct itest_resp lr;
+	itest_http(&lr, "GET", "/api/v1/requests?error_origin=client&error_type=InvalidFileFormat",
+	    NULL, NULL, 0, NULL);
+	ck_assert_int_eq(lr.status, 200);
+	ck_assert_int_eq(
+	    json_integer_value(json_object_get(json_object_get(lr.json, "meta"), "total")), 1);
+	ck_assert_int_eq(json_integer_value(json_object_get(
+			     json_array_get(json_object_get(lr.json, "items"), 0), "id")),
+	    f);
+	itest_resp_free(&lr);
+	itest_http(&lr, "GET", "/api/v1/requests?error_origin=nobody", NULL, NULL, 0, NULL);
+	ck_assert_int_eq(lr.status, 400);
+	ck_assert_str_eq(json_string_value(json_object_get(lr.json, "error")),
+	    "'nobody' is not one of ['client', 'server']");
+	itest_resp_free(&lr);
 	ck_assert_int_eq(patch(f, fetch, err, sizeof err), 400);
 	ck_assert_str_eq(err, "State transition is not allowed from failed to in_progress.");
 	ck_assert_int_eq(patch(f, "{\"state\":\"stale\",\"state_reason\":\"gone\"}", NULL, 0), 200);
