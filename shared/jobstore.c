@@ -802,8 +802,8 @@ jobstore_refs_empty(struct db *db, bool *empty, char **errstr)
 {
 	PGresult *res = db_exec(db,
 	    "SELECT NOT EXISTS (SELECT 1 FROM contents) AND NOT EXISTS (SELECT 1 FROM bundles)"
-	    " AND NOT EXISTS (SELECT 1 FROM artifacts)", 0,
-	    NULL, false, errstr);
+	    " AND NOT EXISTS (SELECT 1 FROM artifacts)",
+	    0, NULL, false, errstr);
 
 	if (res == NULL)
 		return -1;

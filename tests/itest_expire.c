@@ -383,7 +383,11 @@ START_TEST(test_download_postpones)
 	sleep(3); /* three expiry runs */
 	ck_assert_int_eq(status_of(c.id, NULL), 200);
 
-	sql_do("UPDATE bundles SET last_download_at = NULL WHERE job_id = %lld", (long long)c.job);
+	/* Never downloaded, and cooked recently enough that no expiry run can take it
+	 * before the POST below (bundle_ttl is an hour here). */
+	sql_do("UPDATE bundles SET last_download_at = NULL, created_at = now() - interval '30"
+	       " minutes' WHERE job_id = %lld",
+	    (long long)c.job);
 	char *path = xasprintf("/vault/directory/%s", c.id);
 	itest_http(&r, "POST", path, IT_USER, NULL, 0, NULL);
 	ck_assert_int_eq(r.status, 200);
