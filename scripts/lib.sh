@@ -20,6 +20,9 @@ BV_PACKAGES=(build-essential autoconf automake pkg-config libevhtp-dev libevent-
 	libhiredis-dev libpq-dev libcurl4-openssl-dev libssl-dev libarchive-dev libjansson-dev
 	libdeflate-dev zlib1g-dev libgit2-dev check libsubunit-dev postgresql redis-server git curl
 	ca-certificates tar gzip zip unzip bzip2 xz-utils zstd procps iproute2 redis-tools busybox)
+# tests/itest_requests runs node and npm: Debian's npm (which brings nodejs), unless an npm
+# is installed already (NodeSource's nodejs bundles npm and conflicts with Debian's).
+command -v npm >/dev/null 2>&1 || BV_PACKAGES+=(npm)
 
 # State of what this shell started, so bv_stop_all can undo it in the right order.
 BV_WORKER_PIDS=()	# workers: stopped first, while the API still takes their PATCHes

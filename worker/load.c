@@ -885,91 +885,164 @@ pending_free(struct pending *p)
 	free(p->rel);
 }
 
+/* Prepares a load of url (ref NULL: every branch and tag): limits, the URL check and the
+ * temporary folder. *auth and *auth_len get the URL's authority. 0, or -1 with the
+ * reason set. */
+static int
+load_start(struct load *l, const char *url, const char *ref, const char **auth, size_t *auth_len)
+{
+	const struct config *cfg = l->w->cfg;
+	const char *why;
+	char *err = NULL, *base;
+
+	pthread_once(&git_once, git_setup);
+	idtab_init(&l->known);
+	l->skipped_refs = json_array();
+	l->phase = "starting";
+	l->url = url;
+	l->ref = ref;
+	l->max_objects = cfg->max_load_objects;
+	l->max_blob = cfg->max_load_blob;
+	l->deadline_ms = now_ms() + (uint64_t)cfg->load_timeout * 1000;
+	if (l->url == NULL)
+		return load_fail(l, "the load has no URL");
+	if ((why = load_url_problem(l->url, cfg->load_allow_file, auth, auth_len)) != NULL) {
+		/* Not even in the log: the URL is what is wrong, and may hold a secret. */
+		load_fail(l, "%s", why);
+		l->url = "(refused URL)";
+		return -1;
+	}
+	base = xasprintf("%s/tmp", cfg->data_dir);
+	if (mkdir_p(base, 0700, &err) != 0) {
+		l->run->detail = err;
+		free(base);
+		return load_fail(l, "the worker cannot make a temporary folder");
+	}
+	l->tmpdir = xasprintf("%s/load-%lld-XXXXXX", base, (long long)l->run->job->id);
+	free(base);
+	if (mkdtemp(l->tmpdir) == NULL) {
+		l->run->detail = xasprintf("mkdtemp %s: %s", l->tmpdir, strerror(errno));
+		free(l->tmpdir);
+		l->tmpdir = NULL;
+		return load_fail(l, "the worker cannot make a temporary folder");
+	}
+	l->touched_ms = now_ms();
+	return 0;
+}
+
+/* The job's outcome of a load that did not end well (*reason for FAILED and RETRY), and
+ * everything the load holds freed. */
+static enum job_outcome
+load_end(struct load *l, enum job_outcome outcome, char **reason)
+{
+	if (outcome != JOB_OUTCOME_DONE) {
+		if (l->cancelled) {
+			log_info_id(l->run->log_id, "the load is no longer ours; stopped");
+			outcome = JOB_OUTCOME_CANCELLED;
+		} else if (l->stopped) {
+			*reason = xstrdup("the worker stopped during the load");
+			outcome = JOB_OUTCOME_RETRY;
+		} else if (l->db_failed && worker_db_transient(l->w)) {
+			*reason = xstrdup("the archive database was unavailable during the load");
+			outcome = JOB_OUTCOME_RETRY;
+		} else {
+			*reason = l->reason != NULL ? l->reason : xstrdup("the load failed");
+			l->reason = NULL;
+			outcome = JOB_OUTCOME_FAILED;
+		}
+	}
+	free(l->reason);
+	git_odb_free(l->odb);
+	git_repository_free(l->repo);
+	if (l->tmpdir != NULL) {
+		nftw(l->tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+		free(l->tmpdir);
+	}
+	for (size_t i = 0; i < l->nrefs; i++)
+		free(l->refs[i].name);
+	free(l->refs);
+	free(l->head);
+	json_decref(l->skipped_refs);
+	pending_free(&l->p);
+	idtab_free(&l->known);
+	return outcome;
+}
+
 enum job_outcome
 load_run(struct job_run *run, json_t **result, char **reason)
 {
 	struct load l = {.run = run, .w = run->w};
-	const struct config *cfg = run->w->cfg;
 	json_t *params = run->job->params;
-	const char *why, *auth;
-	size_t auth_len;
-	char *err = NULL, *base;
+	const char *auth = NULL;
+	size_t auth_len = 0;
 	enum job_outcome outcome = JOB_OUTCOME_FAILED;
 
-	pthread_once(&git_once, git_setup);
-	idtab_init(&l.known);
-	l.skipped_refs = json_array();
-	l.phase = "starting";
-	l.url = json_string_value(json_object_get(params, "url"));
-	l.ref = json_string_value(json_object_get(params, "ref"));
-	l.max_objects = cfg->max_load_objects;
-	l.max_blob = cfg->max_load_blob;
-	l.deadline_ms = now_ms() + (uint64_t)cfg->load_timeout * 1000;
-	if (l.url == NULL) {
-		load_fail(&l, "the load has no URL");
-		goto out;
-	}
-	if ((why = load_url_problem(l.url, cfg->load_allow_file, &auth, &auth_len)) != NULL) {
-		/* Not even in the log: the URL is what is wrong, and may hold a secret. */
-		load_fail(&l, "%s", why);
-		l.url = "(refused URL)";
-		goto out;
-	}
-	base = xasprintf("%s/tmp", cfg->data_dir);
-	if (mkdir_p(base, 0700, &err) != 0) {
-		run->detail = err;
-		free(base);
-		load_fail(&l, "the worker cannot make a temporary folder");
-		goto out;
-	}
-	l.tmpdir = xasprintf("%s/load-%lld-XXXXXX", base, (long long)run->job->id);
-	free(base);
-	if (mkdtemp(l.tmpdir) == NULL) {
-		run->detail = xasprintf("mkdtemp %s: %s", l.tmpdir, strerror(errno));
-		free(l.tmpdir);
-		l.tmpdir = NULL;
-		load_fail(&l, "the worker cannot make a temporary folder");
-		goto out;
-	}
-	l.touched_ms = now_ms();
+	if (load_start(&l, json_string_value(json_object_get(params, "url")),
+		json_string_value(json_object_get(params, "ref")), &auth, &auth_len) != 0)
+		return load_end(&l, outcome, reason);
 	if (load_fetch(&l, auth, auth_len) != 0 || store_all(&l, result) != 0)
-		goto out;
+		return load_end(&l, outcome, reason);
 	log_info_id(run->log_id,
 	    "%s: %zu refs (%lld skipped); new: %lld contents (%lld bytes), %lld directories, "
 	    "%lld revisions, %lld releases; %lld already stored",
 	    l.url, l.nrefs, (long long)l.n_skipped_refs, (long long)l.n_cnt, (long long)l.bytes,
 	    (long long)l.n_dir, (long long)l.n_rev, (long long)l.n_rel, (long long)l.skipped);
-	outcome = JOB_OUTCOME_DONE;
-out:
-	if (outcome != JOB_OUTCOME_DONE) {
-		if (l.cancelled) {
-			log_info_id(run->log_id, "the load is no longer ours; stopped");
-			outcome = JOB_OUTCOME_CANCELLED;
-		} else if (l.stopped) {
-			*reason = xstrdup("the worker stopped during the load");
-			outcome = JOB_OUTCOME_RETRY;
-		} else if (l.db_failed && worker_db_transient(l.w)) {
-			*reason = xstrdup("the archive database was unavailable during the load");
-			outcome = JOB_OUTCOME_RETRY;
-		} else {
-			*reason = l.reason != NULL ? l.reason : xstrdup("the load failed");
-			l.reason = NULL;
-			outcome = JOB_OUTCOME_FAILED;
-		}
+	return load_end(&l, JOB_OUTCOME_DONE, reason);
+}
+
+/* A request's source (worker/request.c): every branch and tag fetched, the commit looked
+ * for among what came, then stored with its history as a load stores it (what is stored
+ * already is skipped), without a snapshot. */
+enum job_outcome
+load_commit(struct job_run *run, const char *url, const unsigned char commit[20],
+    unsigned char tree[20], bool *missing, char **reason)
+{
+	struct load l = {.run = run, .w = run->w};
+	const char *auth = NULL;
+	size_t auth_len = 0;
+	git_odb_object *o;
+	git_object_t type;
+	git_oid oid;
+	size_t len;
+	struct commit_info ci;
+	char hex[41];
+
+	*missing = false;
+	hex_encode(commit, 20, hex);
+	if (load_start(&l, url, NULL, &auth, &auth_len) != 0 || load_fetch(&l, auth, auth_len) != 0)
+		return load_end(&l, JOB_OUTCOME_FAILED, reason);
+	memcpy(oid.id, commit, 20);
+	if (git_odb_read_header(&len, &type, l.odb, &oid) != 0 || type != GIT_OBJECT_COMMIT) {
+		*missing = true;
+		load_fail(&l, "commit %s is not in %s", hex, l.url);
+		return load_end(&l, JOB_OUTCOME_FAILED, reason);
 	}
-	free(l.reason);
-	git_odb_free(l.odb);
-	git_repository_free(l.repo);
-	if (l.tmpdir != NULL) {
-		nftw(l.tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-		free(l.tmpdir);
-	}
+	/* The one tip to store: the commit, in place of the fetched refs. */
 	for (size_t i = 0; i < l.nrefs; i++)
 		free(l.refs[i].name);
-	free(l.refs);
-	free(l.head);
-	json_decref(l.skipped_refs);
-	pending_free(&l.p);
-	idtab_free(&l.known);
-	return outcome;
+	l.nrefs = 0;
+	GROW(l.refs, l.nrefs, l.crefs);
+	memset(&l.refs[0], 0, sizeof l.refs[0]);
+	l.refs[0].name = xstrdup(hex);
+	memcpy(l.refs[0].id, commit, 20);
+	l.nrefs = 1;
+	l.phase = "storing objects";
+	if (ref_types(&l) != 0 || store_history(&l) != 0 || flush(&l, 2) != 0)
+		return load_end(&l, JOB_OUTCOME_FAILED, reason);
+	if ((o = read_object(&l, commit, GIT_OBJECT_COMMIT)) == NULL)
+		return load_end(&l, JOB_OUTCOME_FAILED, reason);
+	bool ok = gitobj_parse_commit(git_odb_object_data(o), git_odb_object_size(o), &ci);
+	git_odb_object_free(o);
+	if (!ok) {
+		load_fail(&l, "commit %s is malformed", hex);
+		return load_end(&l, JOB_OUTCOME_FAILED, reason);
+	}
+	memcpy(tree, ci.tree, 20);
+	commit_info_clear(&ci);
+	log_info_id(run->log_id,
+	    "%s at %s: new: %lld contents (%lld bytes), %lld directories, %lld revisions; "
+	    "%lld already stored",
+	    l.url, hex, (long long)l.n_cnt, (long long)l.bytes, (long long)l.n_dir,
+	    (long long)l.n_rev, (long long)l.skipped);
+	return load_end(&l, JOB_OUTCOME_DONE, reason);
 }

@@ -1,6 +1,7 @@
 /* load.h: private to the "load" job, shared by its two halves only: worker/load.c (the job
  * handler and the storing side) and worker/load_fetch.c (the URL checks and the fetch in a
- * child process). The state of one load, and the functions one half calls in the other. */
+ * child process). The state of one load, and the functions one half calls in the other;
+ * plus load_commit, the request job's way in (worker/request.c). */
 #ifndef BV_WORKER_LOAD_H
 #define BV_WORKER_LOAD_H
 
@@ -74,6 +75,14 @@ struct load {
 	bool stopped; /* the worker is stopping: hand the job back */
 	bool db_failed; /* a Postgres call failed (reason set) */
 };
+
+/* load.c, for the "request" job (worker/request.c): fetches url's branches and tags,
+ * checks that commit came with them (else JOB_OUTCOME_FAILED with *missing set) and
+ * stores it and its history with the load's dedup, without a snapshot;
+ * JOB_OUTCOME_DONE with tree set to its root tree. FAILED and RETRY set *reason (words
+ * for the user); CANCELLED when the job is no longer ours. */
+enum job_outcome load_commit(struct job_run *run, const char *url, const unsigned char commit[20],
+    unsigned char tree[20], bool *missing, char **reason);
 
 /* load.c: the helpers both halves use. */
 

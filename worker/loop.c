@@ -45,6 +45,7 @@ static const struct {
 } handlers[] = {
     {"cook", cook_run},
     {"load", load_run},
+    {"request", request_run},
 };
 
 /* Sleeps in 100 ms steps so that SIGTERM is seen soon. */

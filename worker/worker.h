@@ -167,6 +167,10 @@ enum job_outcome gitbare_cook(struct job_run *run, enum swhid_kind kind, const u
  * reachable object and a snapshot of its branches. */
 enum job_outcome load_run(struct job_run *run, json_t **result, char **reason);
 
+/* request.c: a request job (kind "request"): one of Cachito's requests, from source to
+ * bundle (docs/worker.md "Requests"). */
+enum job_outcome request_run(struct job_run *run, json_t **result, char **reason);
+
 /* expire.c: expires bundles past bundle_ttl since their last use and evicts the least
  * recently used past store_quota; one worker at a time (EXPIRE_LOCK_KEY). */
 void expire_run(struct worker *w);

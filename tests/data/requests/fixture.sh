@@ -1,0 +1,97 @@
+# fixture.sh: the npm fixtures of tests/itest_requests.c, run in the test's folder with
+# the fixture registry's URL (http://127.0.0.1:PORT/) as $1 and this folder as $2:
+#   www/       the registry: tarballs made with `npm pack` from tiny packages (fix-b in two
+#              versions, fix-a -> fix-b@^1.5, @fixscope/c -> fix-b@^2, fix-d, fix-e) and
+#              their packuments; the registry must be serving www/ already;
+#   repos/app1 package.json + package-lock.json (made by npm against the registry:
+#              nested node_modules, a scoped package, a dev dependency) at the root;
+#   repos/app2 the same under web/, sharing fix-b@2.1.0 and adding fix-d;
+#   repos/bad  one commit per failure: an integrity mismatch, a missing tarball, a bad
+#              lockfile, a package only this request needs (for the unreachable registry);
+#   repos/*.sha  the commits.
+set -eu
+REG=$1
+SRC=$2
+export GIT_AUTHOR_NAME=Ada GIT_AUTHOR_EMAIL=ada@example.org GIT_COMMITTER_NAME=Ada \
+	GIT_COMMITTER_EMAIL=ada@example.org GIT_AUTHOR_DATE=2020-01-01T00:00:00Z \
+	GIT_COMMITTER_DATE=2020-01-01T00:00:00Z GIT_CONFIG_GLOBAL=/dev/null
+export HOME=$PWD/home npm_config_cache=$PWD/npm-cache npm_config_registry=$REG \
+	npm_config_audit=false npm_config_fund=false npm_config_update_notifier=false
+mkdir -p home pk www repos
+
+mkpkg() { # name version dependencies-json
+	d=pk/$1-$2
+	mkdir -p "$d"
+	printf '{"name":"%s","version":"%s","main":"index.js","dependencies":%s}\n' "$1" "$2" "$3" >"$d/package.json"
+	printf 'module.exports = "%s@%s";\n' "$1" "$2" >"$d/index.js"
+	(cd "$d" && npm pack --silent >/dev/null)
+	short=${1#*/}
+	file=$(echo "$1" | sed 's,^@,,; s,/,-,')-$2.tgz
+	mkdir -p "www/$1/-"
+	cp "$d/$file" "www/$1/-/$short-$2.tgz"
+	echo "$1 $2 sha512-$(openssl dgst -sha512 -binary "www/$1/-/$short-$2.tgz" | base64 -w0) $3" >>pk/list
+}
+mkpkg fix-b 1.5.0 '{}'
+mkpkg fix-b 2.1.0 '{}'
+mkpkg fix-a 1.0.0 '{"fix-b":"^1.5.0"}'
+mkpkg @fixscope/c 0.3.0 '{"fix-b":"^2.0.0"}'
+mkpkg fix-d 1.0.0 '{}'
+mkpkg fix-e 1.0.0 '{}'
+node -e '
+const fs = require("fs"), reg = process.argv[1], docs = {};
+for (const line of fs.readFileSync("pk/list", "utf8").trim().split("\n")) {
+	const [n, v, i, ...d] = line.split(" ");
+	const short = n.replace(/^@[^/]*\//, "");
+	docs[n] = docs[n] || {name: n, "dist-tags": {}, versions: {}};
+	docs[n].versions[v] = {name: n, version: v, dependencies: JSON.parse(d.join(" ")),
+		dist: {integrity: i, tarball: reg + n + "/-/" + short + "-" + v + ".tgz"}};
+	docs[n]["dist-tags"].latest = v;
+}
+for (const n in docs) fs.writeFileSync("www/" + n + "/index.json", JSON.stringify(docs[n]));
+' "$REG"
+
+# A package folder: package.json with these dependencies, its lockfile made by npm.
+mkapp() { # dir dependencies-json devDependencies-json
+	mkdir -p "$1"
+	printf '{"name":"%s","version":"1.0.0","private":true,"dependencies":%s,"devDependencies":%s}\n' \
+		"$(basename "$1")" "$2" "$3" >"$1/package.json"
+	(cd "$1" && npm install --package-lock-only --silent >/dev/null)
+}
+commit() { # repo message
+	(cd "$1" && git add -A && git commit -q -m "$2" && git rev-parse HEAD)
+}
+
+git init -q -b main repos/app1
+mkapp repos/app1 '{"fix-a":"^1.0.0","@fixscope/c":"^0.3.0"}' '{"fix-b":"^2.0.0"}'
+printf 'console.log(require("fix-a"), require("@fixscope/c"));\n' >repos/app1/index.js
+commit repos/app1 app1 >repos/app1.sha
+
+git init -q -b main repos/app2
+mkapp repos/app2/web '{"fix-b":"^2.1.0","fix-d":"^1.0.0"}' '{}'
+echo app2 >repos/app2/README
+commit repos/app2 app2 >repos/app2.sha
+
+git init -q -b main repos/bad
+mkapp repos/bad '{"fix-d":"^1.0.0"}' '{}'
+good=$(grep '^fix-b 2.1.0 ' pk/list | cut -d' ' -f3)
+mine=$(grep '^fix-d 1.0.0 ' pk/list | cut -d' ' -f3)
+sed -i "s|$mine|$good|" repos/bad/package-lock.json
+commit repos/bad mismatch >repos/mismatch.sha
+printf '{"name":"bad","version":"1.0.0","lockfileVersion":3,"requires":true,"packages":{"":{"name":"bad","dependencies":{"fix-z":"9.9.9"}},"node_modules/fix-z":{"version":"9.9.9","resolved":"%sfix-z/-/fix-z-9.9.9.tgz","integrity":"sha512-AAAA"}}}\n' "$REG" >repos/bad/package-lock.json
+printf '{"name":"bad","version":"1.0.0","dependencies":{"fix-z":"9.9.9"}}\n' >repos/bad/package.json
+commit repos/bad missing >repos/missing.sha
+printf '{"lockfileVersion": 3, "packages": {\n' >repos/bad/package-lock.json
+commit repos/bad badjson >repos/badjson.sha
+rm repos/bad/package-lock.json
+mkapp repos/bad '{"fix-e":"^1.0.0"}' '{}'
+commit repos/bad unreachable >repos/unreachable.sha
+cp "$SRC/lsmods.js" .
+
+# git-submodule: repos/super holds repos/lib at lib/ (a relative URL in .gitmodules).
+git init -q -b main repos/lib
+echo 'the library' >repos/lib/LIB.txt
+commit repos/lib lib >repos/lib.sha
+git init -q -b main repos/super
+echo super >repos/super/README
+(cd repos/super && git -c protocol.file.allow=always submodule add -q ../lib vendor/lib >/dev/null 2>&1)
+commit repos/super super >repos/super.sha

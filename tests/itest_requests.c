@@ -1,0 +1,491 @@
+/* itest_requests.c: the worker's side of Cachito's requests (worker/request*.c) through
+ * the real API: a fixture npm registry (node, tests/data/requests/registry.js) serving
+ * tarballs made with `npm pack`, fixture git repositories loaded over file://. A request
+ * is created with POST /api/v1/requests and polled the way atomic-reactor does; its
+ * bundle is downloaded (Digest checked), extracted, given its configuration files and
+ * environment variables, and `npm ci --offline` with no reachable registry installs the
+ * same packages as an online install. Dependencies are downloaded once across requests,
+ * and each failure (integrity mismatch, missing tarball, unreachable registry, bad
+ * lockfile, unknown ref, a path leaving the repository) fails the request readably with
+ * no bundle served. */
+#include <check.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/itest.h"
+
+static int reg_port;
+static char *reg_url;
+
+/* Starts the fixture registry (again) on reg_port; false when it does not come up. */
+static bool
+registry_start(void)
+{
+	itest_sh("rm -f reg.log.ready");
+	if (itest_sh("node %s/tests/data/requests/registry.js www %d reg.log "
+		     ">logs/registry.log 2>&1 & echo $! > reg.pid",
+		getenv("BV_TOP_SRCDIR"), reg_port) != 0)
+		return false;
+	for (int i = 0; i < 400 && itest_sh("test -e reg.log.ready") != 0; i++)
+		usleep(25000);
+	if (itest_sh("test -e reg.log.ready") != 0) {
+		itest_sh("cat logs/registry.log >&2");
+		return false;
+	}
+	return true;
+}
+
+static void
+registry_stop(void)
+{
+	itest_sh("kill $(cat reg.pid) 2>/dev/null; sleep 0.2; rm -f reg.pid");
+}
+
+/* Tarball GETs the registry has answered so far. */
+static int
+tarball_gets(void)
+{
+	char *n = itest_sh_out("grep -c '/-/' reg.log || true");
+	int v = atoi(n);
+	free(n);
+	return v;
+}
+
+/* A fixture commit (repos/<name>.sha). */
+static char *
+sha(const char *name)
+{
+	return itest_sh_out("cat repos/%s.sha", name);
+}
+
+/* POST /api/v1/requests; returns the status, *id when 201, *error when 400. */
+static long
+post_request(const char *repo, const char *ref, const char *extra, json_int_t *id, char **error)
+{
+	char *body = xasprintf("{\"repo\": \"file://%s/repos/%s\", \"ref\": \"%s\", "
+			       "\"pkg_managers\": [\"npm\"]%s%s}",
+	    IT.dir, repo, ref, extra ? ", " : "", extra ? extra : "");
+	struct itest_resp r;
+	itest_http(&r, "POST", "/api/v1/requests", IT_USER, body, strlen(body), NULL);
+	long st = r.status;
+	if (id != NULL)
+		*id = json_integer_value(json_object_get(r.json, "id"));
+	if (error != NULL)
+		*error = xstrdup(json_string_value(json_object_get(r.json, "error")) ?: "");
+	ck_assert_msg(st == 201 || st == 400, "POST %s: %ld %s", body, st, r.body.data);
+	if (st == 201)
+		ck_assert_str_eq(
+		    json_string_value(json_object_get(r.json, "state")), "in_progress");
+	itest_resp_free(&r);
+	free(body);
+	return st;
+}
+
+/* GET /api/v1/requests/{id} every 300 ms until complete, failed or stale (atomic-reactor
+ * polls the same fields: state, state_reason, updated). */
+static json_t *
+wait_request(json_int_t id, int timeout_s)
+{
+	char *path = xasprintf("/api/v1/requests/%lld", (long long)id);
+	json_t *doc = NULL;
+
+	for (int i = 0; i < timeout_s * 10 / 3; i++) {
+		struct itest_resp r;
+		itest_http(&r, "GET", path, NULL, NULL, 0, NULL);
+		ck_assert_msg(r.status == 200, "GET %s: %ld %s", path, r.status, r.body.data);
+		json_decref(doc);
+		doc = json_incref(r.json);
+		itest_resp_free(&r);
+		const char *st = json_string_value(json_object_get(doc, "state"));
+		ck_assert_ptr_nonnull(st);
+		ck_assert_ptr_nonnull(json_object_get(doc, "updated"));
+		if (strcmp(st, "in_progress") != 0)
+			break;
+		usleep(300000);
+	}
+	free(path);
+	return doc;
+}
+
+/* A request to the end; asserts its state. Returns the document (caller decrefs). */
+static json_t *
+run_request(const char *repo, const char *ref, const char *extra, const char *want, json_int_t *id)
+{
+	ck_assert_int_eq(post_request(repo, ref, extra, id, NULL), 201);
+	json_t *doc = wait_request(*id, 90);
+	const char *st = json_string_value(json_object_get(doc, "state"));
+	if (strcmp(st, want) != 0) {
+		itest_sh("tail -n 40 logs/worker-*.log >&2");
+		ck_abort_msg("request %lld is %s (%s), not %s", (long long)*id, st,
+		    json_string_value(json_object_get(doc, "state_reason")), want);
+	}
+	return doc;
+}
+
+/* Downloads the bundle into <dir>/bundle.tar.gz (Digest checked), extracts it into <dir>,
+ * writes the configuration files and checks the environment variables. */
+static void
+fetch_bundle(json_int_t id, const char *dir)
+{
+	struct itest_resp r;
+	char *path = xasprintf("/api/v1/requests/%lld/download", (long long)id);
+
+	itest_sh("rm -rf %s && mkdir -p %s", dir, dir);
+	itest_http(&r, "GET", path, NULL, NULL, 0, NULL);
+	ck_assert_msg(r.status == 200, "download: %ld %s", r.status, r.body.data);
+	const char *cd = itest_header(&r, "Content-Disposition");
+	char *want_cd = xasprintf("attachment; filename=cachito-%lld.tar.gz", (long long)id);
+	ck_assert_msg(cd != NULL && strcmp(cd, want_cd) == 0, "Content-Disposition: %s", cd);
+	free(want_cd);
+	char *file = xasprintf("%s/%s/bundle.tar.gz", IT.dir, dir);
+	char *werr = NULL;
+	ck_assert_msg(
+	    write_file_atomic(file, r.body.data, r.body.len, 0644, &werr) == 0, "%s", werr);
+	char *digest = xstrdup(itest_header(&r, "Digest") ?: "");
+	itest_resp_free(&r);
+	char *mine =
+	    itest_sh_out("printf 'sha-256=%%s' $(openssl dgst -sha256 -binary %s | base64)", file);
+	ck_assert_str_eq(digest, mine);
+	free(mine);
+	free(digest);
+	ck_assert_int_eq(itest_sh("tar -xzf %s -C %s", file, dir), 0);
+	free(file);
+	free(path);
+
+	/* Configuration files, as atomic-reactor writes them. */
+	path = xasprintf("/api/v1/requests/%lld/configuration-files", (long long)id);
+	itest_http(&r, "GET", path, NULL, NULL, 0, NULL);
+	ck_assert_int_eq(r.status, 200);
+	/* itest parses objects only: the list is read here. */
+	json_t *list = json_loadb(r.body.data, r.body.len, 0, NULL);
+	ck_assert_msg(json_is_array(list), "configuration files: %s", r.body.data);
+	size_t i;
+	json_t *f;
+	json_array_foreach(list, i, f)
+	{
+		const char *p = json_string_value(json_object_get(f, "path"));
+		ck_assert_str_eq(json_string_value(json_object_get(f, "type")), "base64");
+		ck_assert_msg(p != NULL && strncmp(p, "app/", 4) == 0, "config path %s", p);
+		ck_assert_int_eq(itest_sh("printf %%s '%s' | base64 -d > %s/%s",
+				     json_string_value(json_object_get(f, "content")), dir, p),
+		    0);
+	}
+	ck_assert_msg(json_array_size(list) >= 1, "no configuration files");
+	json_decref(list);
+	itest_resp_free(&r);
+	free(path);
+
+	/* Cachito's npm environment variables, literal. */
+	path = xasprintf("/api/v1/requests/%lld/environment-variables", (long long)id);
+	itest_http(&r, "GET", path, NULL, NULL, 0, NULL);
+	ck_assert_int_eq(r.status, 200);
+	const char *names[] = {"CHROMEDRIVER_SKIP_DOWNLOAD", "CYPRESS_INSTALL_BINARY",
+	    "GECKODRIVER_SKIP_DOWNLOAD", "SKIP_SASS_BINARY_DOWNLOAD_FOR_CI"};
+	for (size_t k = 0; k < BV_NELEM(names); k++) {
+		json_t *v = json_object_get(r.json, names[k]);
+		ck_assert_msg(v != NULL, "no %s in %s", names[k], r.body.data);
+		ck_assert_str_eq(json_string_value(json_object_get(v, "kind")), "literal");
+	}
+	itest_resp_free(&r);
+	free(path);
+}
+
+/* `npm ci` in <dir>, offline (no registry reachable, a fresh cache) or online; returns
+ * what it installed (lsmods.js). */
+static char *
+npm_ci(const char *dir, bool offline)
+{
+	itest_sh("rm -rf cache-ci");
+	int rc = itest_sh("cd %s && HOME=%s/home npm_config_cache=%s/cache-ci "
+			  "npm_config_registry=%s npm_config_audit=false "
+			  "npm_config_update_notifier=false npm ci %s >%s/logs/npm-ci.log 2>&1",
+	    dir, IT.dir, IT.dir, offline ? "http://127.0.0.1:1/" : reg_url,
+	    offline ? "--offline" : "", IT.dir);
+	if (rc != 0)
+		itest_sh("cat logs/npm-ci.log >&2");
+	ck_assert_msg(rc == 0, "npm ci %s in %s failed", offline ? "--offline" : "", dir);
+	return itest_sh_out("cd %s && node %s/lsmods.js", dir, IT.dir);
+}
+
+/* The worker, started inside a test (Check's asserts report to the running test). */
+static void
+ensure_worker(void)
+{
+	static bool started;
+	if (!started)
+		itest_start_worker("w1");
+	started = true;
+}
+
+/* The whole path: request, bundle, offline install equal to the online one. */
+START_TEST(test_request_npm)
+{
+	ensure_worker();
+	char *ref = sha("app1");
+	json_int_t id;
+	json_t *doc = run_request("app1", ref, NULL, "complete", &id);
+
+	/* Packages data: the app and its four locked packages. */
+	json_t *pkgs = json_object_get(doc, "packages");
+	ck_assert_msg(json_array_size(pkgs) == 1, "%s", json_dumps(doc, JSON_COMPACT));
+	json_t *p0 = json_array_get(pkgs, 0);
+	ck_assert_str_eq(json_string_value(json_object_get(p0, "type")), "npm");
+	ck_assert_str_eq(json_string_value(json_object_get(p0, "name")), "app1");
+	ck_assert_uint_eq(json_array_size(json_object_get(p0, "dependencies")), 4);
+	json_decref(doc);
+
+	fetch_bundle(id, "x1");
+	ck_assert_int_eq(itest_sh("test -f x1/app/package.json && test -f x1/app/index.js"
+				  " && test -f x1/deps/npm/fix-a/fix-a-1.0.0.tgz"
+				  " && test -f x1/deps/npm/fix-b/fix-b-1.5.0.tgz"
+				  " && test -f x1/deps/npm/fix-b/fix-b-2.1.0.tgz"
+				  " && test -f x1/deps/npm/@fixscope/c/fixscope-c-0.3.0.tgz"
+				  " && test -f x1/app/.npmrc && ! test -e x1/app/node_modules"),
+	    0);
+	ck_assert_int_eq(itest_sh("grep -q 'file:../deps/npm/@fixscope/c/fixscope-c-0.3.0.tgz'"
+				  " x1/app/package-lock.json"),
+	    0);
+	char *offline = npm_ci("x1/app", true);
+
+	/* The same lockfile online, from the registry. */
+	itest_sh("rm -rf online && mkdir online && cp repos/app1/package.json "
+		 "repos/app1/package-lock.json online/");
+	char *online = npm_ci("online", false);
+	ck_assert_str_eq(offline, online);
+	ck_assert_msg(strstr(offline, "node_modules/fix-a/node_modules/fix-b fix-b@1.5.0") != NULL,
+	    "%s", offline);
+	ck_assert_msg(
+	    strstr(offline, "node_modules/@fixscope/c @fixscope/c@0.3.0") != NULL, "%s", offline);
+	free(offline);
+	free(online);
+
+	/* The request's log. */
+	struct itest_resp r;
+	char *path = xasprintf("/api/v1/requests/%lld/logs", (long long)id);
+	itest_http(&r, "GET", path, NULL, NULL, 0, NULL);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_msg(strstr(r.body.data, "Fetching the application source") != NULL &&
+		strstr(r.body.data, "@fixscope/c@0.3.0") != NULL &&
+		strstr(r.body.data, "Fetching npm dependencies 4/4") != NULL,
+	    "log: %s", r.body.data);
+	itest_resp_free(&r);
+	free(path);
+	free(ref);
+}
+END_TEST
+
+/* Sources and dependencies are stored once: the same commit again fetches no tarball
+ * and stores no object; another app sharing fix-b downloads only fix-d. */
+START_TEST(test_request_dedup)
+{
+	ensure_worker();
+	char *ref = sha("app1");
+	json_int_t id;
+
+	json_decref(run_request("app1", ref, NULL, "complete", &id));
+	int gets = tarball_gets();
+	char *contents = itest_sql("SELECT count(*) FROM contents");
+	char *dirs = itest_sql("SELECT count(*) FROM directories");
+	json_decref(run_request("app1", ref, NULL, "complete", &id));
+	ck_assert_int_eq(tarball_gets(), gets);
+	char *contents2 = itest_sql("SELECT count(*) FROM contents");
+	char *dirs2 = itest_sql("SELECT count(*) FROM directories");
+	ck_assert_str_eq(contents, contents2);
+	ck_assert_str_eq(dirs, dirs2);
+
+	/* Same bundle bytes for the same request. */
+	char *ref2 = sha("app2");
+	json_decref(run_request(
+	    "app2", ref2, "\"packages\": {\"npm\": [{\"path\": \"web\"}]}", "complete", &id));
+	ck_assert_int_eq(tarball_gets(), gets + 1);
+	ck_assert_int_eq(itest_sh("grep -c '/-/' reg.log >/dev/null && "
+				  "test $(grep -c '/fix-d/-/fix-d-1.0.0.tgz' reg.log) = 1"),
+	    0);
+	fetch_bundle(id, "x2");
+	ck_assert_int_eq(
+	    itest_sh(
+		"grep -q 'file:../../deps/npm/fix-d/fix-d-1.0.0.tgz' x2/app/web/package-lock.json"),
+	    0);
+	char *offline = npm_ci("x2/app/web", true);
+	ck_assert_msg(strstr(offline, "node_modules/fix-d fix-d@1.0.0") != NULL, "%s", offline);
+	free(offline);
+	free(contents);
+	free(contents2);
+	free(dirs);
+	free(dirs2);
+	free(ref);
+	free(ref2);
+}
+END_TEST
+
+/* git-submodule: the submodule's tree at its path in app/, reported as a package. */
+START_TEST(test_request_submodule)
+{
+	ensure_worker();
+	char *ref = sha("super"), *lib = sha("lib");
+	json_int_t id;
+	char *body = xasprintf("{\"repo\": \"file://%s/repos/super\", \"ref\": \"%s\", "
+			       "\"pkg_managers\": [\"git-submodule\"]}",
+	    IT.dir, ref);
+	struct itest_resp r;
+	itest_http(&r, "POST", "/api/v1/requests", IT_USER, body, strlen(body), NULL);
+	ck_assert_msg(r.status == 201, "%ld %s", r.status, r.body.data);
+	id = json_integer_value(json_object_get(r.json, "id"));
+	itest_resp_free(&r);
+	json_t *doc = wait_request(id, 60);
+	ck_assert_msg(strcmp(json_string_value(json_object_get(doc, "state")), "complete") == 0,
+	    "%s", json_string_value(json_object_get(doc, "state_reason")));
+	json_t *p0 = json_array_get(json_object_get(doc, "packages"), 0);
+	ck_assert_str_eq(json_string_value(json_object_get(p0, "type")), "git-submodule");
+	const char *v = json_string_value(json_object_get(p0, "version"));
+	ck_assert_msg(v != NULL && strstr(v, lib) != NULL && strstr(v, "/repos/lib#") != NULL,
+	    "version %s", v);
+	json_decref(doc);
+	char *path = xasprintf("/api/v1/requests/%lld/download", (long long)id);
+	itest_http(&r, "GET", path, NULL, NULL, 0, NULL);
+	ck_assert_int_eq(r.status, 200);
+	char *werr = NULL;
+	char *file = xasprintf("%s/super.tar.gz", IT.dir);
+	ck_assert_msg(
+	    write_file_atomic(file, r.body.data, r.body.len, 0644, &werr) == 0, "%s", werr);
+	itest_resp_free(&r);
+	char *list = itest_sh_out("tar -tzf super.tar.gz | tr '\\n' ' '");
+	ck_assert_msg(strstr(list, "app/vendor/lib/LIB.txt") != NULL &&
+		strstr(list, "app/README") != NULL && strstr(list, "deps/") != NULL,
+	    "bundle: %s", list);
+	free(list);
+	free(file);
+	free(path);
+	free(body);
+	free(ref);
+	free(lib);
+}
+END_TEST
+
+/* A failed request: its reason, origin, and no bundle. */
+static void
+check_failed(json_int_t id, json_t *doc, const char *reason_part, const char *origin)
+{
+	const char *reason = json_string_value(json_object_get(doc, "state_reason"));
+	ck_assert_msg(reason != NULL && strstr(reason, reason_part) != NULL,
+	    "request %lld: reason \"%s\" lacks \"%s\"", (long long)id, reason, reason_part);
+	const char *o = json_string_value(json_object_get(doc, "error_origin"));
+	ck_assert_msg(o != NULL && strcmp(o, origin) == 0, "request %lld: origin %s, not %s",
+	    (long long)id, o, origin);
+	ck_assert_ptr_nonnull(json_string_value(json_object_get(doc, "error_type")));
+	struct itest_resp r;
+	char *path = xasprintf("/api/v1/requests/%lld/download", (long long)id);
+	itest_http(&r, "GET", path, NULL, NULL, 0, NULL);
+	ck_assert_int_eq(r.status, 400);
+	itest_resp_free(&r);
+	free(path);
+}
+
+/* Each failure ends the request with a readable reason. */
+START_TEST(test_request_failures)
+{
+	ensure_worker();
+	static const struct {
+		const char *commit; /* repos/<commit>.sha, or NULL for an unknown ref */
+		const char *reason;
+		const char *origin;
+	} cases[] = {
+	    {"mismatch", "does not match its integrity", "client"},
+	    {"missing", "fix-z@9.9.9", "server"},
+	    {"badjson", "is not valid JSON", "client"},
+	    {NULL,
+		"Failed on checking out the Git repository. Please verify the supplied "
+		"reference of",
+		"client"},
+	};
+	json_int_t id;
+
+	for (size_t i = 0; i < BV_NELEM(cases); i++) {
+		char *ref = cases[i].commit ? sha(cases[i].commit)
+					    : xstrdup("0123456789abcdef0123456789abcdef01234567");
+		json_t *doc = run_request("bad", ref, NULL, "failed", &id);
+		check_failed(id, doc, cases[i].reason, cases[i].origin);
+		json_decref(doc);
+		free(ref);
+	}
+	/* Nothing of the mismatched download was recorded. */
+	char *good = itest_sh_out("grep '^fix-d 1.0.0 ' pk/list | cut -d' ' -f3");
+	char *sql = xasprintf(
+	    "SELECT count(*) FROM artifacts WHERE name = 'fix-d' AND integrity <> '%s'", good);
+	char *n = itest_sql(sql);
+	ck_assert_str_eq(n, "0");
+	free(n);
+	free(sql);
+	free(good);
+
+	/* The registry down: a network failure naming the package, after the retries. */
+	registry_stop();
+	char *ref = sha("unreachable");
+	json_t *doc = run_request("bad", ref, NULL, "failed", &id);
+	check_failed(id, doc, "Failed to download the npm package fix-e@1.0.0", "server");
+	json_decref(doc);
+	free(ref);
+	ck_assert(registry_start());
+
+	/* A path leaving the repository is refused by the API. */
+	char *err = NULL;
+	ref = sha("app1");
+	ck_assert_int_eq(post_request("app1", ref,
+			     "\"packages\": {\"npm\": [{\"path\": \"../x\"}]}", NULL, &err),
+	    400);
+	ck_assert_msg(*err != '\0', "no error message");
+	free(err);
+	/* A path that does not exist fails in the worker. */
+	doc = run_request(
+	    "app1", ref, "\"packages\": {\"npm\": [{\"path\": \"nope\"}]}", "failed", &id);
+	check_failed(id, doc, "does not exist in the repository", "client");
+	json_decref(doc);
+	free(ref);
+}
+END_TEST
+
+int
+main(void)
+{
+	itest_init("requests", 11);
+	if (itest_sh("command -v node >/dev/null && command -v npm >/dev/null") != 0) {
+		fprintf(stderr, "itest_requests: node and npm are needed (Debian's npm)\n");
+		itest_teardown();
+		return getenv("BITSVAULT_TEST_REQUIRE") ? 1 : 77;
+	}
+	reg_port = itest_free_port();
+	reg_url = xasprintf("http://127.0.0.1:%d/", reg_port);
+	itest_sh("mkdir -p www");
+	Suite *s = suite_create("requests");
+	TCase *tc = tcase_create("core");
+	tcase_set_timeout(tc, 240);
+	tcase_add_test(tc, test_request_npm);
+	tcase_add_test(tc, test_request_dedup);
+	tcase_add_test(tc, test_request_submodule);
+	tcase_add_test(tc, test_request_failures);
+	suite_add_tcase(s, tc);
+
+	/* The registry first: npm makes the fixtures' lockfiles against it. */
+	if (!registry_start() ||
+	    itest_sh("bash %s/tests/data/requests/fixture.sh %s %s/tests/data/requests "
+		     ">logs/fixture.log 2>&1",
+		getenv("BV_TOP_SRCDIR"), reg_url, getenv("BV_TOP_SRCDIR")) != 0) {
+		itest_sh("cat logs/fixture.log >&2");
+		registry_stop();
+		itest_teardown();
+		return 1;
+	}
+	itest_env("BITSVAULT_LOAD_ALLOW_FILE=true");
+	static char reg_env[128];
+	snprintf(reg_env, sizeof reg_env, "BITSVAULT_NPM_REGISTRY=%s", reg_url);
+	itest_env(reg_env);
+	itest_env("BITSVAULT_NPM_DOWNLOAD_ATTEMPTS=2");
+	itest_start_api();
+	int rc = itest_run(s);
+	registry_stop();
+	itest_teardown();
+	free(reg_url);
+	return rc;
+}

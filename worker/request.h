@@ -1,0 +1,132 @@
+/* request.h: private to the "request" job (Cachito's requests, docs/worker.md "Requests"),
+ * shared by its files only:
+ *   worker/request.c         the job handler: the request's states, the source, npm's
+ *                            steps, packages data, the result;
+ *   worker/request_npm.c     package-lock.json / npm-shrinkwrap.json (lockfile versions 1,
+ *                            2 and 3): the registry dependencies, and the lockfile rewritten
+ *                            to point at the bundled tarballs (pure: jansson only);
+ *   worker/request_fetch.c   tarball downloads from the npm registry into the store,
+ *                            checked against their integrity as they stream;
+ *   worker/request_bundle.c  the source tree read back from the store (files by path) and
+ *                            the bundle: app/ and deps/ as a reproducible tar.gz. */
+#ifndef BV_WORKER_REQUEST_H
+#define BV_WORKER_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "shared/util.h"
+
+struct worker;
+struct job_run;
+
+/* ---- request_npm.c: lockfiles ------------------------------------------------------- */
+
+/* Where a locked package comes from. */
+enum npm_source {
+	NPM_REGISTRY, /* a tarball of the registry ("resolved" .../<name>/-/<base>-<ver>.tgz) */
+	NPM_FILE, /* "file:..." inside the repository: nothing to download */
+	NPM_OTHER /* a git URL, a tarball from elsewhere: not supported (yet) */
+};
+
+/* One locked package, unique by name and version (the lockfile may hold it at several
+ * node_modules paths). */
+struct npm_dep {
+	char *name; /* the real package name ("@scope/name"), also for aliases */
+	char *version; /* "1.2.3"; for NPM_FILE / NPM_OTHER what the lockfile says */
+	char *resolved; /* as locked, NULL when none */
+	char *integrity; /* the SRI value as locked ("sha512-<b64>"), NULL when none */
+	enum npm_source source;
+	bool dev; /* dev: true at every place it is locked */
+	char *bundle_path; /* set by the caller: "deps/npm/..." once downloaded */
+};
+
+struct npm_lock {
+	int version; /* lockfileVersion: 1, 2 or 3 */
+	json_t *root; /* the whole lockfile, rewritten in place by npm_lock_rewrite */
+	struct npm_dep *deps;
+	size_t ndeps;
+};
+
+/* Parses a lockfile (file names the lockfile in messages). 0, or -1 with *errstr a
+ * sentence for the user (bad JSON, an unknown lockfileVersion, a package name or version
+ * that cannot be a file name). */
+int npm_lock_parse(const char *text, size_t len, const char *file, struct npm_lock *lock,
+    char **errstr) BV_MUSTCHECK;
+void npm_lock_clear(struct npm_lock *lock);
+/* The dependency by name and version, or NULL. */
+struct npm_dep *npm_lock_find(struct npm_lock *lock, const char *name, const char *version);
+/* Points every locked copy of a downloaded registry package ("resolved") at its tarball
+ * in the bundle, relative to the lockfile's folder: up is "../" repeated (the path from
+ * app/<path> to the bundle's root, e.g. "../" for the root package). Integrity is kept. */
+void npm_lock_rewrite(struct npm_lock *lock, const char *up);
+/* The tarball's place in the bundle, Cachito's layout: "deps/npm/<name>/<name>-<ver>.tgz",
+ * scoped "deps/npm/@scope/name/scope-name-<ver>.tgz". New string. */
+char *npm_bundle_path(const char *name, const char *version);
+/* The tarball's URL at registry (ending in '/' or not): "<registry>/<name>/-/<base>-<ver>.tgz". */
+char *npm_tarball_url(const char *registry, const char *name, const char *version);
+/* Whether s is a safe package name ("name" or "@scope/name", no "..", no odd bytes). */
+bool npm_name_ok(const char *s);
+/* Whether s is a version that may be part of a file name (semver characters only). */
+bool npm_version_ok(const char *s);
+
+/* ---- request_fetch.c: downloads ------------------------------------------------------- */
+
+/* Why a download failed. */
+enum fetch_error {
+	FETCH_OK,
+	FETCH_MISMATCH, /* the bytes do not match the integrity (client) */
+	FETCH_TOO_BIG, /* past max_artifact_size (client) */
+	FETCH_NETWORK, /* unreachable, timeouts, HTTP errors after the retries (server) */
+	FETCH_STORE, /* the store could not take it (server) */
+	FETCH_CANCELLED /* the job is no longer ours, or the worker stops */
+};
+/* Downloads url into the store (attempts tries, with backoff), checking the SRI integrity
+ * (NULL: none to check; *computed then gets "sha512-<b64>") and the size cap while the
+ * bytes stream. FETCH_OK with sha256 and *size; otherwise *errstr, a sentence naming
+ * what (e.g. "fix-a@1.0.0"). */
+enum fetch_error fetch_to_store(struct job_run *run, const char *url, const char *what,
+    const char *integrity, unsigned char sha256[32], int64_t *size, char **computed, char **errstr);
+/* Whether an SRI value holds a hash this worker can check (sha512, sha384, sha256,
+ * sha1). */
+bool fetch_integrity_supported(const char *integrity);
+
+/* ---- request_bundle.c: the source tree and the bundle ------------------------------- */
+
+struct rtree;
+/* Reads a tree and everything under it from the archive (directories and content rows;
+ * no blob yet). NULL with *errstr (user words) and *db_failed when Postgres failed. */
+struct rtree *rtree_load(
+    struct job_run *run, const unsigned char root[20], bool *db_failed, char **errstr) BV_MUSTCHECK;
+void rtree_free(struct rtree *t);
+/* Adds another tree (a submodule's) to place at a gitlink's path (relative to the root,
+ * "libs/x"); loaded like rtree_load. 0 or -1. */
+int rtree_graft(struct rtree *t, const char *path, const unsigned char root[20], bool *db_failed,
+    char **errstr) BV_MUSTCHECK;
+/* What is at path ("" or "." the root): 1 found (*mode, id), 0 not found, -1 when a part
+ * of the path is not a directory. */
+int rtree_lookup(struct rtree *t, const char *path, unsigned int *mode, unsigned char id[20]);
+/* Every gitlink (submodule) of the root tree (not of grafts): cb(path, commit id). */
+typedef int (*rtree_gitlink_cb)(void *arg, const char *path, const unsigned char commit[20]);
+int rtree_gitlinks(struct rtree *t, rtree_gitlink_cb cb, void *arg);
+/* A regular file's bytes (at most max). 1 read (*data, *len; caller frees), 0 not there
+ * (or not a regular file), -1 with *errstr (too big, missing from the store). */
+int rtree_read(struct rtree *t, const char *path, int64_t max, char **data, size_t *len,
+    char **errstr) BV_MUSTCHECK;
+
+/* A dependency file in the bundle: a blob of the store at path (under deps/). */
+struct bundle_file {
+	char *path; /* "deps/npm/fix-a/fix-a-1.0.0.tgz" */
+	unsigned char sha256[32];
+	int64_t size;
+};
+/* Writes the bundle: app/ (the tree, grafts at their gitlinks) then deps/ and every file
+ * (sorted by path, folders before their files), into the store. 0 with sha256 and *size,
+ * or -1 with *errstr (user words); *cancelled when the job stopped being ours. */
+int bundle_write(struct job_run *run, struct rtree *t, struct bundle_file *files, size_t nfiles,
+    unsigned char sha256[32], uint64_t *size, bool *cancelled, char **errstr) BV_MUSTCHECK;
+
+#endif

@@ -1,0 +1,675 @@
+/* request_bundle.c: the "request" job's source tree and bundle (worker/request.h). The
+ * tree of the requested commit (and the trees of its submodules, grafted at their
+ * gitlinks) is read from the archive once, breadth first and a batch of ids per query,
+ * as the cook does (worker/cook.c); files are then read by path (package.json, the
+ * lockfile) straight from the store. The bundle is Cachito's layout (research cachito.md
+ * §3.2): app/ holding the tree, deps/ holding the dependency files, written by
+ * worker/tarball.c, so the same request always gives the same bytes: git tree order for
+ * app/, path order for deps/, fixed times, owners and modes. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shared/gitobj.h"
+#include "shared/log.h"
+#include "shared/objects.h"
+#include "worker/idtab.h"
+#include "worker/request.h"
+#include "worker/tarball.h"
+#include "worker/worker.h"
+
+/* Ids per objects_get_* query. */
+#define RTREE_BATCH 2000
+/* Deeper trees are refused rather than risking the stack. */
+#define RTREE_MAX_DEPTH 1024
+/* A symlink's target is read whole: anything this long is not a real target. */
+#define RTREE_MAX_LINK 65536
+
+struct dinfo {
+	unsigned char *raw;
+	size_t len;
+	bool loaded;
+};
+
+struct cinfo {
+	unsigned char sha256[32];
+	int64_t length;
+	bool loaded;
+};
+
+struct graft {
+	char *path;
+	unsigned char root[20];
+};
+
+struct rtree {
+	struct job_run *run;
+	struct idtab dirs, cnts;
+	struct dinfo *dinfo;
+	struct cinfo *cinfo;
+	size_t dcap, ccap;
+	unsigned char root[20];
+	struct graft *grafts;
+	size_t ngrafts;
+};
+
+/* Keeps dinfo/cinfo as long as their tables. */
+static void
+grow(struct rtree *t)
+{
+	if (t->dirs.n > t->dcap) {
+		size_t cap = t->dcap ? t->dcap : 64;
+		while (cap < t->dirs.n)
+			cap *= 2;
+		t->dinfo = xrealloc(t->dinfo, cap * sizeof *t->dinfo);
+		memset(t->dinfo + t->dcap, 0, (cap - t->dcap) * sizeof *t->dinfo);
+		t->dcap = cap;
+	}
+	if (t->cnts.n > t->ccap) {
+		size_t cap = t->ccap ? t->ccap : 64;
+		while (cap < t->cnts.n)
+			cap *= 2;
+		t->cinfo = xrealloc(t->cinfo, cap * sizeof *t->cinfo);
+		memset(t->cinfo + t->ccap, 0, (cap - t->ccap) * sizeof *t->cinfo);
+		t->ccap = cap;
+	}
+}
+
+/* objects_get_directories: a copy of each body. */
+static int
+dir_cb(void *arg, const unsigned char id[20], const unsigned char *raw, size_t raw_len)
+{
+	struct rtree *t = arg;
+	long i = idtab_find(&t->dirs, id);
+
+	if (i < 0 || t->dinfo[i].loaded)
+		return 0;
+	t->dinfo[i].raw = xmalloc(raw_len + 1);
+	memcpy(t->dinfo[i].raw, raw, raw_len);
+	t->dinfo[i].len = raw_len;
+	t->dinfo[i].loaded = true;
+	return 0;
+}
+
+/* objects_get_contents: the store key and length of each file. */
+static int
+cnt_cb(void *arg, const struct content_row *row)
+{
+	struct rtree *t = arg;
+	long i = idtab_find(&t->cnts, row->sha1_git);
+
+	if (i < 0)
+		return 0;
+	memcpy(t->cinfo[i].sha256, row->sha256, 32);
+	t->cinfo[i].length = row->length;
+	t->cinfo[i].loaded = true;
+	return 0;
+}
+
+/* Reads root and what is under it that is not read yet. 0 or -1 (*errstr: Postgres's). */
+static int
+load_from(struct rtree *t, const unsigned char root[20], char **errstr)
+{
+	struct db *db = t->run->w->db;
+	bool added;
+	size_t first_cnt = t->cnts.n, lvl_start = t->dirs.n, lvl_end;
+
+	idtab_put(&t->dirs, root, &added);
+	if (!added)
+		return 0;
+	grow(t);
+	while (lvl_start < (lvl_end = t->dirs.n)) {
+		for (size_t b = lvl_start; b < lvl_end; b += RTREE_BATCH) {
+			size_t n = lvl_end - b < RTREE_BATCH ? lvl_end - b : RTREE_BATCH;
+			if (objects_get_directories(db, (const unsigned char(*)[20])t->dirs.ids + b,
+				n, dir_cb, t, errstr) != 0)
+				return -1;
+		}
+		for (size_t i = lvl_start; i < lvl_end; i++) {
+			struct tree_iter it;
+			unsigned int mode;
+			const char *name;
+			size_t name_len;
+			const unsigned char *id;
+
+			if (!t->dinfo[i].loaded)
+				continue;
+			tree_iter_init(&it, t->dinfo[i].raw, t->dinfo[i].len);
+			while (tree_iter_next(&it, &mode, &name, &name_len, &id) == 1) {
+				if (mode == GIT_MODE_DIR)
+					idtab_put(&t->dirs, id, &added);
+				else if (mode == GIT_MODE_FILE || mode == GIT_MODE_EXEC ||
+				    mode == GIT_MODE_LINK)
+					idtab_put(&t->cnts, id, &added);
+			}
+			grow(t);
+		}
+		lvl_start = lvl_end;
+		(void)job_keepalive(t->run);
+	}
+	for (size_t b = first_cnt; b < t->cnts.n; b += RTREE_BATCH) {
+		size_t n = t->cnts.n - b < RTREE_BATCH ? t->cnts.n - b : RTREE_BATCH;
+		if (objects_get_contents(
+			db, (const unsigned char(*)[20])t->cnts.ids + b, n, cnt_cb, t, errstr) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Reads the tree. */
+struct rtree *
+rtree_load(struct job_run *run, const unsigned char root[20], bool *db_failed, char **errstr)
+{
+	struct rtree *t = xcalloc(1, sizeof *t);
+	char *err = NULL, hex[41];
+
+	t->run = run;
+	idtab_init(&t->dirs);
+	idtab_init(&t->cnts);
+	memcpy(t->root, root, 20);
+	*db_failed = false;
+	if (load_from(t, root, &err) != 0) {
+		log_warn_id(run->log_id, "reading the source tree: %s", err);
+		free(err);
+		*db_failed = true;
+		*errstr = xstrdup("The archive database failed while reading the source tree");
+		rtree_free(t);
+		return NULL;
+	}
+	if (!t->dinfo[0].loaded) {
+		hex_encode(root, 20, hex);
+		*errstr = xasprintf("The source tree swh:1:dir:%s is not in the archive", hex);
+		rtree_free(t);
+		return NULL;
+	}
+	return t;
+}
+
+void
+rtree_free(struct rtree *t)
+{
+	if (t == NULL)
+		return;
+	for (size_t i = 0; i < t->dirs.n && i < t->dcap; i++)
+		free(t->dinfo[i].raw);
+	for (size_t i = 0; i < t->ngrafts; i++)
+		free(t->grafts[i].path);
+	free(t->grafts);
+	free(t->dinfo);
+	free(t->cinfo);
+	idtab_free(&t->dirs);
+	idtab_free(&t->cnts);
+	free(t);
+}
+
+/* Adds a submodule's tree. */
+int
+rtree_graft(
+    struct rtree *t, const char *path, const unsigned char root[20], bool *db_failed, char **errstr)
+{
+	char *err = NULL, hex[41];
+
+	*db_failed = false;
+	if (load_from(t, root, &err) != 0) {
+		log_warn_id(t->run->log_id, "reading a submodule's tree: %s", err);
+		free(err);
+		*db_failed = true;
+		*errstr = xstrdup("The archive database failed while reading a submodule");
+		return -1;
+	}
+	long i = idtab_find(&t->dirs, root);
+	if (i < 0 || !t->dinfo[i].loaded) {
+		hex_encode(root, 20, hex);
+		*errstr = xasprintf(
+		    "The tree swh:1:dir:%s of submodule %s is not in the archive", hex, path);
+		return -1;
+	}
+	t->grafts = xrealloc(t->grafts, (t->ngrafts + 1) * sizeof *t->grafts);
+	t->grafts[t->ngrafts].path = xstrdup(path);
+	memcpy(t->grafts[t->ngrafts].root, root, 20);
+	t->ngrafts++;
+	return 0;
+}
+
+/* The entry named name (len bytes) in a loaded directory: 1, 0. */
+static int
+find_entry(
+    const struct dinfo *d, const char *name, size_t len, unsigned int *mode, unsigned char id[20])
+{
+	struct tree_iter it;
+	const char *n;
+	size_t nlen;
+	const unsigned char *eid;
+
+	tree_iter_init(&it, d->raw, d->len);
+	while (tree_iter_next(&it, mode, &n, &nlen, &eid) == 1)
+		if (nlen == len && memcmp(n, name, len) == 0) {
+			memcpy(id, eid, 20);
+			return 1;
+		}
+	return 0;
+}
+
+/* What is at path. */
+int
+rtree_lookup(struct rtree *t, const char *path, unsigned int *mode, unsigned char id[20])
+{
+	const char *p = path;
+
+	*mode = GIT_MODE_DIR;
+	memcpy(id, t->root, 20);
+	while (*p != '\0') {
+		size_t n = strcspn(p, "/");
+		if (n == 0 || (n == 1 && p[0] == '.')) {
+			p += n + (p[n] == '/');
+			continue;
+		}
+		if (n == 2 && strncmp(p, "..", 2) == 0)
+			return -1;
+		if (*mode != GIT_MODE_DIR)
+			return -1;
+		long i = idtab_find(&t->dirs, id);
+		if (i < 0 || !t->dinfo[i].loaded)
+			return 0;
+		if (find_entry(&t->dinfo[i], p, n, mode, id) != 1)
+			return 0;
+		p += n + (p[n] == '/');
+	}
+	return 1;
+}
+
+/* The gitlinks under directory di, depth first. */
+static int
+gitlinks_in(struct rtree *t, long di, struct buf *path, rtree_gitlink_cb cb, void *arg, int depth)
+{
+	struct tree_iter it;
+	unsigned int mode;
+	const char *name;
+	size_t name_len, base = path->len;
+	const unsigned char *id;
+
+	if (di < 0 || !t->dinfo[di].loaded || depth > RTREE_MAX_DEPTH)
+		return 0;
+	/* The body is copied: a callback may graft, which grows dinfo. */
+	size_t len = t->dinfo[di].len;
+	unsigned char *raw = xmalloc(len + 1);
+	memcpy(raw, t->dinfo[di].raw, len);
+	tree_iter_init(&it, raw, len);
+	int rc = 0;
+	while (rc == 0 && tree_iter_next(&it, &mode, &name, &name_len, &id) == 1) {
+		path->len = base;
+		if (base > 0)
+			buf_addc(path, '/');
+		buf_add(path, name, name_len);
+		if (mode == GIT_MODE_GITLINK)
+			rc = cb(arg, path->data, id);
+		else if (mode == GIT_MODE_DIR)
+			rc = gitlinks_in(t, idtab_find(&t->dirs, id), path, cb, arg, depth + 1);
+	}
+	free(raw);
+	path->len = base;
+	if (path->data != NULL)
+		path->data[base] = '\0';
+	return rc;
+}
+
+/* Every gitlink of the root tree. */
+int
+rtree_gitlinks(struct rtree *t, rtree_gitlink_cb cb, void *arg)
+{
+	struct buf path;
+	buf_init(&path);
+	int rc = gitlinks_in(t, idtab_find(&t->dirs, t->root), &path, cb, arg, 0);
+	buf_free(&path);
+	return rc;
+}
+
+/* Reads a whole blob of len bytes from fd. 0 or -1. */
+static int
+read_all(int fd, char *out, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = read(fd, out + got, len - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+/* A regular file's bytes. */
+int
+rtree_read(struct rtree *t, const char *path, int64_t max, char **data, size_t *len, char **errstr)
+{
+	unsigned int mode;
+	unsigned char id[20];
+	uint64_t size;
+	char *err = NULL;
+
+	if (rtree_lookup(t, path, &mode, id) != 1 ||
+	    (mode != GIT_MODE_FILE && mode != GIT_MODE_EXEC))
+		return 0;
+	long i = idtab_find(&t->cnts, id);
+	if (i < 0 || !t->cinfo[i].loaded) {
+		*errstr = xasprintf("The file %s is not in the archive", path);
+		return -1;
+	}
+	if (t->cinfo[i].length > max) {
+		*errstr = xasprintf("The file %s is larger than %lld bytes", path, (long long)max);
+		return -1;
+	}
+	int fd = store_open_blob(t->run->w->store, t->cinfo[i].sha256, &size, &err);
+	if (fd < 0) {
+		log_warn_id(t->run->log_id, "store: %s", err);
+		free(err);
+		*errstr = xasprintf("The file %s cannot be read from the store", path);
+		return -1;
+	}
+	*data = xmalloc(size + 1);
+	if (size != (uint64_t)t->cinfo[i].length || read_all(fd, *data, size) != 0) {
+		close(fd);
+		free(*data);
+		*data = NULL;
+		*errstr = xasprintf("The file %s cannot be read from the store", path);
+		return -1;
+	}
+	close(fd);
+	(*data)[size] = '\0';
+	*len = size;
+	return 1;
+}
+
+/* ---- the bundle --------------------------------------------------------------------- */
+
+struct writer {
+	struct job_run *run;
+	struct rtree *t;
+	struct tarball *tb;
+	struct store_writer *sw;
+	int64_t max_size;
+	char *reason;
+	bool cancelled;
+	char **dirs; /* deps/ folders written */
+	size_t ndirs;
+};
+
+/* Sets the reason (the first wins); -1. */
+static int
+wfail(struct writer *w, char *msg)
+{
+	if (w->reason == NULL)
+		w->reason = msg;
+	else
+		free(msg);
+	return -1;
+}
+
+/* The graft for a gitlink path (relative to app/), or NULL. */
+static const struct graft *
+graft_at(const struct rtree *t, const char *rel)
+{
+	for (size_t i = 0; i < t->ngrafts; i++)
+		if (strcmp(t->grafts[i].path, rel) == 0)
+			return &t->grafts[i];
+	return NULL;
+}
+
+/* One file or symlink from the store. */
+static int
+write_blob(struct writer *w, const char *path, unsigned int mode, const struct cinfo *ci)
+{
+	char *err = NULL;
+	uint64_t size;
+	int rc;
+
+	int fd = store_open_blob(w->run->w->store, ci->sha256, &size, &err);
+	if (fd < 0) {
+		log_warn_id(w->run->log_id, "store: %s", err);
+		free(err);
+		return wfail(w, xasprintf("The file %s cannot be read from the store", path));
+	}
+	if (size != (uint64_t)ci->length) {
+		close(fd);
+		return wfail(w, xasprintf("The stored bytes of %s do not match its length", path));
+	}
+	if (mode == GIT_MODE_LINK) {
+		char *target = size <= RTREE_MAX_LINK ? xmalloc(size + 1) : NULL;
+		if (target == NULL || read_all(fd, target, size) != 0 ||
+		    memchr(target, '\0', size) != NULL) {
+			close(fd);
+			free(target);
+			return wfail(w, xasprintf("The symlink %s has an unreadable target", path));
+		}
+		target[size] = '\0';
+		rc = tarball_add_symlink(w->tb, path, target, &err);
+		free(target);
+	} else {
+		rc = tarball_add_file_fd(w->tb, path, mode == GIT_MODE_EXEC, size, fd, &err);
+	}
+	close(fd);
+	if (rc != 0)
+		return wfail(w, err);
+	return 0;
+}
+
+/* A directory's entries, depth first in git order; path holds its archive name. */
+static int
+walk(struct writer *w, const unsigned char dir[20], struct buf *path, int depth)
+{
+	struct rtree *t = w->t;
+	long di = idtab_find(&t->dirs, dir);
+	struct tree_iter it;
+	unsigned int mode;
+	const char *name;
+	size_t name_len, base = path->len;
+	const unsigned char *id;
+	char *err = NULL;
+	int r;
+
+	if (depth > RTREE_MAX_DEPTH)
+		return wfail(
+		    w, xasprintf("The source tree is deeper than %d levels", RTREE_MAX_DEPTH));
+	if (di < 0 || !t->dinfo[di].loaded)
+		return wfail(
+		    w, xasprintf("The directory %s is missing from the archive", path->data));
+	tree_iter_init(&it, t->dinfo[di].raw, t->dinfo[di].len);
+	while ((r = tree_iter_next(&it, &mode, &name, &name_len, &id)) == 1) {
+		path->len = base;
+		buf_addc(path, '/');
+		buf_add(path, name, name_len);
+		if (mode == GIT_MODE_DIR || mode == GIT_MODE_GITLINK) {
+			if (tarball_add_dir(w->tb, path->data, &err) != 0)
+				return wfail(w, err);
+			/* A submodule: its tree when fetched, else an empty folder (as git
+			 * leaves it without --recurse-submodules). */
+			const struct graft *g =
+			    mode == GIT_MODE_GITLINK ? graft_at(t, path->data + 4) : NULL;
+			if (mode == GIT_MODE_DIR && walk(w, id, path, depth + 1) != 0)
+				return -1;
+			if (g != NULL && walk(w, g->root, path, depth + 1) != 0)
+				return -1;
+		} else if (mode == GIT_MODE_FILE || mode == GIT_MODE_EXEC ||
+		    mode == GIT_MODE_LINK) {
+			long ci = idtab_find(&t->cnts, id);
+			if (ci < 0 || !t->cinfo[ci].loaded)
+				return wfail(w,
+				    xasprintf(
+					"The file %s is missing from the archive", path->data));
+			if (write_blob(w, path->data, mode, &t->cinfo[ci]) != 0)
+				return -1;
+		} else {
+			return wfail(
+			    w, xasprintf("%s has an unsupported mode %o", path->data, mode));
+		}
+	}
+	path->len = base;
+	path->data[base] = '\0';
+	if (r < 0)
+		return wfail(
+		    w, xasprintf("The directory %s is corrupt in the archive", path->data));
+	return 0;
+}
+
+/* The folders of path not written yet, outermost first. */
+static int
+parent_dirs(struct writer *w, const char *path)
+{
+	char *err = NULL;
+
+	for (const char *p = strchr(path, '/'); p != NULL; p = strchr(p + 1, '/')) {
+		char *dir = xstrndup(path, (size_t)(p - path));
+		bool seen = false;
+		for (size_t i = 0; i < w->ndirs && !seen; i++)
+			seen = strcmp(w->dirs[i], dir) == 0;
+		if (seen) {
+			free(dir);
+			continue;
+		}
+		if (tarball_add_dir(w->tb, dir, &err) != 0) {
+			free(dir);
+			return wfail(w, err);
+		}
+		w->dirs = xrealloc(w->dirs, (w->ndirs + 1) * sizeof *w->dirs);
+		w->dirs[w->ndirs++] = dir;
+	}
+	return 0;
+}
+
+/* tarball's tick: keeps the lease during long files. */
+static int
+tick(void *arg, char **errstr)
+{
+	struct writer *w = arg;
+	if (!worker_stop && job_keepalive(w->run))
+		return 0;
+	w->cancelled = true;
+	*errstr = xstrdup("cancelled");
+	return -1;
+}
+
+/* Compressed bytes into the store, within max_bundle_size. */
+static int
+sink(void *arg, const void *data, size_t len, char **errstr)
+{
+	struct writer *w = arg;
+	char *err = NULL;
+
+	if (store_writer_size(w->sw) + len > (uint64_t)w->max_size) {
+		*errstr = xasprintf("The bundle exceeds the size limit of %lld bytes "
+				    "(max_bundle_size)",
+		    (long long)w->max_size);
+		return -1;
+	}
+	if (store_writer_write(w->sw, data, len, &err) != 0) {
+		log_warn_id(w->run->log_id, "store: %s", err);
+		free(err);
+		*errstr = xstrdup("The bundle could not be written to the store");
+		return -1;
+	}
+	return 0;
+}
+
+/* Orders bundle files by path. */
+static int
+by_path(const void *a, const void *b)
+{
+	return strcmp(((const struct bundle_file *)a)->path, ((const struct bundle_file *)b)->path);
+}
+
+/* Compression threads: both cores, more where there are more (as the cook). */
+static int
+gzip_threads(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 2 ? 2 : n > 8 ? 8 : (int)n;
+}
+
+/* Writes the bundle. */
+int
+bundle_write(struct job_run *run, struct rtree *t, struct bundle_file *files, size_t nfiles,
+    unsigned char sha256[32], uint64_t *size, bool *cancelled, char **errstr)
+{
+	struct writer w = {.run = run, .t = t};
+	const struct config *cfg = run->w->cfg;
+	char *err = NULL;
+	struct buf path;
+	int rc = -1;
+
+	*cancelled = false;
+	w.max_size = cfg->max_bundle_size > 0 ? cfg->max_bundle_size : INT64_MAX;
+	if ((w.sw = store_writer_new(run->w->store, &err)) == NULL) {
+		log_warn_id(run->log_id, "store: %s", err);
+		free(err);
+		*errstr = xstrdup("The bundle could not be written to the store");
+		return -1;
+	}
+	w.tb = tarball_new((int)cfg->gzip_level, gzip_threads(), sink, &w, &err);
+	if (w.tb == NULL) {
+		wfail(&w, err);
+		goto out;
+	}
+	tarball_set_tick(w.tb, tick, &w);
+	qsort(files, nfiles, sizeof *files, by_path);
+
+	buf_init(&path);
+	buf_adds(&path, "app");
+	if (tarball_add_dir(w.tb, "app", &err) != 0)
+		wfail(&w, err);
+	else if (walk(&w, t->root, &path, 0) == 0 && tarball_add_dir(w.tb, "deps", &err) != 0)
+		wfail(&w, err);
+	buf_free(&path);
+	if (w.reason != NULL || w.cancelled)
+		goto out;
+	w.dirs = xmalloc(sizeof *w.dirs);
+	w.dirs[w.ndirs++] = xstrdup("deps");
+	for (size_t i = 0; i < nfiles; i++) {
+		uint64_t bsize;
+		if (parent_dirs(&w, files[i].path) != 0)
+			goto out;
+		int fd = store_open_blob(run->w->store, files[i].sha256, &bsize, &err);
+		if (fd < 0) {
+			log_warn_id(run->log_id, "store: %s", err);
+			free(err);
+			wfail(&w,
+			    xasprintf(
+				"The dependency %s cannot be read from the store", files[i].path));
+			goto out;
+		}
+		int r = tarball_add_file_fd(w.tb, files[i].path, false, bsize, fd, &err);
+		close(fd);
+		if (r != 0) {
+			wfail(&w, err);
+			goto out;
+		}
+	}
+	if (tarball_finish(w.tb, &err) != 0) {
+		wfail(&w, err);
+		goto out;
+	}
+	*size = store_writer_size(w.sw);
+	rc = store_writer_commit(w.sw, sha256, NULL, &err);
+	w.sw = NULL;
+	if (rc != 0) {
+		log_warn_id(run->log_id, "store: %s", err);
+		free(err);
+		wfail(&w, xstrdup("The bundle could not be stored"));
+	}
+out:
+	tarball_free(w.tb);
+	store_writer_abort(w.sw);
+	for (size_t i = 0; i < w.ndirs; i++)
+		free(w.dirs[i]);
+	free(w.dirs);
+	*cancelled = w.cancelled;
+	if (rc != 0)
+		*errstr = w.reason != NULL ? w.reason : xstrdup("The bundle could not be written");
+	else
+		free(w.reason);
+	return rc;
+}

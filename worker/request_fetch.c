@@ -1,0 +1,309 @@
+/* request_fetch.c: dependency downloads for the "request" job (worker/request.h): one
+ * tarball from the registry streamed into the store, hashed on the way (the SRI integrity
+ * the lockfile locks: sha512, sha384, sha256 or sha1) and cut off at max_artifact_size,
+ * with retries and backoff for what may go away by itself (transport errors, 5xx, 429).
+ * A failed attempt leaves nothing in the store: its writer is aborted. libcurl directly
+ * (shared/httpc.c only sends JSON); the process's curl_global_init ran in httpc_new at
+ * start. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <openssl/evp.h>
+
+#include "shared/log.h"
+#include "shared/store.h"
+#include "worker/request.h"
+#include "worker/worker.h"
+
+/* The first retry's delay; doubled each time up to the cap. */
+#define FETCH_BACKOFF_MS 500
+#define FETCH_BACKOFF_MAX_MS 8000
+/* A transfer slower than 1 byte/s for this long is dropped (and retried). */
+#define FETCH_STALL_S 30L
+
+/* The SRI hashes we can check, strongest first. */
+static const struct {
+	const char *prefix;
+	const char *evp;
+} algos[] = {
+    {"sha512-", "SHA512"},
+    {"sha384-", "SHA384"},
+    {"sha256-", "SHA256"},
+    {"sha1-", "SHA1"},
+};
+
+struct transfer {
+	struct job_run *run;
+	CURL *curl;
+	struct store_writer *sw;
+	EVP_MD_CTX *md;
+	int64_t max;
+	int64_t got;
+	long status; /* known at the first byte */
+	bool too_big, store_failed, cancelled;
+	char *store_err;
+};
+
+/* The strongest hash of an SRI value we can check: its index in algos and its base64
+ * digest (new string, options after '?' dropped), or -1. */
+static int
+pick_hash(const char *integrity, char **b64)
+{
+	int best = -1;
+	const char *p = integrity;
+
+	*b64 = NULL;
+	while (p != NULL && *p != '\0') {
+		p += strspn(p, " \t\n");
+		size_t n = strcspn(p, " \t\n");
+		for (int i = 0; i < (int)BV_NELEM(algos); i++) {
+			size_t pl = strlen(algos[i].prefix);
+			if (n > pl && strncmp(p, algos[i].prefix, pl) == 0 &&
+			    (best < 0 || i < best)) {
+				best = i;
+				free(*b64);
+				*b64 = xstrndup(p + pl, strcspn(p + pl, "? \t\n"));
+			}
+		}
+		p += n;
+	}
+	return best;
+}
+
+/* Whether the worker can check this integrity. */
+bool
+fetch_integrity_supported(const char *integrity)
+{
+	char *b64 = NULL;
+	int i = pick_hash(integrity, &b64);
+	free(b64);
+	return i >= 0;
+}
+
+/* The URL without a user name or password, for messages. New string. */
+static char *
+redact(const char *url)
+{
+	const char *auth = strstr(url, "://");
+	if (auth == NULL)
+		return xstrdup(url);
+	auth += 3;
+	size_t n = strcspn(auth, "/");
+	const char *at = memchr(auth, '@', n);
+	if (at == NULL)
+		return xstrdup(url);
+	return xasprintf("%.*s%s", (int)(auth - url), url, at + 1);
+}
+
+/* curl's body callback: bytes into the store and the hash, unless the answer is not a
+ * 200 (then dropped) or past the cap (then the transfer stops). */
+static size_t
+on_data(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct transfer *t = arg;
+	size_t len = size * nmemb;
+
+	if (t->status == 0)
+		curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &t->status);
+	if (t->status != 200)
+		return len;
+	if (t->got + (int64_t)len > t->max) {
+		t->too_big = true;
+		return 0;
+	}
+	t->got += (int64_t)len;
+	EVP_DigestUpdate(t->md, data, len);
+	if (store_writer_write(t->sw, data, len, &t->store_err) != 0) {
+		t->store_failed = true;
+		return 0;
+	}
+	return len;
+}
+
+/* curl's progress callback: keeps the job's lease, stops when it is no longer ours. */
+static int
+on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct transfer *t = arg;
+
+	(void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+	if (worker_stop || !job_keepalive(t->run)) {
+		t->cancelled = true;
+		return 1;
+	}
+	return 0;
+}
+
+/* One attempt. FETCH_OK with the digest in md and the writer full; *retry says whether
+ * another attempt may help. */
+static enum fetch_error
+attempt(struct transfer *t, const char *url, const char *what, bool *retry, char **errstr)
+{
+	char errbuf[CURL_ERROR_SIZE] = "";
+	CURL *c = t->curl;
+
+	curl_easy_reset(c);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, FETCH_STALL_S);
+	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+	curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(c, CURLOPT_USERAGENT, "bitsvault-worker");
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, t);
+	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(c, CURLOPT_XFERINFODATA, t);
+	curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)t->max);
+
+	*retry = false;
+	CURLcode rc = curl_easy_perform(c);
+	if (t->status == 0)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &t->status);
+	char *shown = redact(url);
+	enum fetch_error fe = FETCH_OK;
+	if (t->cancelled) {
+		*errstr = xstrdup("cancelled");
+		fe = FETCH_CANCELLED;
+	} else if (t->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
+		*errstr = xasprintf("The npm package %s at %s is larger than max_artifact_size "
+				    "(%lld bytes)",
+		    what, shown, (long long)t->max);
+		fe = FETCH_TOO_BIG;
+	} else if (t->store_failed) {
+		*errstr = xasprintf("The store could not take the npm package %s", what);
+		fe = FETCH_STORE;
+	} else if (rc != CURLE_OK) {
+		*errstr = xasprintf("Failed to download the npm package %s from %s: %s", what,
+		    shown, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		*retry = true;
+		fe = FETCH_NETWORK;
+	} else if (t->status != 200) {
+		*errstr = xasprintf("Failed to download the npm package %s from %s: HTTP %ld%s",
+		    what, shown, t->status, t->status == 404 ? " (not found)" : "");
+		*retry = t->status >= 500 || t->status == 429 || t->status == 408;
+		fe = FETCH_NETWORK;
+	}
+	free(shown);
+	return fe;
+}
+
+/* Downloads url into the store. */
+enum fetch_error
+fetch_to_store(struct job_run *run, const char *url, const char *what, const char *integrity,
+    unsigned char sha256[32], int64_t *size, char **computed, char **errstr)
+{
+	const struct config *cfg = run->w->cfg;
+	int64_t attempts = cfg->npm_download_attempts > 0 ? cfg->npm_download_attempts : 1;
+	uint64_t delay = FETCH_BACKOFF_MS;
+	char *want = NULL;
+	int algo = 0;
+	enum fetch_error fe = FETCH_NETWORK;
+	struct transfer t = {.run = run};
+
+	*errstr = NULL;
+	if (integrity != NULL && (algo = pick_hash(integrity, &want)) < 0) {
+		*errstr =
+		    xasprintf("The integrity value of the npm package %s uses no hash "
+			      "algorithm this server can check (sha512, sha384, sha256, sha1)",
+			what);
+		return FETCH_MISMATCH;
+	}
+	t.max = cfg->max_artifact_size > 0 ? cfg->max_artifact_size : INT64_MAX;
+	t.curl = curl_easy_init();
+	t.md = EVP_MD_CTX_new();
+	if (t.curl == NULL || t.md == NULL)
+		abort(); /* only on OOM */
+
+	for (int64_t i = 0; i < attempts; i++) {
+		bool retry = false;
+		char *err = NULL;
+
+		if (i > 0) {
+			log_info_id(run->log_id, "%s; retrying in %llu ms", *errstr,
+			    (unsigned long long)delay);
+			worker_sleep(delay);
+			delay = delay * 2 > FETCH_BACKOFF_MAX_MS ? FETCH_BACKOFF_MAX_MS : delay * 2;
+			if (worker_stop || !job_keepalive(run)) {
+				fe = FETCH_CANCELLED;
+				break;
+			}
+		}
+		free(*errstr);
+		*errstr = NULL;
+		t.status = 0;
+		t.got = 0;
+		t.too_big = t.store_failed = t.cancelled = false;
+		free(t.store_err);
+		t.store_err = NULL;
+		EVP_DigestInit_ex(t.md, EVP_get_digestbyname(algos[algo].evp), NULL);
+		if ((t.sw = store_writer_new(run->w->store, &err)) == NULL) {
+			log_warn_id(run->log_id, "store: %s", err);
+			free(err);
+			*errstr = xasprintf("The store could not take the npm package %s", what);
+			fe = FETCH_STORE;
+			break;
+		}
+		fe = attempt(&t, url, what, &retry, errstr);
+		if (fe != FETCH_OK) {
+			if (t.store_err != NULL)
+				log_warn_id(run->log_id, "store: %s", t.store_err);
+			store_writer_abort(t.sw);
+			t.sw = NULL;
+			if (retry)
+				continue;
+			break;
+		}
+		/* Checked before the bytes get a name in the store. */
+		unsigned char md[EVP_MAX_MD_SIZE];
+		unsigned int mdlen = 0;
+		EVP_DigestFinal_ex(t.md, md, &mdlen);
+		char *got = base64_encode(md, mdlen);
+		if (want != NULL && strcmp(got, want) != 0) {
+			char *shown = redact(url);
+			*errstr = xasprintf(
+			    "The npm package %s downloaded from %s does not match its integrity in "
+			    "the lockfile (expected %s%s, got %s%s)",
+			    what, shown, algos[algo].prefix, want, algos[algo].prefix, got);
+			free(shown);
+			free(got);
+			store_writer_abort(t.sw);
+			t.sw = NULL;
+			fe = FETCH_MISMATCH;
+			break;
+		}
+		if (want == NULL && computed != NULL)
+			*computed = xasprintf("%s%s", algos[algo].prefix, got);
+		free(got);
+		*size = (int64_t)store_writer_size(t.sw);
+		int rc = store_writer_commit(t.sw, sha256, NULL, &err);
+		t.sw = NULL;
+		if (rc != 0) {
+			log_warn_id(run->log_id, "store: %s", err);
+			free(err);
+			*errstr = xasprintf("The store could not take the npm package %s", what);
+			fe = FETCH_STORE;
+			break;
+		}
+		fe = FETCH_OK;
+		break;
+	}
+	if (fe == FETCH_OK) {
+		free(*errstr);
+		*errstr = NULL;
+	} else if (*errstr == NULL) {
+		*errstr = xasprintf("The download of the npm package %s was stopped", what);
+	}
+	free(t.store_err);
+	free(want);
+	EVP_MD_CTX_free(t.md);
+	curl_easy_cleanup(t.curl);
+	return fe;
+}
