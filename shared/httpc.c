@@ -107,3 +107,105 @@ httpc_json(struct httpc *hc, const char *method, const char *url, const char *js
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
 	return 0;
 }
+
+struct stream {
+	CURL *curl;
+	httpc_sink sink;
+	httpc_tick tick;
+	void *arg;
+	int64_t max, got;
+	long status; /* known at the first byte */
+	bool too_big, sink_stopped, tick_stopped;
+};
+
+/* Body bytes: to the sink when the answer is a 200, within the cap. */
+static size_t
+on_stream(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct stream *st = arg;
+	size_t len = size * nmemb;
+
+	if (st->status == 0)
+		curl_easy_getinfo(st->curl, CURLINFO_RESPONSE_CODE, &st->status);
+	if (st->status != 200)
+		return len;
+	if (st->got + (int64_t)len > st->max) {
+		st->too_big = true;
+		return 0;
+	}
+	st->got += (int64_t)len;
+	if (st->sink(st->arg, data, len) != 0) {
+		st->sink_stopped = true;
+		return 0;
+	}
+	return len;
+}
+
+/* Progress: the caller's tick (a lease, a stop request). */
+static int
+on_stream_tick(
+    void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct stream *st = arg;
+
+	(void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+	if (st->tick != NULL && !st->tick(st->arg)) {
+		st->tick_stopped = true;
+		return 1;
+	}
+	return 0;
+}
+
+enum httpc_stream
+httpc_get_stream(struct httpc *hc, const char *url, int64_t max_bytes, long stall_s,
+    httpc_sink sink, httpc_tick tick, void *arg, long *status, char **errstr)
+{
+	struct stream st = {.curl = hc->curl,
+	    .sink = sink,
+	    .tick = tick,
+	    .arg = arg,
+	    .max = max_bytes > 0 ? max_bytes : INT64_MAX};
+	struct curl_slist *hdrs = NULL;
+	char errbuf[CURL_ERROR_SIZE] = "";
+	CURL *c = hc->curl;
+	CURLcode rc;
+
+	curl_easy_reset(c);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, stall_s > 0 ? stall_s : 30L);
+	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+	curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(c, CURLOPT_USERAGENT, "bitsvault-worker");
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_stream);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &st);
+	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_stream_tick);
+	curl_easy_setopt(c, CURLOPT_XFERINFODATA, &st);
+	curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)st.max);
+	if (hc->auth_header != NULL) {
+		hdrs = curl_slist_append(hdrs, hc->auth_header);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+	}
+	rc = curl_easy_perform(c);
+	curl_slist_free_all(hdrs);
+	if (st.status == 0)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st.status);
+	*status = st.status;
+	if (st.tick_stopped)
+		return HTTPC_TICK_STOPPED;
+	if (st.too_big || rc == CURLE_FILESIZE_EXCEEDED)
+		return HTTPC_TOO_BIG;
+	if (st.sink_stopped)
+		return HTTPC_SINK_STOPPED;
+	if (rc != CURLE_OK) {
+		*errstr = xstrdup(errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		return HTTPC_TRANSPORT;
+	}
+	return HTTPC_DONE;
+}

@@ -3,6 +3,9 @@
 #ifndef BV_HTTPC_H
 #define BV_HTTPC_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "shared/util.h"
 
 struct httpc;
@@ -16,4 +19,21 @@ void httpc_free(struct httpc *hc);
 int httpc_json(struct httpc *hc, const char *method, const char *url, const char *json_body,
     long *status, struct buf *resp, char **errstr) BV_MUSTCHECK;
 
+/* A streamed GET, for downloads (no total timeout: a transfer slower than 1 byte/s for
+ * stall_s seconds is dropped instead). The body of a 200 answer goes to sink as it
+ * arrives (sink returns 0, or -1 to stop); other answers' bodies are dropped. tick is
+ * called during the transfer (false stops it). A body past max_bytes stops it too.
+ * Redirects are followed (http and https only, at most 5). *status is the final answer's
+ * status. errstr gets libcurl's words on a transport error (the caller adds the URL). */
+enum httpc_stream {
+	HTTPC_DONE, /* an answer arrived (any *status) */
+	HTTPC_TRANSPORT, /* no answer: DNS, connection, TLS, stall (*errstr) */
+	HTTPC_TOO_BIG, /* the body passed max_bytes */
+	HTTPC_SINK_STOPPED, /* sink returned -1 */
+	HTTPC_TICK_STOPPED /* tick returned false */
+};
+typedef int (*httpc_sink)(void *arg, const void *data, size_t len);
+typedef bool (*httpc_tick)(void *arg);
+enum httpc_stream httpc_get_stream(struct httpc *hc, const char *url, int64_t max_bytes,
+    long stall_s, httpc_sink sink, httpc_tick tick, void *arg, long *status, char **errstr);
 #endif

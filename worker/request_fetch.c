@@ -2,16 +2,15 @@
  * tarball from the registry streamed into the store, hashed on the way (the SRI integrity
  * the lockfile locks: sha512, sha384, sha256 or sha1) and cut off at max_artifact_size,
  * with retries and backoff for what may go away by itself (transport errors, 5xx, 429).
- * A failed attempt leaves nothing in the store: its writer is aborted. libcurl directly
- * (shared/httpc.c only sends JSON); the process's curl_global_init ran in httpc_new at
- * start. */
+ * A failed attempt leaves nothing in the store: its writer is aborted. The transfer is
+ * shared/httpc.c's streamed GET. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
 #include <openssl/evp.h>
 
+#include "shared/httpc.h"
 #include "shared/log.h"
 #include "shared/store.h"
 #include "worker/request.h"
@@ -36,13 +35,11 @@ static const struct {
 
 struct transfer {
 	struct job_run *run;
-	CURL *curl;
+	struct httpc *hc;
 	struct store_writer *sw;
 	EVP_MD_CTX *md;
 	int64_t max;
-	int64_t got;
-	long status; /* known at the first byte */
-	bool too_big, store_failed, cancelled;
+	bool store_failed, cancelled;
 	char *store_err;
 };
 
@@ -97,43 +94,31 @@ redact(const char *url)
 	return xasprintf("%.*s%s", (int)(auth - url), url, at + 1);
 }
 
-/* curl's body callback: bytes into the store and the hash, unless the answer is not a
- * 200 (then dropped) or past the cap (then the transfer stops). */
-static size_t
-on_data(char *data, size_t size, size_t nmemb, void *arg)
+/* The body of a 200 answer: into the store and the hash. */
+static int
+on_data(void *arg, const void *data, size_t len)
 {
 	struct transfer *t = arg;
-	size_t len = size * nmemb;
 
-	if (t->status == 0)
-		curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &t->status);
-	if (t->status != 200)
-		return len;
-	if (t->got + (int64_t)len > t->max) {
-		t->too_big = true;
-		return 0;
-	}
-	t->got += (int64_t)len;
 	EVP_DigestUpdate(t->md, data, len);
 	if (store_writer_write(t->sw, data, len, &t->store_err) != 0) {
 		t->store_failed = true;
-		return 0;
+		return -1;
 	}
-	return len;
+	return 0;
 }
 
-/* curl's progress callback: keeps the job's lease, stops when it is no longer ours. */
-static int
-on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+/* During the transfer: keeps the job's lease, stops when it is no longer ours. */
+static bool
+on_tick(void *arg)
 {
 	struct transfer *t = arg;
 
-	(void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
 	if (worker_stop || !job_keepalive(t->run)) {
 		t->cancelled = true;
-		return 1;
+		return false;
 	}
-	return 0;
+	return true;
 }
 
 /* One attempt. FETCH_OK with the digest in md and the writer full; *retry says whether
@@ -141,56 +126,46 @@ on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
 static enum fetch_error
 attempt(struct transfer *t, const char *url, const char *what, bool *retry, char **errstr)
 {
-	char errbuf[CURL_ERROR_SIZE] = "";
-	CURL *c = t->curl;
-
-	curl_easy_reset(c);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
-	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, FETCH_STALL_S);
-	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-	curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(c, CURLOPT_USERAGENT, "bitsvault-worker");
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, t);
-	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-	curl_easy_setopt(c, CURLOPT_XFERINFODATA, t);
-	curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)t->max);
-
-	*retry = false;
-	CURLcode rc = curl_easy_perform(c);
-	if (t->status == 0)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &t->status);
+	long status = 0;
+	char *err = NULL;
+	enum httpc_stream r =
+	    httpc_get_stream(t->hc, url, t->max, FETCH_STALL_S, on_data, on_tick, t, &status, &err);
 	char *shown = redact(url);
 	enum fetch_error fe = FETCH_OK;
-	if (t->cancelled) {
+
+	*retry = false;
+	switch (r) {
+	case HTTPC_TICK_STOPPED:
 		*errstr = xstrdup("cancelled");
 		fe = FETCH_CANCELLED;
-	} else if (t->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
+		break;
+	case HTTPC_TOO_BIG:
 		*errstr = xasprintf("The npm package %s at %s is larger than max_artifact_size "
 				    "(%lld bytes)",
 		    what, shown, (long long)t->max);
 		fe = FETCH_TOO_BIG;
-	} else if (t->store_failed) {
+		break;
+	case HTTPC_SINK_STOPPED:
 		*errstr = xasprintf("The store could not take the npm package %s", what);
 		fe = FETCH_STORE;
-	} else if (rc != CURLE_OK) {
+		break;
+	case HTTPC_TRANSPORT:
 		*errstr = xasprintf("Failed to download the npm package %s from %s: %s", what,
-		    shown, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		    shown, err != NULL ? err : "transfer failed");
 		*retry = true;
 		fe = FETCH_NETWORK;
-	} else if (t->status != 200) {
-		*errstr = xasprintf("Failed to download the npm package %s from %s: HTTP %ld%s",
-		    what, shown, t->status, t->status == 404 ? " (not found)" : "");
-		*retry = t->status >= 500 || t->status == 429 || t->status == 408;
-		fe = FETCH_NETWORK;
+		break;
+	case HTTPC_DONE:
+		if (status != 200) {
+			*errstr =
+			    xasprintf("Failed to download the npm package %s from %s: HTTP %ld%s",
+				what, shown, status, status == 404 ? " (not found)" : "");
+			*retry = status >= 500 || status == 429 || status == 408;
+			fe = FETCH_NETWORK;
+		}
+		break;
 	}
+	free(err);
 	free(shown);
 	return fe;
 }
@@ -217,9 +192,9 @@ fetch_to_store(struct job_run *run, const char *url, const char *what, const cha
 		return FETCH_MISMATCH;
 	}
 	t.max = cfg->max_artifact_size > 0 ? cfg->max_artifact_size : INT64_MAX;
-	t.curl = curl_easy_init();
+	t.hc = httpc_new(NULL, 0);
 	t.md = EVP_MD_CTX_new();
-	if (t.curl == NULL || t.md == NULL)
+	if (t.md == NULL)
 		abort(); /* only on OOM */
 
 	for (int64_t i = 0; i < attempts; i++) {
@@ -238,9 +213,7 @@ fetch_to_store(struct job_run *run, const char *url, const char *what, const cha
 		}
 		free(*errstr);
 		*errstr = NULL;
-		t.status = 0;
-		t.got = 0;
-		t.too_big = t.store_failed = t.cancelled = false;
+		t.store_failed = t.cancelled = false;
 		free(t.store_err);
 		t.store_err = NULL;
 		EVP_DigestInit_ex(t.md, EVP_get_digestbyname(algos[algo].evp), NULL);
@@ -304,6 +277,6 @@ fetch_to_store(struct job_run *run, const char *url, const char *what, const cha
 	free(t.store_err);
 	free(want);
 	EVP_MD_CTX_free(t.md);
-	curl_easy_cleanup(t.curl);
+	httpc_free(t.hc);
 	return fe;
 }
