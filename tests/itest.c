@@ -350,7 +350,8 @@ perform(CURL *c, struct itest_resp *r, const char *method, const char *path, con
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
 	curl_slist_free_all(hdrs);
 	curl_easy_cleanup(c);
-	if (r->body.len > 0 && r->body.data[0] == '{')
+	/* Objects and arrays (a list of configuration files) are parsed; other bodies not. */
+	if (r->body.len > 0 && (r->body.data[0] == '{' || r->body.data[0] == '['))
 		r->json = json_loadb(r->body.data, r->body.len, 0, NULL);
 	free(url);
 	free(auth);

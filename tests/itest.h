@@ -41,7 +41,7 @@ struct itest_resp {
 	long status;
 	struct buf body;
 	struct buf headers; /* raw header lines */
-	json_t *json; /* parsed body when it is JSON, else NULL */
+	json_t *json; /* parsed body when it is a JSON object or array, else NULL */
 };
 
 extern struct itest IT;
