@@ -892,6 +892,27 @@ http_req_header(const struct http_req *r, const char *name)
 	return evhtp_header_find(r->req->headers_in, name);
 }
 
+/* The peer's address as text ("127.0.0.1", "::1"); "" when unknown. */
+void
+http_req_peer(const struct http_req *r, char *out, size_t n)
+{
+	const struct sockaddr *sa = r->req->conn != NULL ? r->req->conn->saddr : NULL;
+
+	out[0] = '\0';
+	if (sa == NULL || n == 0)
+		return;
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)n);
+	else if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+		/* An IPv4 peer on a dual-stack socket reads as its IPv4 address. */
+		if (IN6_IS_ADDR_V4MAPPED(a6))
+			inet_ntop(AF_INET, &a6->s6_addr[12], out, (socklen_t)n);
+		else
+			inet_ntop(AF_INET6, a6, out, (socklen_t)n);
+	}
+}
+
 /* Whether a body follows, so the application can pick a body policy or refuse. */
 bool
 http_req_has_body(const struct http_req *r)

@@ -79,6 +79,8 @@ bool http_req_is_head(const struct http_req *r);
 const char *http_req_path(const struct http_req *r); /* raw, no query */
 const char *http_req_query(const struct http_req *r); /* raw, "" when none */
 const char *http_req_header(const struct http_req *r, const char *name);
+/* The peer's IP address as text into out (at least 46 bytes); "" when unknown. */
+void http_req_peer(const struct http_req *r, char *out, size_t n);
 /* True when a body follows the headers (Content-Length > 0 or chunked). */
 bool http_req_has_body(const struct http_req *r);
 void http_req_set_data(struct http_req *r, void *data);

@@ -307,6 +307,23 @@ check_replacement_schema(const json_t *v)
 	return NULL;
 }
 
+/* An http(s) URL with user info ("https://user:token@host/..."): a secret the request
+ * would store and show to anyone. ssh's "git@host:org/repo" names an account, not a
+ * secret, and is left to the loader (which refuses ssh). */
+static bool
+repo_has_credentials(const char *repo)
+{
+	const char *auth;
+
+	if (strncasecmp(repo, "http://", 7) == 0)
+		auth = repo + 7;
+	else if (strncasecmp(repo, "https://", 8) == 0)
+		auth = repo + 8;
+	else
+		return false;
+	return memchr(auth, '@', strcspn(auth, "/?#")) != NULL;
+}
+
 /* The schema's checks of the known properties, in the schema's order. */
 static char *
 check_new_properties(const json_t *body)
@@ -336,6 +353,9 @@ check_new_properties(const json_t *body)
 		return msg;
 	if ((v = json_object_get(body, "repo")) != NULL && (msg = check_string(v, 0, 200, false)))
 		return msg;
+	if (v != NULL && repo_has_credentials(json_string_value(v)))
+		return xstrdup("The repo URL must not carry a user name or password: they would be "
+			       "stored and shown with the request");
 	if ((v = json_object_get(body, "user")) != NULL && !json_is_string(v))
 		return not_type(v, "string");
 	return NULL;
@@ -380,8 +400,18 @@ path_ok(const json_t *v)
 
 	if (!json_is_string(v) || json_string_length(v) == 0 || json_string_value(v)[0] == '/')
 		return false;
-	norm = reqjson_normpath(json_string_value(v));
-	ok = strstr(norm, "..") == NULL;
+	/* No ".." component at all, even one that comes back ("a/../a"): the worker takes
+	 * the path as written, and one rule on both sides leaves nothing in between. */
+	const char *p = json_string_value(v);
+	for (size_t i = 0; p[i] != '\0'; i++)
+		if ((unsigned char)p[i] < 0x20)
+			return false;
+	norm = xstrdup(p);
+	ok = true;
+	char *save = NULL;
+	for (char *tok = strtok_r(norm, "/", &save); tok != NULL && ok;
+	     tok = strtok_r(NULL, "/", &save))
+		ok = strcmp(tok, "..") != 0;
 	free(norm);
 	return ok;
 }

@@ -515,6 +515,11 @@ routes_requests_list_work(struct call *c, struct pool_thread *t)
 
 	if (!list_parse(c, &lq))
 		return;
+	/* A page so far out that its offset overflows holds nothing. */
+	if (lq.page > INT64_MAX / lq.per_page) {
+		routes_requests_not_found(c);
+		goto out;
+	}
 	if ((db = call_db(c, t)) == NULL)
 		goto out;
 	if (requests_list(

@@ -81,6 +81,7 @@ static const struct ckey keys[] = {
     K(request_lifetime_failed, C_SECS, "604800", 1, 315360000, false),
     K(request_anonymous_create, C_BOOL, "false", 0, 0, false),
     K(request_user_header, C_STR, "", 0, 0, false),
+    K(request_user_header_from, C_STR, "", 0, 0, false),
     K(request_representatives, C_STR, "", 0, 0, false),
     K(npm_registry, C_STR, "https://registry.npmjs.org", 0, 0, false),
     K(npm_download_attempts, C_INT, "5", 1, 20, false),

@@ -68,6 +68,8 @@ struct config {
 	bool request_anonymous_create; /* POST /api/v1/requests without a token (trusted network) */
 	char *request_user_header; /* header a TLS-terminating proxy sets to the client
 				    * certificate's subject, taken as the user; "" = none */
+	char *request_user_header_from; /* comma-separated proxy addresses the header is
+					 * believed from; from anyone else it is ignored */
 	char *request_representatives; /* users who may create requests for another "user" */
 	char *npm_registry; /* where npm dependencies are downloaded from */
 	int64_t npm_download_attempts; /* tries per tarball before the request fails */

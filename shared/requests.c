@@ -362,15 +362,16 @@ transition_allowed(const char *from, const char *to)
 	return false;
 }
 
-/* Side effects of reaching a final state, inside the PATCH's transaction: a job still
- * queued or running is ended (the worker's next report learns it is no longer its job),
- * and going stale expires the bundle and drops the log. */
+/* Side effects of going stale, inside the PATCH's transaction: a job still queued or
+ * running is ended (the worker's next report learns it is no longer its job), the
+ * bundle expires and the log goes. A failed PATCH leaves the job alone: it is the
+ * job's own worker reporting, and it ends the job itself with its reason. */
 static int
 finish_effects(struct db *db, const char *ids, const char *state, char **errstr)
 {
 	const char *p[] = {ids};
 
-	if (strcmp(state, REQUEST_STALE) == 0 || strcmp(state, REQUEST_FAILED) == 0) {
+	if (strcmp(state, REQUEST_STALE) == 0) {
 		if (db_run(db,
 			"UPDATE jobs SET state = 'failed', error = 'The request is no longer in"
 			" progress', finished_at = now(), updated_at = now()"
@@ -426,6 +427,25 @@ patch_locked(struct db *db, const char *ids, const char *state, const char *stat
 			*errstr =
 			    xasprintf("State transition is not allowed from %s to %s.", cur, state);
 			goto out;
+		}
+		/* Complete means downloadable: the job's bundle must be there (the trigger
+		 * completes a request when its job ends done with one). */
+		if (strcmp(state, REQUEST_COMPLETE) == 0) {
+			PGresult *b = db_exec(db,
+			    "SELECT 1 FROM requests r JOIN jobs j ON j.id = r.job_id"
+			    " JOIN bundles bu ON bu.job_id = j.id WHERE r.id = $1 AND j.state = 'done'",
+			    1, p, false, errstr);
+			if (b == NULL)
+				goto out;
+			bool ready = PQntuples(b) > 0;
+			PQclear(b);
+			if (!ready) {
+				*http_status = 400;
+				*errstr =
+				    xstrdup("The request cannot be complete before its bundle is"
+					    " stored");
+				goto out;
+			}
 		}
 		const char *q[] = {ids, state, state_reason};
 		if (db_run(db,

@@ -193,6 +193,15 @@ static const struct {
 	400,
 	"The \"path\" values in the \"packages.npm\" value must be to a relative path in the "
 	"source repository"},
+    {ALICE,
+	"{\"repo\":\"r\",\"ref\":\"" REF
+	"\",\"pkg_managers\":[\"npm\"],\"packages\":{\"npm\":[{\"path\":\"sub/../sub\"}]}}",
+	400,
+	"The \"path\" values in the \"packages.npm\" value must be to a relative path in the "
+	"source repository"},
+    {ALICE, "{\"repo\":\"https://user:ghp_secret@example.org/x.git\",\"ref\":\"" REF "\"}", 400,
+	"The repo URL must not carry a user name or password: they would be stored and shown "
+	"with the request"},
     {ALICE, "{\"repo\":\"r\",\"ref\":\"" REF "\",\"dependency_replacements\":\"mypackage\"}", 400,
 	"'mypackage' is not of type 'array'"},
     {ALICE, "{\"repo\":\"r\",\"ref\":\"" REF "\",\"dependency_replacements\":[\"mypackage\"]}", 400,
@@ -292,6 +301,15 @@ START_TEST(test_create)
 	ck_assert_msg(r.status == 201, "%ld %s", r.status, r.body.data);
 	ck_assert_str_eq(json_string_value(json_object_get(r.json, "user")), "carol@EXAMPLE.COM");
 	itest_resp_free(&r);
+	/* From a peer that is not a listed proxy (127.0.0.2 is loopback too), the header is
+	 * ignored: no token, no user, 401. */
+	char *code =
+	    itest_sh_out("curl -s -o /dev/null -w '%%{http_code}' --interface 127.0.0.2"
+			 " -X POST -H 'X-Remote-User: mallory' -H 'Content-Type: application/json'"
+			 " --data '{\"repo\":\"r\",\"ref\":\"%s\"}' %s/api/v1/requests",
+		REF, IT.url);
+	ck_assert_str_eq(code, "401");
+	free(code);
 	/* A bare token is named "user". */
 	call(&r, "POST", "/api/v1/requests", IT_USER, "{\"repo\":\"r\",\"ref\":\"" REF "\"}", NULL);
 	ck_assert_int_eq(r.status, 201);
@@ -441,6 +459,19 @@ START_TEST(test_list_errors)
 	ck_assert_str_eq(error_of(&r), list_errors[_i].error);
 	itest_resp_free(&r);
 	free(path);
+}
+END_TEST
+
+/* A page so far out that page * per_page overflows is past the end: 404, not an error. */
+START_TEST(test_list_huge_page)
+{
+	struct itest_resp r;
+
+	itest_http(&r, "GET", "/api/v1/requests?page=100000000000000000&per_page=100", NULL, NULL,
+	    0, NULL);
+	ck_assert_int_eq(r.status, 404);
+	ck_assert_str_eq(error_of(&r), "The requested resource was not found");
+	itest_resp_free(&r);
 }
 END_TEST
 
@@ -904,6 +935,7 @@ setup(void)
 	itest_env("BITSVAULT_USER_TOKENS=alice:" ALICE ", osbs:" OSBS "," IT_USER);
 	itest_env("BITSVAULT_REQUEST_REPRESENTATIVES=osbs");
 	itest_env("BITSVAULT_REQUEST_USER_HEADER=X-Remote-User");
+	itest_env("BITSVAULT_REQUEST_USER_HEADER_FROM=127.0.0.1");
 	itest_start_api();
 }
 
@@ -920,6 +952,7 @@ main(void)
 	tcase_add_test(tc, test_create_long_repo);
 	tcase_add_test(tc, test_create);
 	tcase_add_test(tc, test_list);
+	tcase_add_test(tc, test_list_huge_page);
 	tcase_add_loop_test(tc, test_list_errors, 0, (int)BV_NELEM(list_errors));
 	tcase_add_test(tc, test_latest);
 	tcase_add_loop_test(tc, test_patch_errors, 0, (int)BV_NELEM(patch_errors));

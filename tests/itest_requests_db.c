@@ -93,7 +93,18 @@ START_TEST(test_create_and_transitions)
 	ck_assert_int_eq(
 	    patch_state(r->id, "in_progress", "Fetching the application source", NULL), 200);
 	ck_assert_int_eq(history_len(r->id), 2);
-	ck_assert_int_eq(patch_state(r->id, "complete", "Completed successfully", NULL), 200);
+	/* Complete only once the job has its bundle: the trigger does it then, and the
+	 * worker's own PATCH with the same reason is a no-op. */
+	ck_assert_int_eq(patch_state(r->id, "complete", "Completed successfully", &msg), 400);
+	ck_assert_str_eq(msg, "The request cannot be complete before its bundle is stored");
+	free(msg);
+	char *done =
+	    xasprintf("UPDATE jobs SET state = 'running' WHERE id = %lld; INSERT INTO"
+		      " bundles (job_id, sha256, size) VALUES (%lld, decode(repeat('cd', 32),"
+		      " 'hex'), 1); UPDATE jobs SET state = 'done' WHERE id = %lld; SELECT 1",
+		(long long)r->job_id, (long long)r->job_id, (long long)r->job_id);
+	free(itest_sql(done));
+	free(done);
 	ck_assert_int_eq(patch_state(r->id, "complete", "Completed successfully", NULL), 200);
 	ck_assert_int_eq(history_len(r->id), 3);
 	/* complete -> complete with another reason, and back to in_progress: refused. */
@@ -175,7 +186,8 @@ START_TEST(test_trigger_and_side_effects)
 	request_free(r);
 
 	/* A request failed by its worker (Cachito's PATCH with origin and type) keeps them
-	 * when the job fails after; the running job is ended by the PATCH itself. */
+	 * when the job fails after: the PATCH leaves the job to its worker, which ends it
+	 * with its own reason. */
 	r = make("https://example.org/c.git", REF, NULL);
 	sql = xasprintf(
 	    "UPDATE jobs SET state = 'running' WHERE id = %lld; SELECT 1", (long long)r->job_id);
@@ -184,9 +196,14 @@ START_TEST(test_trigger_and_side_effects)
 	int status = 0;
 	ck_assert(requests_patch(db, r->id, "failed", "bad lockfile", NULL, -1, -1, "client",
 		      "InvalidRepoStructure", &status, &err) == 0);
-	ck_assert_int_eq(sql_int("SELECT (state = 'failed')::int FROM jobs WHERE id = %lld",
+	ck_assert_int_eq(sql_int("SELECT (state = 'running')::int FROM jobs WHERE id = %lld",
 			     (long long)r->job_id),
 	    1);
+	sql = xasprintf("UPDATE jobs SET state = 'failed', error = 'bad lockfile' WHERE id = %lld;"
+			" SELECT 1",
+	    (long long)r->job_id);
+	free(itest_sql(sql));
+	free(sql);
 	ck_assert_int_eq(requests_get(db, r->id, &got, &err), 1);
 	ck_assert_str_eq(got->state_reason, "bad lockfile");
 	ck_assert_str_eq(got->error_type, "InvalidRepoStructure");
