@@ -761,3 +761,29 @@ artifacts_put(struct db *db, const char *kind, const char *name, const char *ver
 	    " ON CONFLICT (kind, name, version, integrity) DO NOTHING",
 	    6, p, errstr);
 }
+
+/* The lock key: the artifact's identity hashed into the advisory lock space (a collision
+ * only makes two different downloads wait for each other). */
+#define ART_KEY "hashtextextended($1 || chr(0) || $2 || chr(0) || $3 || chr(0) || $4, 0)"
+
+int
+artifacts_lock(struct db *db, const char *kind, const char *name, const char *version,
+    const char *integrity, char **errstr)
+{
+	const char *p[] = {kind, name, version, integrity != NULL ? integrity : ""};
+	return db_run(db, "SELECT pg_advisory_lock(" ART_KEY ")", 4, p, errstr);
+}
+
+void
+artifacts_unlock(
+    struct db *db, const char *kind, const char *name, const char *version, const char *integrity)
+{
+	const char *p[] = {kind, name, version, integrity != NULL ? integrity : ""};
+	char *err = NULL;
+
+	if (db_run(db, "SELECT pg_advisory_unlock(" ART_KEY ")", 4, p, &err) != 0) {
+		/* A lost connection released it anyway. */
+		log_warn("cannot release an artifact lock: %s", err);
+		free(err);
+	}
+}

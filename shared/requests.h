@@ -147,4 +147,13 @@ int artifacts_put(struct db *db, const char *kind, const char *name, const char 
     const char *integrity, const unsigned char sha256[32], int64_t size,
     char **errstr) BV_MUSTCHECK;
 
+/* One downloader per artifact across workers: a session advisory lock on the artifact's
+ * key (hashed), taken around find + download + put, so concurrent requests needing the
+ * same dependency download it once (the others wait, then find it). Blocks; 0 or -1.
+ * Unlock never fails loudly. */
+int artifacts_lock(struct db *db, const char *kind, const char *name, const char *version,
+    const char *integrity, char **errstr) BV_MUSTCHECK;
+void artifacts_unlock(
+    struct db *db, const char *kind, const char *name, const char *version, const char *integrity);
+
 #endif

@@ -319,6 +319,19 @@ START_TEST(test_files_env_logs_artifacts_expiry)
 	ck_assert_int_eq(size, 1234);
 	ck_assert(memcmp(sha, got_sha, 32) == 0);
 
+	/* One downloader per artifact: while this connection holds the lock, another cannot
+	 * take it; once released, it can. */
+	const char *try_sql = "SELECT pg_try_advisory_lock(hashtextextended('npm' || chr(0) ||"
+			      " 'left-pad' || chr(0) || '1.3.0' || chr(0) || 'sha512-x', 0))";
+	ck_assert(artifacts_lock(db, "npm", "left-pad", "1.3.0", "sha512-x", &err) == 0);
+	char *v = itest_sql(try_sql);
+	ck_assert_str_eq(v, "f");
+	free(v);
+	artifacts_unlock(db, "npm", "left-pad", "1.3.0", "sha512-x");
+	v = itest_sql(try_sql); /* taken by itest_sql's own short-lived connection */
+	ck_assert_str_eq(v, "t");
+	free(v);
+
 	/* Expiry: a lifetime of 0 makes every in-progress or complete request stale. */
 	int n = 0;
 	ck_assert(requests_expire(db, 0, 3600, 1000, &n, &err) == 0);
