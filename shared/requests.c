@@ -764,7 +764,7 @@ artifacts_put(struct db *db, const char *kind, const char *name, const char *ver
 
 /* The lock key: the artifact's identity hashed into the advisory lock space (a collision
  * only makes two different downloads wait for each other). */
-#define ART_KEY "hashtextextended($1 || chr(0) || $2 || chr(0) || $3 || chr(0) || $4, 0)"
+#define ART_KEY "hashtextextended($1 || chr(31) || $2 || chr(31) || $3 || chr(31) || $4, 0)"
 
 int
 artifacts_lock(struct db *db, const char *kind, const char *name, const char *version,

@@ -321,8 +321,8 @@ START_TEST(test_files_env_logs_artifacts_expiry)
 
 	/* One downloader per artifact: while this connection holds the lock, another cannot
 	 * take it; once released, it can. */
-	const char *try_sql = "SELECT pg_try_advisory_lock(hashtextextended('npm' || chr(0) ||"
-			      " 'left-pad' || chr(0) || '1.3.0' || chr(0) || 'sha512-x', 0))";
+	const char *try_sql = "SELECT pg_try_advisory_lock(hashtextextended('npm' || chr(31) ||"
+			      " 'left-pad' || chr(31) || '1.3.0' || chr(31) || 'sha512-x', 0))";
 	ck_assert(artifacts_lock(db, "npm", "left-pad", "1.3.0", "sha512-x", &err) == 0);
 	char *v = itest_sql(try_sql);
 	ck_assert_str_eq(v, "f");
