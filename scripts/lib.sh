@@ -18,7 +18,7 @@ BV_PROG=${BV_PROG:-$(basename "$0")}
 # Debian packages needed to build and run; scripts/test adds clang-format.
 BV_PACKAGES=(build-essential autoconf automake pkg-config libevhtp-dev libevent-dev
 	libhiredis-dev libpq-dev libcurl4-openssl-dev libssl-dev libarchive-dev libjansson-dev
-	libdeflate-dev zlib1g-dev libgit2-dev check libsubunit-dev postgresql redis-server git curl
+	libdeflate-dev zlib1g-dev libgit2-dev libyaml-dev check libsubunit-dev postgresql redis-server git curl
 	ca-certificates tar gzip zip unzip bzip2 xz-utils zstd procps iproute2 redis-tools busybox)
 # tests/itest_requests runs node and npm: Debian's npm (which brings nodejs), unless an npm
 # is installed already (NodeSource's nodejs bundles npm and conflicts with Debian's).

@@ -7,7 +7,10 @@
  * same packages as an online install. Dependencies are downloaded once across requests,
  * and each failure (integrity mismatch, missing tarball, unreachable registry, bad
  * lockfile, unknown ref, a path leaving the repository) fails the request readably with
- * no bundle served. */
+ * no bundle served. The generic package manager: artifacts.lock.yaml's files served by
+ * the same fixture server, bundled byte for byte, downloaded once by checksum, with npm
+ * in one request; a mismatch, a 404, bad YAML, and a loopback URL with
+ * load_allow_private off fail. */
 #include <check.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -60,13 +63,15 @@ sha(const char *name)
 	return itest_sh_out("cat repos/%s.sha", name);
 }
 
-/* POST /api/v1/requests; returns the status, *id when 201, *error when 400. */
+/* POST /api/v1/requests with pkg_managers pms (a JSON list's inside: "\"npm\""); returns
+ * the status, *id when 201, *error when 400. */
 static long
-post_request(const char *repo, const char *ref, const char *extra, json_int_t *id, char **error)
+post_request_pm(const char *repo, const char *ref, const char *pms, const char *extra,
+    json_int_t *id, char **error)
 {
 	char *body = xasprintf("{\"repo\": \"file://%s/repos/%s\", \"ref\": \"%s\", "
-			       "\"pkg_managers\": [\"npm\"]%s%s}",
-	    IT.dir, repo, ref, extra ? ", " : "", extra ? extra : "");
+			       "\"pkg_managers\": [%s]%s%s}",
+	    IT.dir, repo, ref, pms, extra ? ", " : "", extra ? extra : "");
 	struct itest_resp r;
 	itest_http(&r, "POST", "/api/v1/requests", IT_USER, body, strlen(body), NULL);
 	long st = r.status;
@@ -81,6 +86,13 @@ post_request(const char *repo, const char *ref, const char *extra, json_int_t *i
 	itest_resp_free(&r);
 	free(body);
 	return st;
+}
+
+/* POST /api/v1/requests for npm. */
+static long
+post_request(const char *repo, const char *ref, const char *extra, json_int_t *id, char **error)
+{
+	return post_request_pm(repo, ref, "\"npm\"", extra, id, error);
 }
 
 /* GET /api/v1/requests/{id} every 300 ms until complete, failed or stale (atomic-reactor
@@ -109,11 +121,13 @@ wait_request(json_int_t id, int timeout_s)
 	return doc;
 }
 
-/* A request to the end; asserts its state. Returns the document (caller decrefs). */
+/* A request (pkg_managers pms) to the end; asserts its state. Returns the document
+ * (caller decrefs). */
 static json_t *
-run_request(const char *repo, const char *ref, const char *extra, const char *want, json_int_t *id)
+run_request_pm(const char *repo, const char *ref, const char *pms, const char *extra,
+    const char *want, json_int_t *id)
 {
-	ck_assert_int_eq(post_request(repo, ref, extra, id, NULL), 201);
+	ck_assert_int_eq(post_request_pm(repo, ref, pms, extra, id, NULL), 201);
 	json_t *doc = wait_request(*id, 90);
 	const char *st = json_string_value(json_object_get(doc, "state"));
 	if (strcmp(st, want) != 0) {
@@ -124,10 +138,17 @@ run_request(const char *repo, const char *ref, const char *extra, const char *wa
 	return doc;
 }
 
-/* Downloads the bundle into <dir>/bundle.tar.gz (Digest checked), extracts it into <dir>,
- * writes the configuration files and checks the environment variables. */
+/* An npm request to the end. */
+static json_t *
+run_request(const char *repo, const char *ref, const char *extra, const char *want, json_int_t *id)
+{
+	return run_request_pm(repo, ref, "\"npm\"", extra, want, id);
+}
+
+/* Downloads the bundle into <dir>/bundle.tar.gz (Digest checked) and extracts it into
+ * <dir>. */
 static void
-fetch_bundle(json_int_t id, const char *dir)
+fetch_bundle_only(json_int_t id, const char *dir)
 {
 	struct itest_resp r;
 	char *path = xasprintf("/api/v1/requests/%lld/download", (long long)id);
@@ -153,6 +174,17 @@ fetch_bundle(json_int_t id, const char *dir)
 	ck_assert_int_eq(itest_sh("tar -xzf %s -C %s", file, dir), 0);
 	free(file);
 	free(path);
+}
+
+/* fetch_bundle_only, then writes the configuration files and checks npm's environment
+ * variables. */
+static void
+fetch_bundle(json_int_t id, const char *dir)
+{
+	struct itest_resp r;
+	char *path;
+
+	fetch_bundle_only(id, dir);
 
 	/* Configuration files, as atomic-reactor writes them. */
 	path = xasprintf("/api/v1/requests/%lld/configuration-files", (long long)id);
@@ -210,13 +242,12 @@ npm_ci(const char *dir, bool offline)
 }
 
 /* The worker, started inside a test (Check's asserts report to the running test). */
+static int worker_index = -1;
 static void
 ensure_worker(void)
 {
-	static bool started;
-	if (!started)
-		itest_start_worker("w1");
-	started = true;
+	if (worker_index < 0)
+		worker_index = itest_start_worker("w1");
 }
 
 /* The whole path: request, bundle, offline install equal to the online one. */
@@ -446,6 +477,179 @@ START_TEST(test_request_failures)
 }
 END_TEST
 
+/* GETs of the generic fixtures the server has answered so far. */
+static int
+generic_gets(void)
+{
+	char *n = itest_sh_out("grep -c '^/generic/' reg.log || true");
+	int v = atoi(n);
+	free(n);
+	return v;
+}
+
+/* The dependency named name of a request document's first package of type type. */
+static json_t *
+dep_of(json_t *doc, const char *type, const char *name)
+{
+	size_t i, j;
+	json_t *p, *d;
+
+	json_array_foreach(json_object_get(doc, "packages"), i, p)
+	{
+		if (strcmp(json_string_value(json_object_get(p, "type")), type) != 0)
+			continue;
+		json_array_foreach(json_object_get(p, "dependencies"), j, d)
+		{
+			if (strcmp(json_string_value(json_object_get(d, "name")), name) == 0)
+				return d;
+		}
+	}
+	return NULL;
+}
+
+/* generic: artifacts.lock.yaml's files downloaded, checked, bundled byte for byte;
+ * the same bytes again (same request, or another name and URL with the same checksum)
+ * are not downloaded again. */
+START_TEST(test_request_generic)
+{
+	ensure_worker();
+	char *ref = sha("gen");
+	json_int_t id;
+	int gets0 = generic_gets();
+	json_t *doc = run_request_pm("gen", ref, "\"generic\"", NULL, "complete", &id);
+
+	json_t *p0 = json_array_get(json_object_get(doc, "packages"), 0);
+	ck_assert_str_eq(json_string_value(json_object_get(p0, "type")), "generic");
+	ck_assert_str_eq(json_string_value(json_object_get(p0, "name")), "gen");
+	ck_assert_str_eq(json_string_value(json_object_get(p0, "version")), ref);
+	ck_assert_uint_eq(json_array_size(json_object_get(p0, "dependencies")), 2);
+	json_t *d = dep_of(doc, "generic", "renamed.txt");
+	ck_assert_ptr_nonnull(d);
+	char *url = xasprintf("%sgeneric/two.txt", reg_url);
+	ck_assert_str_eq(json_string_value(json_object_get(d, "version")), url);
+	char *sum = itest_sh_out("echo sha256:$(sha256sum www/generic/two.txt | cut -d' ' -f1)");
+	ck_assert_str_eq(json_string_value(json_object_get(d, "checksum")), sum);
+	free(sum);
+	free(url);
+	json_decref(doc);
+	ck_assert_int_eq(generic_gets(), gets0 + 2);
+
+	fetch_bundle_only(id, "g1");
+	ck_assert_int_eq(itest_sh("cmp g1/deps/generic/one.bin www/generic/one.bin && "
+				  "cmp g1/deps/generic/renamed.txt www/generic/two.txt && "
+				  "test -f g1/app/artifacts.lock.yaml && "
+				  "test $(ls g1/deps/generic | wc -l) = 2"),
+	    0);
+
+	/* The content manifest's purl for a generic file. */
+	struct itest_resp r;
+	char *path = xasprintf("/api/v1/requests/%lld/content-manifest", (long long)id);
+	itest_http(&r, "GET", path, NULL, NULL, 0, NULL);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_msg(strstr(r.body.data, "pkg:generic/one.bin?download_url=") != NULL &&
+		strstr(r.body.data, "checksum=sha256:") != NULL,
+	    "%s", r.body.data);
+	itest_resp_free(&r);
+	free(path);
+
+	/* Again: nothing downloaded. */
+	json_decref(run_request_pm("gen", ref, "\"generic\"", NULL, "complete", &id));
+	ck_assert_int_eq(generic_gets(), gets0 + 2);
+	/* one.bin's bytes under another URL and name: from the store. */
+	char *ref2 = sha("gencopy");
+	json_decref(run_request_pm("gen", ref2, "\"generic\"", NULL, "complete", &id));
+	ck_assert_int_eq(generic_gets(), gets0 + 2);
+	fetch_bundle_only(id, "g2");
+	ck_assert_int_eq(itest_sh("cmp g2/deps/generic/copy.bin www/generic/one.bin"), 0);
+	free(ref2);
+	free(ref);
+}
+END_TEST
+
+/* npm and generic in one request: both packages, both deps/ folders, generic under a
+ * packages path. */
+START_TEST(test_request_npm_generic)
+{
+	ensure_worker();
+	char *ref = sha("both");
+	json_int_t id;
+	json_t *doc = run_request_pm("both", ref, "\"npm\", \"generic\"",
+	    "\"packages\": {\"generic\": [{\"path\": \"assets\"}]}", "complete", &id);
+
+	ck_assert_uint_eq(json_array_size(json_object_get(doc, "packages")), 2);
+	ck_assert_ptr_nonnull(dep_of(doc, "npm", "fix-d"));
+	ck_assert_ptr_nonnull(dep_of(doc, "generic", "two.txt"));
+	json_t *p1 = json_array_get(json_object_get(doc, "packages"), 1);
+	ck_assert_str_eq(json_string_value(json_object_get(p1, "path")), "assets");
+	json_decref(doc);
+	fetch_bundle(id, "g3");
+	ck_assert_int_eq(itest_sh("cmp g3/deps/generic/two.txt www/generic/two.txt && "
+				  "test -f g3/deps/npm/fix-d/fix-d-1.0.0.tgz"),
+	    0);
+	char *offline = npm_ci("g3/app", true);
+	ck_assert_msg(strstr(offline, "node_modules/fix-d fix-d@1.0.0") != NULL, "%s", offline);
+	free(offline);
+	free(ref);
+}
+END_TEST
+
+/* generic failures: readable reasons, the right origin, no bundle, nothing stored under
+ * a wrong checksum. */
+START_TEST(test_request_generic_failures)
+{
+	ensure_worker();
+	static const struct {
+		const char *commit;
+		const char *reason;
+		const char *origin;
+	} cases[] = {
+	    {"genmis", "does not match its checksum in the lockfile", "client"},
+	    {"gen404", "HTTP 404 (not found)", "server"},
+	    {"genyaml", "artifacts.lock.yaml (line 3): not valid YAML", "client"},
+	    {"app1", "The artifacts.lock.yaml file must be present", "client"},
+	};
+	json_int_t id;
+
+	for (size_t i = 0; i < BV_NELEM(cases); i++) {
+		char *ref = sha(cases[i].commit);
+		json_t *doc = run_request_pm(cases[i].commit[0] == 'a' ? "app1" : "gen", ref,
+		    "\"generic\"", NULL, "failed", &id);
+		check_failed(id, doc, cases[i].reason, cases[i].origin);
+		json_decref(doc);
+		free(ref);
+	}
+	char *bad = itest_sh_out("echo sha256:$(sha256sum notwo | cut -d' ' -f1)");
+	char *sql = xasprintf("SELECT count(*) FROM artifacts WHERE integrity = '%s'", bad);
+	char *n = itest_sql(sql);
+	ck_assert_str_eq(n, "0");
+	free(n);
+	free(sql);
+	free(bad);
+}
+END_TEST
+
+/* With load_allow_private off (another worker), a loopback URL is refused before any
+ * connection. */
+START_TEST(test_request_generic_private)
+{
+	ensure_worker();
+	itest_stop_worker(worker_index, SIGTERM);
+	itest_env("BITSVAULT_LOAD_ALLOW_PRIVATE=false");
+	int w = itest_start_worker("w2");
+	IT.nextra--; /* the override was for w2 only */
+	int gets = generic_gets();
+	char *ref = sha("gen");
+	json_int_t id;
+	json_t *doc = run_request_pm("gen", ref, "\"generic\"", NULL, "failed", &id);
+	check_failed(id, doc, "a non-public address", "client");
+	ck_assert_int_eq(generic_gets(), gets);
+	json_decref(doc);
+	free(ref);
+	itest_stop_worker(w, SIGTERM);
+	worker_index = itest_start_worker("w3");
+}
+END_TEST
+
 int
 main(void)
 {
@@ -465,6 +669,10 @@ main(void)
 	tcase_add_test(tc, test_request_dedup);
 	tcase_add_test(tc, test_request_submodule);
 	tcase_add_test(tc, test_request_failures);
+	tcase_add_test(tc, test_request_generic);
+	tcase_add_test(tc, test_request_npm_generic);
+	tcase_add_test(tc, test_request_generic_failures);
+	tcase_add_test(tc, test_request_generic_private);
 	suite_add_tcase(s, tc);
 
 	/* The registry first: npm makes the fixtures' lockfiles against it. */
@@ -482,6 +690,8 @@ main(void)
 	snprintf(reg_env, sizeof reg_env, "BITSVAULT_NPM_REGISTRY=%s", reg_url);
 	itest_env(reg_env);
 	itest_env("BITSVAULT_NPM_DOWNLOAD_ATTEMPTS=2");
+	/* The generic fixtures are on loopback (test_request_generic_private turns it off). */
+	itest_env("BITSVAULT_LOAD_ALLOW_PRIVATE=true");
 	itest_start_api();
 	int rc = itest_run(s);
 	registry_stop();

@@ -10,7 +10,11 @@
  *      checked against its integrity (worker/request_fetch.c; one already stored is
  *      reused), the lockfile rewritten to resolve to the bundled tarballs (a
  *      configuration file), Cachito's npm environment variables;
- *   4. the bundle (worker/request_bundle.c): app/ + deps/, a reproducible tar.gz in the
+ *   4. generic, per packages.generic path: artifacts.lock.yaml read from the stored tree
+ *      (worker/request_generic.c), each URL checked (netguard unless load_allow_private)
+ *      and each file downloaded once into the store against its checksum, by the same
+ *      path as npm's tarballs (dep_get), for deps/generic/<filename>;
+ *   5. the bundle (worker/request_bundle.c): app/ + deps/, a reproducible tar.gz in the
  *      store; the job's result makes its bundles row, and the database's trigger then
  *      completes the request.
  * Progress and failures go to the API the way Cachito's workers send them (PATCH
@@ -463,61 +467,55 @@ fetch_submodules(struct rq *q)
 
 /* ---- npm ---------------------------------------------------------------------------- */
 
-/* The bundle file for path, if it is there already (another npm path's). */
-static bool
-have_file(struct rq *q, const char *path)
+/* The bundle file at path (put there by another package path), or NULL. */
+static struct bundle_file *
+find_file(struct rq *q, const char *path)
 {
 	for (size_t i = 0; i < q->nfiles; i++)
 		if (strcmp(q->files[i].path, path) == 0)
-			return true;
-	return false;
+			return &q->files[i];
+	return NULL;
 }
 
-/* One registry tarball into the store (or found there) and into the bundle. 0 or -1. */
+/* A dependency file to get: its key in the artifacts table, where it comes from. */
+struct dep_get {
+	const char *kind, *name, *version; /* the artifacts key (with integrity) */
+	const char *integrity; /* SRI or "sha256:<hex>"; NULL: none locked */
+	const char *url;
+	const char *what; /* for messages: "npm package fix-a@1.0.0" */
+	const char *path; /* in the bundle: "deps/npm/fix-a/fix-a-1.0.0.tgz" */
+};
+
+/* One dependency file into the store (a download checked against its integrity, or the
+ * stored copy a previous request recorded) and into the bundle. *computed gets the
+ * integrity of a download that had none locked (else NULL). 0, or -1 with the failure
+ * noted. */
 static int
-npm_get(struct rq *q, struct npm_dep *d)
+dep_get(
+    struct rq *q, const struct dep_get *g, unsigned char sha256[32], int64_t *size, char **computed)
 {
 	struct db *db = q->w->db;
-	unsigned char sha256[32];
-	int64_t size = 0;
-	char *err = NULL, *computed = NULL;
-	char *what = xasprintf("%s@%s", d->name, d->version);
-	int rc = -1;
-
-	d->bundle_path = npm_bundle_path(d->name, d->version);
-	if (have_file(q, d->bundle_path)) {
-		free(what);
-		return 0;
-	}
-	if (d->integrity != NULL && !fetch_integrity_supported(d->integrity)) {
-		fail(q, "client", "InvalidFileFormat",
-		    "The integrity value of the npm package %s uses no hash algorithm this server "
-		    "can check (sha512, sha384, sha256, sha1)",
-		    what);
-		goto out;
-	}
+	char *err = NULL;
 	int found = 0;
-	if (d->integrity != NULL) {
+
+	*computed = NULL;
+	if (g->integrity != NULL) {
 		found = artifacts_find(
-		    db, "npm", d->name, d->version, d->integrity, sha256, &size, &err);
-		if (found < 0) {
-			db_fail(q, "looking up stored dependencies", err);
-			goto out;
-		}
+		    db, g->kind, g->name, g->version, g->integrity, sha256, size, &err);
+		if (found < 0)
+			return db_fail(q, "looking up stored dependencies", err);
 	}
 	/* Known and still in the store: touched, so a collection spares it until the
 	 * bundle that holds it is written. */
 	if (found == 1 && store_touch(q->w->store, sha256, &err) == 0) {
-		char *line = xasprintf("Using the stored npm package %s", what);
+		char *line = xasprintf("Using the stored %s", g->what);
 		rlog(q, line);
 		free(line);
 	} else {
 		free(err);
 		err = NULL;
-		char *url = npm_tarball_url(q->w->cfg->npm_registry, d->name, d->version);
-		enum fetch_error fe =
-		    fetch_to_store(q->run, url, what, d->integrity, sha256, &size, &computed, &err);
-		free(url);
+		enum fetch_error fe = fetch_to_store(
+		    q->run, g->url, g->what, g->integrity, sha256, size, computed, &err);
 		switch (fe) {
 		case FETCH_OK:
 			break;
@@ -528,7 +526,7 @@ npm_get(struct rq *q, struct npm_dep *d)
 				q->cancelled = true;
 			fail(q, "server", "UnknownError", "%s", err);
 			free(err);
-			goto out;
+			return -1;
 		case FETCH_MISMATCH:
 		case FETCH_TOO_BIG:
 			fail(q, "client",
@@ -536,25 +534,22 @@ npm_get(struct rq *q, struct npm_dep *d)
 						 : "InvalidFileFormat",
 			    "%s", err);
 			free(err);
-			goto out;
+			return -1;
 		case FETCH_NETWORK:
 		case FETCH_STORE:
 			fail(q, "server", fe == FETCH_NETWORK ? "NetworkError" : "UnknownError",
 			    "%s", err);
 			free(err);
-			goto out;
+			return -1;
 		}
-		if (d->integrity == NULL)
-			d->integrity = computed;
-		else
-			free(computed);
+		const char *integrity = g->integrity != NULL ? g->integrity : *computed;
 		if (artifacts_put(
-			db, "npm", d->name, d->version, d->integrity, sha256, size, &err) != 0) {
-			db_fail(q, "recording a downloaded dependency", err);
-			goto out;
+			db, g->kind, g->name, g->version, integrity, sha256, *size, &err) != 0) {
+			free(*computed);
+			*computed = NULL;
+			return db_fail(q, "recording a downloaded dependency", err);
 		}
-		char *line =
-		    xasprintf("Downloaded the npm package %s (%lld bytes)", what, (long long)size);
+		char *line = xasprintf("Downloaded the %s (%lld bytes)", g->what, (long long)*size);
 		rlog(q, line);
 		free(line);
 	}
@@ -562,11 +557,49 @@ npm_get(struct rq *q, struct npm_dep *d)
 		q->cfiles = q->cfiles ? q->cfiles * 2 : 32;
 		q->files = xrealloc(q->files, q->cfiles * sizeof *q->files);
 	}
-	q->files[q->nfiles].path = xstrdup(d->bundle_path);
+	q->files[q->nfiles].path = xstrdup(g->path);
 	memcpy(q->files[q->nfiles].sha256, sha256, 32);
-	q->files[q->nfiles].size = size;
+	q->files[q->nfiles].size = *size;
 	q->nfiles++;
-	rc = 0;
+	return 0;
+}
+
+/* One registry tarball into the store (or found there) and into the bundle. 0 or -1. */
+static int
+npm_get(struct rq *q, struct npm_dep *d)
+{
+	unsigned char sha256[32];
+	int64_t size = 0;
+	char *computed = NULL;
+	char *what = xasprintf("npm package %s@%s", d->name, d->version);
+	int rc = -1;
+
+	d->bundle_path = npm_bundle_path(d->name, d->version);
+	if (find_file(q, d->bundle_path) != NULL) {
+		free(what);
+		return 0;
+	}
+	if (d->integrity != NULL && !fetch_integrity_supported(d->integrity)) {
+		fail(q, "client", "InvalidFileFormat",
+		    "The integrity value of the %s uses no hash algorithm this server can check "
+		    "(sha512, sha384, sha256, sha1)",
+		    what);
+		goto out;
+	}
+	char *url = npm_tarball_url(q->w->cfg->npm_registry, d->name, d->version);
+	struct dep_get g = {.kind = "npm",
+	    .name = d->name,
+	    .version = d->version,
+	    .integrity = d->integrity,
+	    .url = url,
+	    .what = what,
+	    .path = d->bundle_path};
+	rc = dep_get(q, &g, sha256, &size, &computed);
+	free(url);
+	if (rc == 0 && d->integrity == NULL)
+		d->integrity = computed;
+	else
+		free(computed);
 out:
 	free(what);
 	return rc;
@@ -814,6 +847,191 @@ fetch_npm(struct rq *q)
 	return 0;
 }
 
+/* ---- generic ------------------------------------------------------------------------ */
+
+/* The repository's name: its URL's last segment without ".git". New string. */
+static char *
+repo_name(const char *repo)
+{
+	size_t n = strlen(repo);
+
+	while (n > 0 && repo[n - 1] == '/')
+		n--;
+	size_t start = n;
+	while (start > 0 && repo[start - 1] != '/' && repo[start - 1] != ':')
+		start--;
+	if (n - start > 4 && strncmp(repo + n - 4, ".git", 4) == 0)
+		n -= 4;
+	return n > start ? xstrndup(repo + start, n - start) : xstrdup("app");
+}
+
+/* One artifact of a lockfile: the URL checked, then into the store and the bundle.
+ * *last_ok: generic_url_check's memory. 0 or -1. */
+static int
+generic_get(struct rq *q, const char *file, size_t idx, const struct generic_artifact *a,
+    char **last_ok, json_t *deps)
+{
+	unsigned char sha256[32];
+	int64_t size = 0;
+	char *err = NULL, *computed = NULL, hex[65];
+	char *path = xasprintf("deps/generic/%s", a->filename);
+	char *what = xasprintf("generic artifact %s", a->filename);
+	int rc = -1;
+
+	switch (generic_url_check(a->url, q->w->cfg->load_allow_private, last_ok, &err)) {
+	case GENERIC_URL_OK:
+		break;
+	case GENERIC_URL_REFUSED:
+		fail(q, "client", "InvalidRequestData",
+		    "%s (line %zu): the download_url of artifact %zu (%s) cannot be used: %s", file,
+		    a->line, idx, a->filename, err);
+		goto out;
+	case GENERIC_URL_UNRESOLVED:
+		fail(q, "server", "NetworkError", "Failed to download the %s: %s", what, err);
+		goto out;
+	}
+	/* Another packages.generic path's file of the same name: the same bytes, or a clash. */
+	struct bundle_file *other = find_file(q, path);
+	if (other != NULL) {
+		if (strncmp(a->checksum, "sha256:", 7) != 0 ||
+		    !hex_decode(a->checksum + 7, sha256, 32) ||
+		    memcmp(sha256, other->sha256, 32) != 0) {
+			fail(q, "client", "InvalidRepoStructure",
+			    "%s (line %zu): the filename \"%s\" of artifact %zu is already used by "
+			    "another artifacts.lock.yaml of this request (give both the same sha256 "
+			    "checksum, or another filename)",
+			    file, a->line, a->filename, idx);
+			goto out;
+		}
+		memcpy(sha256, other->sha256, 32);
+	} else {
+		/* Keyed by checksum alone: the same bytes are one download whatever their name
+		 * or URL (only strong hashes are accepted, so a checksum names its content). */
+		struct dep_get g = {.kind = "generic",
+		    .name = "",
+		    .version = "",
+		    .integrity = a->checksum,
+		    .url = a->url,
+		    .what = what,
+		    .path = path};
+		if (dep_get(q, &g, sha256, &size, &computed) != 0)
+			goto out;
+		/* Found under its sha256 too when another lockfile names it that way. */
+		hex_encode(sha256, 32, hex);
+		char *by256 = xasprintf("sha256:%s", hex);
+		int r = strcmp(by256, a->checksum) == 0
+		    ? 0
+		    : artifacts_put(q->w->db, "generic", "", "", by256, sha256, size, &err);
+		free(by256);
+		if (r != 0) {
+			db_fail(q, "recording a downloaded dependency", err);
+			goto out;
+		}
+	}
+	hex_encode(sha256, 32, hex);
+	char *checksum = xasprintf("sha256:%s", hex);
+	json_array_append_new(deps,
+	    json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:n}", "name", a->filename, "type", "generic",
+		"version", a->url, "download_url", a->url, "checksum", checksum, "dev", false,
+		"replaces"));
+	free(checksum);
+	rc = 0;
+out:
+	free(computed);
+	free(err);
+	free(what);
+	free(path);
+	return rc;
+}
+
+/* Step 4 for one packages.generic path: its artifacts.lock.yaml. 0 or -1. */
+static int
+generic_path(struct rq *q, const char *raw_path)
+{
+	char *path = clean_path(raw_path), *err = NULL, *text = NULL, *file = NULL;
+	char *last_ok = NULL;
+	struct generic_lock lock = {0};
+	unsigned int mode;
+	unsigned char id[20];
+	size_t len;
+	int rc = -1;
+
+	if (path == NULL) {
+		fail(q, "client", "InvalidRequestData",
+		    "The path \"%s\" in packages.generic must be relative and stay inside the "
+		    "repository",
+		    raw_path ? raw_path : "");
+		goto out;
+	}
+	const char *shown = *path ? path : ".";
+	if (!say(q, "Fetching the generic artifacts at the \"%s\" directory", shown))
+		goto out;
+	if (rtree_lookup(q->tree, path, &mode, id) != 1 || mode != GIT_MODE_DIR) {
+		fail(q, "client", "InvalidRepoStructure",
+		    "The directory \"%s\" given in packages.generic does not exist in the "
+		    "repository",
+		    shown);
+		goto out;
+	}
+	file = xasprintf("%s%s%s", path, *path ? "/" : "", GENERIC_LOCK_FILE);
+	int r = rtree_read(q->tree, file, MAX_MANIFEST, &text, &len, &err);
+	if (r < 0) {
+		fail(q, "server", "UnknownError", "%s", err);
+		goto out;
+	}
+	if (r == 0) {
+		fail(q, "client", "InvalidRepoStructure",
+		    "The %s file must be present for the generic package manager (in \"%s\")",
+		    GENERIC_LOCK_FILE, shown);
+		goto out;
+	}
+	if (generic_lock_parse(text, len, file, &lock, &err) != 0) {
+		fail(q, "client", "InvalidFileFormat", "%s", err);
+		goto out;
+	}
+	json_t *deps = json_array();
+	for (size_t i = 0; i < lock.n; i++) {
+		if (generic_get(q, file, i + 1, &lock.items[i], &last_ok, deps) != 0 ||
+		    !say_count(q, "Fetching generic artifacts", i + 1, lock.n)) {
+			json_decref(deps);
+			goto out;
+		}
+	}
+	char *name = repo_name(q->req->repo);
+	json_t *p = json_pack("{s:s, s:s, s:s, s:o}", "name", name, "type", "generic", "version",
+	    q->req->ref, "dependencies", deps);
+	free(name);
+	if (*path)
+		json_object_set_new(p, "path", json_string(path));
+	json_array_append_new(q->packages, p);
+	rc = 0;
+out:
+	generic_lock_clear(&lock);
+	free(last_ok);
+	free(text);
+	free(file);
+	free(err);
+	free(path);
+	return rc;
+}
+
+/* Step 4: every packages.generic path (default the root). 0 or -1. */
+static int
+fetch_generic(struct rq *q)
+{
+	json_t *paths = json_object_get(q->req->packages, "generic"), *v;
+	size_t i;
+
+	if (json_array_size(paths) == 0)
+		return generic_path(q, ".");
+	json_array_foreach(paths, i, v)
+	{
+		if (generic_path(q, json_string_value(json_object_get(v, "path"))) != 0)
+			return -1;
+	}
+	return 0;
+}
+
 /* ---- the end ------------------------------------------------------------------------ */
 
 /* What was found, recorded: environment variables (PATCH), configuration files and
@@ -925,6 +1143,8 @@ request_run(struct job_run *run, json_t **result, char **reason)
 	if (has(q.req->pkg_managers, "git-submodule") && fetch_submodules(&q) != 0)
 		goto end;
 	if (has(q.req->pkg_managers, "npm") && fetch_npm(&q) != 0)
+		goto end;
+	if (has(q.req->pkg_managers, "generic") && fetch_generic(&q) != 0)
 		goto end;
 	if (record(&q) != 0)
 		goto end;

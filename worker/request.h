@@ -1,7 +1,10 @@
 /* request.h: private to the "request" job (Cachito's requests, docs/worker.md "Requests"),
  * shared by its files only:
  *   worker/request.c         the job handler: the request's states, the source, npm's
- *                            steps, packages data, the result;
+ *                            and generic's steps, packages data, the result;
+ *   worker/request_generic.c artifacts.lock.yaml, the generic package manager's list of
+ *                            files to download (pure: libyaml, and a DNS lookup for the
+ *                            URL check);
  *   worker/request_npm.c     package-lock.json / npm-shrinkwrap.json (lockfile versions 1,
  *                            2 and 3): the registry dependencies, and the lockfile rewritten
  *                            to point at the bundled tarballs (pure: jansson only);
@@ -73,6 +76,53 @@ bool npm_name_ok(const char *s);
 /* Whether s is a version that may be part of a file name (semver characters only). */
 bool npm_version_ok(const char *s);
 
+/* ---- request_generic.c: artifacts.lock.yaml ---------------------------------------- */
+
+#define GENERIC_LOCK_FILE "artifacts.lock.yaml"
+/* More entries than this are refused. */
+#define GENERIC_MAX_ARTIFACTS 10000
+
+/* One file to download. */
+struct generic_artifact {
+	char *url; /* download_url, http or https, no user name */
+	char *checksum; /* "sha256:<hex>" (or sha384, sha512), lowercase */
+	char *filename; /* one path segment: deps/generic/<filename> */
+	size_t line; /* where the entry starts in the file */
+};
+
+struct generic_lock {
+	struct generic_artifact *items;
+	size_t n;
+};
+
+/* Parses an artifacts.lock.yaml (file names it in messages): metadata.version "1.0" and
+ * artifacts, each with download_url, checksum and filename (default the URL path's last
+ * segment), file names unique. 0, or -1 with *errstr a sentence for the user naming the
+ * file, the entry and the line. */
+int generic_lock_parse(const char *text, size_t len, const char *file, struct generic_lock *lock,
+    char **errstr) BV_MUSTCHECK;
+void generic_lock_clear(struct generic_lock *lock);
+/* Whether s may be a file name in deps/generic/ (one path segment, not "." or "..", no
+ * control characters or backslash, 1 to 255 bytes). */
+bool generic_filename_ok(const char *s);
+/* Splits an http or https URL with no user name or password: *host (no brackets), *port
+ * (the scheme's default when none) and, when path is non-NULL, *path (up to '?' or '#'),
+ * new strings. 0, or -1 with *errstr what is wrong ("is not an http or https URL"). */
+int generic_url_split(
+    const char *url, char **host, char **port, char **path, char **errstr) BV_MUSTCHECK;
+/* What generic_url_check found. */
+enum generic_url {
+	GENERIC_URL_OK,
+	GENERIC_URL_REFUSED, /* a bad URL or a non-public address (the file's fault) */
+	GENERIC_URL_UNRESOLVED /* the host does not resolve (the network's) */
+};
+/* Checks a download URL before it is fetched: its form, and unless allow_private every
+ * address of its host through shared/netguard.c. *last_ok remembers the host that passed
+ * last (NULL at first; the caller frees it), so a list of files from one host resolves it
+ * once. Not OK: *errstr says why (without the URL). */
+enum generic_url generic_url_check(
+    const char *url, bool allow_private, char **last_ok, char **errstr);
+
 /* ---- request_fetch.c: downloads ------------------------------------------------------- */
 
 /* Why a download failed. */
@@ -84,14 +134,16 @@ enum fetch_error {
 	FETCH_STORE, /* the store could not take it (server) */
 	FETCH_CANCELLED /* the job is no longer ours, or the worker stops */
 };
-/* Downloads url into the store (attempts tries, with backoff), checking the SRI integrity
- * (NULL: none to check; *computed then gets "sha512-<b64>") and the size cap while the
- * bytes stream. FETCH_OK with sha256 and *size; otherwise *errstr, a sentence naming
- * what (e.g. "fix-a@1.0.0"). */
+/* Downloads url into the store (npm_download_attempts tries, with backoff), checking the
+ * integrity and the size cap while the bytes stream. integrity is an SRI value
+ * ("sha512-<b64>", several allowed) or a checksum ("sha256:<hex>", also sha384, sha512);
+ * NULL: none to check, and *computed (when non-NULL) gets "sha512-<b64>". FETCH_OK with
+ * sha256 and *size; otherwise *errstr, a sentence naming what, a noun phrase without
+ * article ("npm package fix-a@1.0.0", "generic artifact tool.tar.gz"). */
 enum fetch_error fetch_to_store(struct job_run *run, const char *url, const char *what,
     const char *integrity, unsigned char sha256[32], int64_t *size, char **computed, char **errstr);
-/* Whether an SRI value holds a hash this worker can check (sha512, sha384, sha256,
- * sha1). */
+/* Whether an integrity (SRI value or checksum) holds a hash this worker can check
+ * (sha512, sha384, sha256, sha1). */
 bool fetch_integrity_supported(const char *integrity);
 
 /* ---- request_bundle.c: the source tree and the bundle ------------------------------- */

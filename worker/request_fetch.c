@@ -1,6 +1,7 @@
 /* request_fetch.c: dependency downloads for the "request" job (worker/request.h): one
- * tarball from the registry streamed into the store, hashed on the way (the SRI integrity
- * the lockfile locks: sha512, sha384, sha256 or sha1) and cut off at max_artifact_size,
+ * file (an npm tarball from the registry, a generic artifact from its URL) streamed into
+ * the store, hashed on the way (npm's SRI integrity: sha512, sha384, sha256 or sha1; or
+ * artifacts.lock.yaml's "sha256:<hex>", sha384, sha512) and cut off at max_artifact_size,
  * with retries and backoff for what may go away by itself (transport errors, 5xx, 429).
  * A failed attempt leaves nothing in the store: its writer is aborted. The transfer is
  * shared/httpc.c's streamed GET. */
@@ -22,15 +23,16 @@
 /* A transfer slower than 1 byte/s for this long is dropped (and retried). */
 #define FETCH_STALL_S 30L
 
-/* The SRI hashes we can check, strongest first. */
+/* The hashes we can check, strongest first: SRI values are "<name>-<base64>" (several
+ * may be given), checksums "<name>:<hex>" (one). */
 static const struct {
-	const char *prefix;
+	const char *name;
 	const char *evp;
 } algos[] = {
-    {"sha512-", "SHA512"},
-    {"sha384-", "SHA384"},
-    {"sha256-", "SHA256"},
-    {"sha1-", "SHA1"},
+    {"sha512", "SHA512"},
+    {"sha384", "SHA384"},
+    {"sha256", "SHA256"},
+    {"sha1", "SHA1"},
 };
 
 struct transfer {
@@ -43,25 +45,38 @@ struct transfer {
 	char *store_err;
 };
 
-/* The strongest hash of an SRI value we can check: its index in algos and its base64
- * digest (new string, options after '?' dropped), or -1. */
+/* The strongest hash of an integrity we can check: its index in algos and its digest
+ * as written (new string; base64 with SRI options after '?' dropped, or lowercase hex
+ * when *hex), or -1. */
 static int
-pick_hash(const char *integrity, char **b64)
+pick_hash(const char *integrity, char **want, bool *hex)
 {
 	int best = -1;
 	const char *p = integrity;
 
-	*b64 = NULL;
+	*want = NULL;
+	*hex = false;
+	for (int i = 0; i < (int)BV_NELEM(algos); i++) {
+		size_t pl = strlen(algos[i].name);
+		if (strncmp(integrity, algos[i].name, pl) == 0 && integrity[pl] == ':' &&
+		    integrity[pl + 1] != '\0') {
+			*hex = true;
+			*want = xstrdup(integrity + pl + 1);
+			for (char *c = *want; *c != '\0'; c++)
+				*c = (char)(*c >= 'A' && *c <= 'F' ? *c + 32 : *c);
+			return i;
+		}
+	}
 	while (p != NULL && *p != '\0') {
 		p += strspn(p, " \t\n");
 		size_t n = strcspn(p, " \t\n");
 		for (int i = 0; i < (int)BV_NELEM(algos); i++) {
-			size_t pl = strlen(algos[i].prefix);
-			if (n > pl && strncmp(p, algos[i].prefix, pl) == 0 &&
+			size_t pl = strlen(algos[i].name);
+			if (n > pl + 1 && strncmp(p, algos[i].name, pl) == 0 && p[pl] == '-' &&
 			    (best < 0 || i < best)) {
 				best = i;
-				free(*b64);
-				*b64 = xstrndup(p + pl, strcspn(p + pl, "? \t\n"));
+				free(*want);
+				*want = xstrndup(p + pl + 1, strcspn(p + pl + 1, "? \t\n"));
 			}
 		}
 		p += n;
@@ -73,9 +88,10 @@ pick_hash(const char *integrity, char **b64)
 bool
 fetch_integrity_supported(const char *integrity)
 {
-	char *b64 = NULL;
-	int i = pick_hash(integrity, &b64);
-	free(b64);
+	char *want = NULL;
+	bool hex;
+	int i = pick_hash(integrity, &want, &hex);
+	free(want);
 	return i >= 0;
 }
 
@@ -140,26 +156,24 @@ attempt(struct transfer *t, const char *url, const char *what, bool *retry, char
 		fe = FETCH_CANCELLED;
 		break;
 	case HTTPC_TOO_BIG:
-		*errstr = xasprintf("The npm package %s at %s is larger than max_artifact_size "
-				    "(%lld bytes)",
+		*errstr = xasprintf("The %s at %s is larger than max_artifact_size (%lld bytes)",
 		    what, shown, (long long)t->max);
 		fe = FETCH_TOO_BIG;
 		break;
 	case HTTPC_SINK_STOPPED:
-		*errstr = xasprintf("The store could not take the npm package %s", what);
+		*errstr = xasprintf("The store could not take the %s", what);
 		fe = FETCH_STORE;
 		break;
 	case HTTPC_TRANSPORT:
-		*errstr = xasprintf("Failed to download the npm package %s from %s: %s", what,
-		    shown, err != NULL ? err : "transfer failed");
+		*errstr = xasprintf("Failed to download the %s from %s: %s", what, shown,
+		    err != NULL ? err : "transfer failed");
 		*retry = true;
 		fe = FETCH_NETWORK;
 		break;
 	case HTTPC_DONE:
 		if (status != 200) {
-			*errstr =
-			    xasprintf("Failed to download the npm package %s from %s: HTTP %ld%s",
-				what, shown, status, status == 404 ? " (not found)" : "");
+			*errstr = xasprintf("Failed to download the %s from %s: HTTP %ld%s", what,
+			    shown, status, status == 404 ? " (not found)" : "");
 			*retry = status >= 500 || status == 429 || status == 408;
 			fe = FETCH_NETWORK;
 		}
@@ -179,16 +193,16 @@ fetch_to_store(struct job_run *run, const char *url, const char *what, const cha
 	int64_t attempts = cfg->npm_download_attempts > 0 ? cfg->npm_download_attempts : 1;
 	uint64_t delay = FETCH_BACKOFF_MS;
 	char *want = NULL;
+	bool hex = false;
 	int algo = 0;
 	enum fetch_error fe = FETCH_NETWORK;
 	struct transfer t = {.run = run};
 
 	*errstr = NULL;
-	if (integrity != NULL && (algo = pick_hash(integrity, &want)) < 0) {
-		*errstr =
-		    xasprintf("The integrity value of the npm package %s uses no hash "
-			      "algorithm this server can check (sha512, sha384, sha256, sha1)",
-			what);
+	if (integrity != NULL && (algo = pick_hash(integrity, &want, &hex)) < 0) {
+		*errstr = xasprintf("The integrity value of the %s uses no hash algorithm this "
+				    "server can check (sha512, sha384, sha256, sha1)",
+		    what);
 		return FETCH_MISMATCH;
 	}
 	t.max = cfg->max_artifact_size > 0 ? cfg->max_artifact_size : INT64_MAX;
@@ -220,7 +234,7 @@ fetch_to_store(struct job_run *run, const char *url, const char *what, const cha
 		if ((t.sw = store_writer_new(run->w->store, &err)) == NULL) {
 			log_warn_id(run->log_id, "store: %s", err);
 			free(err);
-			*errstr = xasprintf("The store could not take the npm package %s", what);
+			*errstr = xasprintf("The store could not take the %s", what);
 			fe = FETCH_STORE;
 			break;
 		}
@@ -238,13 +252,21 @@ fetch_to_store(struct job_run *run, const char *url, const char *what, const cha
 		unsigned char md[EVP_MAX_MD_SIZE];
 		unsigned int mdlen = 0;
 		EVP_DigestFinal_ex(t.md, md, &mdlen);
-		char *got = base64_encode(md, mdlen);
+		char *got;
+		if (hex) {
+			got = xmalloc(2 * mdlen + 1);
+			hex_encode(md, mdlen, got);
+		} else {
+			got = base64_encode(md, mdlen);
+		}
 		if (want != NULL && strcmp(got, want) != 0) {
 			char *shown = redact(url);
+			char sep = hex ? ':' : '-';
 			*errstr = xasprintf(
-			    "The npm package %s downloaded from %s does not match its integrity in "
-			    "the lockfile (expected %s%s, got %s%s)",
-			    what, shown, algos[algo].prefix, want, algos[algo].prefix, got);
+			    "The %s downloaded from %s does not match its %s in the lockfile "
+			    "(expected %s%c%s, got %s%c%s)",
+			    what, shown, hex ? "checksum" : "integrity", algos[algo].name, sep,
+			    want, algos[algo].name, sep, got);
 			free(shown);
 			free(got);
 			store_writer_abort(t.sw);
@@ -253,7 +275,7 @@ fetch_to_store(struct job_run *run, const char *url, const char *what, const cha
 			break;
 		}
 		if (want == NULL && computed != NULL)
-			*computed = xasprintf("%s%s", algos[algo].prefix, got);
+			*computed = xasprintf("%s-%s", algos[algo].name, got);
 		free(got);
 		*size = (int64_t)store_writer_size(t.sw);
 		int rc = store_writer_commit(t.sw, sha256, NULL, &err);
@@ -261,7 +283,7 @@ fetch_to_store(struct job_run *run, const char *url, const char *what, const cha
 		if (rc != 0) {
 			log_warn_id(run->log_id, "store: %s", err);
 			free(err);
-			*errstr = xasprintf("The store could not take the npm package %s", what);
+			*errstr = xasprintf("The store could not take the %s", what);
 			fe = FETCH_STORE;
 			break;
 		}
@@ -272,7 +294,7 @@ fetch_to_store(struct job_run *run, const char *url, const char *what, const cha
 		free(*errstr);
 		*errstr = NULL;
 	} else if (*errstr == NULL) {
-		*errstr = xasprintf("The download of the npm package %s was stopped", what);
+		*errstr = xasprintf("The download of the %s was stopped", what);
 	}
 	free(t.store_err);
 	free(want);

@@ -1,4 +1,4 @@
-# fixture.sh: the npm fixtures of tests/itest_requests.c, run in the test's folder with
+# fixture.sh: the fixtures of tests/itest_requests.c, run in the test's folder with
 # the fixture registry's URL (http://127.0.0.1:PORT/) as $1 and this folder as $2:
 #   www/       the registry: tarballs made with `npm pack` from tiny packages (fix-b in two
 #              versions, fix-a -> fix-b@^1.5, @fixscope/c -> fix-b@^2, fix-d, fix-e) and
@@ -8,6 +8,7 @@
 #   repos/app2 the same under web/, sharing fix-b@2.1.0 and adding fix-d;
 #   repos/bad  one commit per failure: an integrity mismatch, a missing tarball, a bad
 #              lockfile, a package only this request needs (for the unreachable registry);
+#   repos/gen*, repos/both  the generic package manager's (see below);
 #   repos/*.sha  the commits.
 set -eu
 REG=$1
@@ -95,3 +96,52 @@ git init -q -b main repos/super
 echo super >repos/super/README
 (cd repos/super && git -c protocol.file.allow=always submodule add -q ../lib vendor/lib >/dev/null 2>&1)
 commit repos/super super >repos/super.sha
+
+# generic: files the fixture server serves under www/generic/, and repositories whose
+# artifacts.lock.yaml lists them: repos/gen (one.bin by sha256 under its own name, two.txt
+# by sha512 renamed), repos/gen at gencopy (one.bin's bytes at another URL and name: no
+# download), genmis (a checksum nothing matches), gen404 (a file the server lacks),
+# genyaml (bad YAML); repos/both: npm at the root and generic under assets/.
+mkdir -p www/generic/sub
+head -c 300000 /dev/urandom >www/generic/one.bin
+printf 'two\n' >www/generic/two.txt
+cp www/generic/one.bin www/generic/sub/one-again.bin
+s256() { echo "sha256:$(sha256sum "$1" | cut -d' ' -f1)"; }
+s512() { echo "sha512:$(sha512sum "$1" | cut -d' ' -f1)"; }
+lock() { # file: artifacts from stdin ("url checksum [filename]" lines)
+	printf 'metadata:\n  version: "1.0"\nartifacts:\n' >"$1"
+	while read -r url sum name; do
+		printf '  - download_url: "%s%s"\n    checksum: "%s"\n' "$REG" "$url" "$sum" >>"$1"
+		[ -z "$name" ] || printf '    filename: "%s"\n' "$name" >>"$1"
+	done
+}
+git init -q -b main repos/gen
+lock repos/gen/artifacts.lock.yaml <<EOF
+generic/one.bin $(s256 www/generic/one.bin)
+generic/two.txt $(s512 www/generic/two.txt) renamed.txt
+EOF
+commit repos/gen gen >repos/gen.sha
+lock repos/gen/artifacts.lock.yaml <<EOF
+generic/sub/one-again.bin $(s256 www/generic/one.bin) copy.bin
+EOF
+commit repos/gen gencopy >repos/gencopy.sha
+printf 'not two\n' >notwo
+lock repos/gen/artifacts.lock.yaml <<EOF
+generic/two.txt $(s256 notwo)
+EOF
+commit repos/gen genmis >repos/genmis.sha
+printf 'absent\n' >absent
+lock repos/gen/artifacts.lock.yaml <<EOF
+generic/missing.bin $(s256 absent)
+EOF
+commit repos/gen gen404 >repos/gen404.sha
+printf 'metadata: {version: "1.0"}\nartifacts: [\n' >repos/gen/artifacts.lock.yaml
+commit repos/gen genyaml >repos/genyaml.sha
+
+git init -q -b main repos/both
+mkapp repos/both '{"fix-d":"^1.0.0"}' '{}'
+mkdir -p repos/both/assets
+lock repos/both/assets/artifacts.lock.yaml <<EOF
+generic/two.txt $(s256 www/generic/two.txt)
+EOF
+commit repos/both both >repos/both.sha
