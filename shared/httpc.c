@@ -6,12 +6,19 @@
 
 #include <curl/curl.h>
 
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
 #include "shared/httpc.h"
+#include "shared/netguard.h"
 
 struct httpc {
 	CURL *curl;
 	char *auth_header;
 	long timeout_s;
+	bool guard; /* httpc_set_guard */
+	char refused[160]; /* why the guard refused a connection, for errstr */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -108,6 +115,38 @@ httpc_json(struct httpc *hc, const char *method, const char *url, const char *js
 	return 0;
 }
 
+void
+httpc_set_guard(struct httpc *hc, bool on)
+{
+	hc->guard = on;
+}
+
+/* curl's socket opener while guarded: the address curl is about to connect to (after
+ * its own resolution, for every hop) is checked, and a socket made only for a public
+ * one. */
+static curl_socket_t
+guarded_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+	struct httpc *hc = arg;
+	const char *cls = netguard_class(&addr->addr);
+
+	(void)purpose;
+	if (cls != NULL) {
+		char text[64] = "?";
+		if (addr->family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&addr->addr)->sin_addr, text,
+			    sizeof text);
+		else if (addr->family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&addr->addr)->sin6_addr, text,
+			    sizeof text);
+		snprintf(hc->refused, sizeof hc->refused,
+		    "refused to connect to %s: a %s address (load_allow_private is off)", text,
+		    cls);
+		return CURL_SOCKET_BAD;
+	}
+	return socket(addr->family, addr->socktype, addr->protocol);
+}
+
 struct stream {
 	CURL *curl;
 	httpc_sink sink;
@@ -192,6 +231,12 @@ httpc_get_stream(struct httpc *hc, const char *url, int64_t max_bytes, long stal
 		hdrs = curl_slist_append(hdrs, hc->auth_header);
 		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 	}
+	hc->refused[0] = '\0';
+	if (hc->guard) {
+		curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, guarded_socket);
+		curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, hc);
+		curl_easy_setopt(c, CURLOPT_PROXY, "");
+	}
 	rc = curl_easy_perform(c);
 	curl_slist_free_all(hdrs);
 	if (st.status == 0)
@@ -204,7 +249,9 @@ httpc_get_stream(struct httpc *hc, const char *url, int64_t max_bytes, long stal
 	if (st.sink_stopped)
 		return HTTPC_SINK_STOPPED;
 	if (rc != CURLE_OK) {
-		*errstr = xstrdup(errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		*errstr = xstrdup(hc->refused[0] ? hc->refused
+			: errbuf[0]              ? errbuf
+						 : curl_easy_strerror(rc));
 		return HTTPC_TRANSPORT;
 	}
 	return HTTPC_DONE;

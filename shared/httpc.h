@@ -19,6 +19,13 @@ void httpc_free(struct httpc *hc);
 int httpc_json(struct httpc *hc, const char *method, const char *url, const char *json_body,
     long *status, struct buf *resp, char **errstr) BV_MUSTCHECK;
 
+/* Guards hc's later httpc_get_stream calls: every connection they open (redirects
+ * included, and whatever the name resolves to at that moment: no DNS-rebinding window)
+ * must go to an address shared/netguard.h calls public; any other ends the transfer with
+ * HTTPC_TRANSPORT and an *errstr naming the address and its class. Proxies from the
+ * environment are not used while guarded. */
+void httpc_set_guard(struct httpc *hc, bool on);
+
 /* A streamed GET, for downloads (no total timeout: a transfer slower than 1 byte/s for
  * stall_s seconds is dropped instead). The body of a 200 answer goes to sink as it
  * arrives (sink returns 0, or -1 to stop); other answers' bodies are dropped. tick is

@@ -139,7 +139,9 @@ int requests_expire(struct db *db, int64_t lifetime_s, int64_t lifetime_failed_s
     char **errstr) BV_MUSTCHECK;
 
 /* Dependency artifacts in the store (table artifacts). kind "npm": name, version and the
- * lockfile's integrity; "generic": the file name, "", and "sha256:<hex>". Find: 1 with
+ * lockfile's integrity; "generic": "", "" and the checksum ("sha256:<hex>"; a file given
+ * by sha384/sha512 is also recorded under its sha256), so the same bytes are downloaded
+ * once whatever their name or URL. Find: 1 with
  * sha256 and size, 0 when unknown, -1 error. Put: records it (no-op when there). */
 int artifacts_find(struct db *db, const char *kind, const char *name, const char *version,
     const char *integrity, unsigned char sha256[32], int64_t *size, char **errstr) BV_MUSTCHECK;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shared/httpc.h"
 #include "shared/netguard.h"
 #include "shared/util.h"
 
@@ -140,6 +141,43 @@ START_TEST(test_check_literals)
 }
 END_TEST
 
+/* No sink output expected: a refused connection never gets a byte. */
+static int
+no_sink(void *arg, const void *data, size_t len)
+{
+	(void)arg, (void)data, (void)len;
+	return -1;
+}
+
+/* A guarded download refuses a loopback address at connect time (so redirects and DNS
+ * answers that change cannot get around the check); unguarded, the same URL is an
+ * ordinary connection error. Port 9 (discard) is closed on a test machine. */
+START_TEST(test_guarded_download)
+{
+	struct httpc *hc = httpc_new(NULL, 5);
+	long status = 0;
+	char *err = NULL;
+
+	httpc_set_guard(hc, true);
+	ck_assert_int_eq(httpc_get_stream(hc, "http://127.0.0.1:9/x", 1024, 5, no_sink, NULL, NULL,
+			     &status, &err),
+	    HTTPC_TRANSPORT);
+	ck_assert_msg(
+	    err != NULL && strstr(err, "refused to connect to 127.0.0.1: a loopback") != NULL, "%s",
+	    err);
+	free(err);
+	err = NULL;
+	httpc_set_guard(hc, false);
+	ck_assert_int_eq(httpc_get_stream(hc, "http://127.0.0.1:9/x", 1024, 5, no_sink, NULL, NULL,
+			     &status, &err),
+	    HTTPC_TRANSPORT);
+	ck_assert_ptr_nonnull(err);
+	ck_assert_ptr_null(strstr(err, "refused to connect to"));
+	free(err);
+	httpc_free(hc);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -148,6 +186,7 @@ main(void)
 	tcase_add_test(tc, test_classes);
 	tcase_add_test(tc, test_other_family);
 	tcase_add_test(tc, test_check_literals);
+	tcase_add_test(tc, test_guarded_download);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -491,7 +491,7 @@ struct dep_get {
  * integrity of a download that had none locked (else NULL). 0, or -1 with the failure
  * noted. */
 static int
-dep_get(
+dep_get_unlocked(
     struct rq *q, const struct dep_get *g, unsigned char sha256[32], int64_t *size, char **computed)
 {
 	struct db *db = q->w->db;
@@ -514,8 +514,10 @@ dep_get(
 	} else {
 		free(err);
 		err = NULL;
+		/* The registry is the operator's; a generic file's URL is the repository's. */
+		bool guard = strcmp(g->kind, "npm") != 0 && !q->w->cfg->load_allow_private;
 		enum fetch_error fe = fetch_to_store(
-		    q->run, g->url, g->what, g->integrity, sha256, size, computed, &err);
+		    q->run, g->url, g->what, g->integrity, guard, sha256, size, computed, &err);
 		switch (fe) {
 		case FETCH_OK:
 			break;
@@ -562,6 +564,24 @@ dep_get(
 	q->files[q->nfiles].size = *size;
 	q->nfiles++;
 	return 0;
+}
+
+/* dep_get_unlocked under the artifact's lock (artifacts_lock), so workers that need the
+ * same dependency at once download it once: the others wait, then find it stored. */
+static int
+dep_get(
+    struct rq *q, const struct dep_get *g, unsigned char sha256[32], int64_t *size, char **computed)
+{
+	char *err = NULL;
+	int rc;
+
+	if (g->integrity == NULL)
+		return dep_get_unlocked(q, g, sha256, size, computed);
+	if (artifacts_lock(q->w->db, g->kind, g->name, g->version, g->integrity, &err) != 0)
+		return db_fail(q, "locking a dependency", err);
+	rc = dep_get_unlocked(q, g, sha256, size, computed);
+	artifacts_unlock(q->w->db, g->kind, g->name, g->version, g->integrity);
+	return rc;
 }
 
 /* One registry tarball into the store (or found there) and into the bundle. 0 or -1. */

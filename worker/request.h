@@ -139,9 +139,12 @@ enum fetch_error {
  * ("sha512-<b64>", several allowed) or a checksum ("sha256:<hex>", also sha384, sha512);
  * NULL: none to check, and *computed (when non-NULL) gets "sha512-<b64>". FETCH_OK with
  * sha256 and *size; otherwise *errstr, a sentence naming what, a noun phrase without
- * article ("npm package fix-a@1.0.0", "generic artifact tool.tar.gz"). */
+ * article ("npm package fix-a@1.0.0", "generic artifact tool.tar.gz"). guard: every
+ * connection (redirects included) must reach a public address (httpc_set_guard), for URLs
+ * a repository chose. */
 enum fetch_error fetch_to_store(struct job_run *run, const char *url, const char *what,
-    const char *integrity, unsigned char sha256[32], int64_t *size, char **computed, char **errstr);
+    const char *integrity, bool guard, unsigned char sha256[32], int64_t *size, char **computed,
+    char **errstr);
 /* Whether an integrity (SRI value or checksum) holds a hash this worker can check
  * (sha512, sha384, sha256, sha1). */
 bool fetch_integrity_supported(const char *integrity);

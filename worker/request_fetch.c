@@ -187,7 +187,7 @@ attempt(struct transfer *t, const char *url, const char *what, bool *retry, char
 /* Downloads url into the store. */
 enum fetch_error
 fetch_to_store(struct job_run *run, const char *url, const char *what, const char *integrity,
-    unsigned char sha256[32], int64_t *size, char **computed, char **errstr)
+    bool guard, unsigned char sha256[32], int64_t *size, char **computed, char **errstr)
 {
 	const struct config *cfg = run->w->cfg;
 	int64_t attempts = cfg->npm_download_attempts > 0 ? cfg->npm_download_attempts : 1;
@@ -207,6 +207,7 @@ fetch_to_store(struct job_run *run, const char *url, const char *what, const cha
 	}
 	t.max = cfg->max_artifact_size > 0 ? cfg->max_artifact_size : INT64_MAX;
 	t.hc = httpc_new(NULL, 0);
+	httpc_set_guard(t.hc, guard);
 	t.md = EVP_MD_CTX_new();
 	if (t.md == NULL)
 		abort(); /* only on OOM */
