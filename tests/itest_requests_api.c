@@ -585,7 +585,12 @@ START_TEST(test_patch)
 	    "\"B\":{\"value\":\"deps/npm\",\"kind\":\"path\"}}");
 	itest_resp_free(&r);
 
+	/* Complete only once the job has its bundle (the trigger completes it then); the
+	 * same PATCH again is a no-op. */
 	const char *done = "{\"state\":\"complete\",\"state_reason\":\"Completed successfully\"}";
+	ck_assert_int_eq(patch(id, done, err, sizeof err), 400);
+	ck_assert_str_eq(err, "The request cannot be complete before its bundle is stored");
+	complete(id);
 	ck_assert_int_eq(patch(id, done, NULL, 0), 200);
 	ck_assert_int_eq(patch(id, done, NULL, 0), 200);
 	ck_assert_int_eq(
