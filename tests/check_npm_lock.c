@@ -231,6 +231,109 @@ START_TEST(test_errors)
 }
 END_TEST
 
+/* One name@version with two integrity values: refused, naming both. */
+START_TEST(test_integrity_conflict)
+{
+	char *e = parse_err(
+	    "{\"lockfileVersion\": 3, \"packages\": {"
+	    "\"node_modules/a\": {\"version\": \"1.0.0\", \"integrity\": \"sha512-AAAA\"},"
+	    "\"node_modules/b/node_modules/a\": {\"version\": \"1.0.0\", "
+	    "\"integrity\": \"sha512-BBBB\"}}}");
+	ck_assert_msg(strstr(e,
+			  "a@1.0.0 is locked with two different integrity values "
+			  "(sha512-AAAA and sha512-BBBB)") != NULL,
+	    "%s", e);
+	free(e);
+	e = parse_err("{\"lockfileVersion\": 1, \"dependencies\": {"
+		      "\"a\": {\"version\": \"1.0.0\", \"integrity\": \"sha1-AAAA\","
+		      "\"dependencies\": {\"x\": {\"version\": \"npm:a@1.0.0\", "
+		      "\"integrity\": \"sha512-CCCC\"}}}}}");
+	ck_assert_msg(strstr(e, "two different integrity values") != NULL, "%s", e);
+	free(e);
+	/* The same value twice, or one copy without any, is one package. */
+	struct npm_lock lock;
+	parse_ok("{\"lockfileVersion\": 3, \"packages\": {"
+		 "\"node_modules/a\": {\"version\": \"1.0.0\"},"
+		 "\"node_modules/b/node_modules/a\": {\"version\": \"1.0.0\", "
+		 "\"integrity\": \"sha512-BBBB\"},"
+		 "\"node_modules/c/node_modules/a\": {\"version\": \"1.0.0\", "
+		 "\"integrity\": \"sha512-BBBB\"}}}",
+	    &lock);
+	ck_assert_uint_eq(lock.ndeps, 1);
+	ck_assert_str_eq(lock.deps[0].integrity, "sha512-BBBB");
+	npm_lock_clear(&lock);
+}
+END_TEST
+
+/* Parses text and checks its local paths from pkg_path: NULL when they stay inside, else
+ * the message (caller frees). */
+static char *
+local(const char *text, const char *pkg_path)
+{
+	struct npm_lock lock;
+	char *err = NULL;
+	parse_ok(text, &lock);
+	int rc = npm_lock_check_local(&lock, pkg_path, "package-lock.json", &err);
+	npm_lock_clear(&lock);
+	ck_assert_int_eq(rc == 0, err == NULL);
+	return err;
+}
+
+/* file: dependencies, links and package folders must stay inside the repository. */
+START_TEST(test_local_paths)
+{
+	static const struct {
+		const char *lock, *pkg_path;
+		bool ok;
+	} cases[] = {
+	    /* v1 file: specs */
+	    {"{\"lockfileVersion\":1,\"dependencies\":{\"l\":{\"version\":\"file:../../../etc\"}}}",
+		"", false},
+	    {"{\"lockfileVersion\":1,\"dependencies\":{\"l\":{\"version\":\"file:libs/l\"}}}", "",
+		true},
+	    {"{\"lockfileVersion\":1,\"dependencies\":{\"l\":{\"version\":\"file:../l\"}}}", "web",
+		true},
+	    {"{\"lockfileVersion\":1,\"dependencies\":{\"l\":{\"version\":\"file:../../l\"}}}",
+		"web", false},
+	    {"{\"lockfileVersion\":1,\"dependencies\":{\"a\":{\"version\":\"1.0.0\","
+	     "\"dependencies\":{\"l\":{\"version\":\"file:/etc\"}}}}}",
+		"", false},
+	    {"{\"lockfileVersion\":1,\"dependencies\":{\"l\":{\"version\":\"file:~/x\"}}}", "",
+		false},
+	    {"{\"lockfileVersion\":1,\"dependencies\":{\"l\":{\"version\":\"file:a/../../x\"}}}",
+		"", false},
+	    /* v3: links, their folders (keys), file: tarballs */
+	    {"{\"lockfileVersion\":3,\"packages\":{\"node_modules/l\":{\"resolved\":"
+	     "\"../../../etc\",\"link\":true},\"../../../etc\":{\"version\":\"1.0.0\"}}}",
+		"", false},
+	    {"{\"lockfileVersion\":3,\"packages\":{\"../../../etc\":{\"version\":\"1.0.0\"}}}", "",
+		false},
+	    {"{\"lockfileVersion\":3,\"packages\":{\"node_modules/l\":{\"resolved\":"
+	     "\"pkgs/l\",\"link\":true},\"pkgs/l\":{\"version\":\"1.0.0\"}}}",
+		"", true},
+	    {"{\"lockfileVersion\":3,\"packages\":{\"node_modules/t\":{\"version\":\"1.0.0\","
+	     "\"resolved\":\"file:../t.tgz\"}}}",
+		"web", true},
+	    {"{\"lockfileVersion\":3,\"packages\":{\"node_modules/t\":{\"version\":\"1.0.0\","
+	     "\"resolved\":\"file:///etc/t.tgz\"}}}",
+		"web", false},
+	};
+
+	for (size_t i = 0; i < BV_NELEM(cases); i++) {
+		char *e = local(cases[i].lock, cases[i].pkg_path);
+		ck_assert_msg((e == NULL) == cases[i].ok, "case %zu: %s", i, e ? e : "accepted");
+		if (e != NULL)
+			ck_assert_msg(strstr(e, "points outside the repository") != NULL, "%s", e);
+		free(e);
+	}
+	/* v1's "local" is file:../local: outside from the root, inside from a folder. */
+	char *e = local(v1, "");
+	ck_assert_msg(e != NULL && strstr(e, "\"local\"") != NULL, "%s", e ? e : "accepted");
+	free(e);
+	ck_assert_ptr_null(local(v1, "web"));
+}
+END_TEST
+
 START_TEST(test_names_and_paths)
 {
 	ck_assert(npm_name_ok("a"));
@@ -273,6 +376,8 @@ suite(void)
 	tcase_add_test(tc, test_v2_both_sections);
 	tcase_add_test(tc, test_errors);
 	tcase_add_test(tc, test_names_and_paths);
+	tcase_add_test(tc, test_integrity_conflict);
+	tcase_add_test(tc, test_local_paths);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -477,6 +477,78 @@ START_TEST(test_request_failures)
 }
 END_TEST
 
+/* Configuration files land on regular files only: a symlink (in or out of the tree) or a
+ * folder at a target path fails the request, flag or not. */
+START_TEST(test_request_config_targets)
+{
+	ensure_worker();
+	static const struct {
+		const char *commit, *extra, *reason;
+	} cases[] = {
+	    {"cfglink", NULL, "The file \".npmrc\" must be a regular file"},
+	    {"cfgout", NULL, "The destination of '.npmrc' is outside of cloned repository"},
+	    {"cfgout", "\"flags\": [\"remove-unsafe-symlinks\"]",
+		"The file \".npmrc\" must be a regular file"},
+	    {"cfgdir", NULL, "The file \"npm-shrinkwrap.json\" must be a regular file"},
+	};
+	json_int_t id;
+
+	for (size_t i = 0; i < BV_NELEM(cases); i++) {
+		char *ref = sha(cases[i].commit);
+		json_t *doc = run_request("unsafe", ref, cases[i].extra, "failed", &id);
+		check_failed(id, doc, cases[i].reason, "client");
+		ck_assert_str_eq(
+		    json_string_value(json_object_get(doc, "error_type")), "InvalidRepoStructure");
+		json_decref(doc);
+		free(ref);
+	}
+}
+END_TEST
+
+/* Symlinks leaving the repository: refused (Cachito's sentence), or left out of app/
+ * with remove-unsafe-symlinks (and said in the log); safe ones are kept. */
+START_TEST(test_request_unsafe_symlinks)
+{
+	ensure_worker();
+	json_int_t id;
+	char *ref = sha("outabs");
+	json_t *doc = run_request_pm("unsafe", ref, "", NULL, "failed", &id);
+	check_failed(
+	    id, doc, "The destination of 'passwd' is outside of cloned repository", "client");
+	json_decref(doc);
+	free(ref);
+	ref = sha("outchain");
+	doc = run_request_pm("unsafe", ref, "", NULL, "failed", &id);
+	check_failed(
+	    id, doc, "The destination of 'a/b/x' is outside of cloned repository", "client");
+	json_decref(doc);
+
+	doc = run_request_pm(
+	    "unsafe", ref, "", "\"flags\": [\"remove-unsafe-symlinks\"]", "complete", &id);
+	json_decref(doc);
+	fetch_bundle_only(id, "unsafe");
+	ck_assert_int_eq(itest_sh("test ! -e unsafe/app/passwd && test ! -L unsafe/app/passwd "
+				  "&& test ! -L unsafe/app/a/b/x"),
+	    0);
+	ck_assert_int_eq(itest_sh("test \"$(readlink unsafe/app/ok)\" = README && "
+				  "test \"$(readlink unsafe/app/a/b/up)\" = ../../README && "
+				  "test -L unsafe/app/a/l && test -L unsafe/app/a/b/l && "
+				  "test \"$(cat unsafe/app/a/b/up)\" = hello"),
+	    0);
+	struct itest_resp r;
+	char *path = xasprintf("/api/v1/requests/%lld/logs", (long long)id);
+	itest_http(&r, "GET", path, NULL, NULL, 0, NULL);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_msg(strstr(r.body.data, "'passwd' (/etc/passwd) is outside") != NULL &&
+		strstr(r.body.data, "'a/b/x' (l/l/../etc) is outside") != NULL &&
+		strstr(r.body.data, "left out of the bundle") != NULL,
+	    "log: %s", r.body.data);
+	itest_resp_free(&r);
+	free(path);
+	free(ref);
+}
+END_TEST
+
 /* GETs of the generic fixtures the server has answered so far. */
 static int
 generic_gets(void)
@@ -669,6 +741,8 @@ main(void)
 	tcase_add_test(tc, test_request_dedup);
 	tcase_add_test(tc, test_request_submodule);
 	tcase_add_test(tc, test_request_failures);
+	tcase_add_test(tc, test_request_config_targets);
+	tcase_add_test(tc, test_request_unsafe_symlinks);
 	tcase_add_test(tc, test_request_generic);
 	tcase_add_test(tc, test_request_npm_generic);
 	tcase_add_test(tc, test_request_generic_failures);

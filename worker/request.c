@@ -66,6 +66,11 @@ struct rq {
 	struct rtree *tree;
 	struct bundle_file *files;
 	size_t nfiles, cfiles;
+	json_t *file_index; /* files' paths -> their index (one lookup per dependency) */
+	/* download handles, one per job: the registry's (unguarded: the operator's) and the
+	 * generic URLs' (guarded unless load_allow_private); never one for both, as a kept
+	 * connection skips the guard */
+	struct httpc *hc_npm, *hc_generic;
 	json_t *packages; /* Cachito's packages (§2) */
 	json_t *config_files;
 	json_t *env;
@@ -292,8 +297,9 @@ fetch_source(struct rq *q)
 	}
 	if (has(q->req->flags, "include-git-dir"))
 		rlog(q,
-		    "include-git-dir: the archive keeps git objects, not a .git folder; "
-		    "app/ is the tree of the commit as stored");
+		    "The include-git-dir flag has no effect here: the bundle's app/ has no .git "
+		    "folder (Cachito puts one at app/.git); app/ is the tree of the commit as "
+		    "archived");
 	return 0;
 }
 
@@ -465,16 +471,45 @@ fetch_submodules(struct rq *q)
 	return rc != 0 ? -1 : 0;
 }
 
+/* ---- symlinks ---------------------------------------------------------------------- */
+
+/* rtree_check_links' note: one line of the request's log per link left out. */
+static void
+link_removed(void *arg, const char *path, const char *target)
+{
+	struct rq *q = arg;
+	char *line = xasprintf("The destination of '%s' (%s) is outside of cloned repository: "
+			       "left out of the bundle (remove-unsafe-symlinks)",
+	    path, target);
+	rlog(q, line);
+	free(line);
+}
+
+/* After the source and its submodules: no symlink may lead out of app/ (Cachito's
+ * sandbox), unless remove-unsafe-symlinks leaves such links out. 0 or -1. */
+static int
+check_links(struct rq *q)
+{
+	char *err = NULL;
+	int r = rtree_check_links(
+	    q->tree, has(q->req->flags, "remove-unsafe-symlinks"), link_removed, q, &err);
+
+	if (r == 1)
+		fail(q, "client", "InvalidRepoStructure", "%s", err);
+	else if (r < 0)
+		fail(q, "server", "UnknownError", "%s", err);
+	free(err);
+	return r == 0 ? 0 : -1;
+}
+
 /* ---- npm ---------------------------------------------------------------------------- */
 
 /* The bundle file at path (put there by another package path), or NULL. */
 static struct bundle_file *
 find_file(struct rq *q, const char *path)
 {
-	for (size_t i = 0; i < q->nfiles; i++)
-		if (strcmp(q->files[i].path, path) == 0)
-			return &q->files[i];
-	return NULL;
+	json_t *i = json_object_get(q->file_index, path);
+	return i != NULL ? &q->files[json_integer_value(i)] : NULL;
 }
 
 /* A dependency file to get: its key in the artifacts table, where it comes from. */
@@ -515,9 +550,14 @@ dep_get_unlocked(
 		free(err);
 		err = NULL;
 		/* The registry is the operator's; a generic file's URL is the repository's. */
-		bool guard = strcmp(g->kind, "npm") != 0 && !q->w->cfg->load_allow_private;
+		bool npm = strcmp(g->kind, "npm") == 0;
+		struct httpc **hc = npm ? &q->hc_npm : &q->hc_generic;
+		if (*hc == NULL) {
+			*hc = httpc_new(NULL, 0);
+			httpc_set_guard(*hc, !npm && !q->w->cfg->load_allow_private);
+		}
 		enum fetch_error fe = fetch_to_store(
-		    q->run, g->url, g->what, g->integrity, guard, sha256, size, computed, &err);
+		    q->run, *hc, g->url, g->what, g->integrity, sha256, size, computed, &err);
 		switch (fe) {
 		case FETCH_OK:
 			break;
@@ -559,6 +599,7 @@ dep_get_unlocked(
 		q->cfiles = q->cfiles ? q->cfiles * 2 : 32;
 		q->files = xrealloc(q->files, q->cfiles * sizeof *q->files);
 	}
+	json_object_set_new(q->file_index, g->path, json_integer((json_int_t)q->nfiles));
 	q->files[q->nfiles].path = xstrdup(g->path);
 	memcpy(q->files[q->nfiles].sha256, sha256, 32);
 	q->files[q->nfiles].size = *size;
@@ -662,6 +703,38 @@ add_config(struct rq *q, const char *path, const char *data, size_t len)
 	free(b64);
 }
 
+/* The files npm_path hands out as configuration files, whichever it picks. */
+static const char *const npm_config_names[] = {
+    ".npmrc", "package-lock.json", "npm-shrinkwrap.json"};
+
+/* Clients write configuration files with open(path, "w"), which follows a symlink (out of
+ * the bundle) and fails on a folder: each target under app/<path> must be a regular file
+ * of the tree or absent. 0, or -1 with the failure noted. */
+static int
+config_targets_ok(struct rq *q, const char *path)
+{
+	unsigned int mode;
+	unsigned char id[20];
+
+	for (size_t i = 0; i < BV_NELEM(npm_config_names); i++) {
+		char *f = xasprintf("%s%s%s", path, *path ? "/" : "", npm_config_names[i]);
+		int r = rtree_lookup(q->tree, f, &mode, id);
+		if (r == 1 && mode != GIT_MODE_FILE && mode != GIT_MODE_EXEC) {
+			fail(q, "client", "InvalidRepoStructure",
+			    "The file \"%s\" must be a regular file: it is replaced by a "
+			    "configuration file of the npm package manager, and it is a %s",
+			    f,
+			    mode == GIT_MODE_LINK      ? "symlink"
+				: mode == GIT_MODE_DIR ? "directory"
+						       : "submodule");
+			free(f);
+			return -1;
+		}
+		free(f);
+	}
+	return 0;
+}
+
 /* Step 3 for one path. 0 or -1. */
 static int
 npm_path(struct rq *q, const char *raw_path)
@@ -700,6 +773,8 @@ npm_path(struct rq *q, const char *raw_path)
 		    shown);
 		goto out;
 	}
+	if (config_targets_ok(q, path) != 0)
+		goto out;
 	char *f = xasprintf("%s%spackage.json", path, *path ? "/" : "");
 	int r = rtree_read(q->tree, f, MAX_MANIFEST, &pkg_text, &len, &err);
 	free(f);
@@ -736,10 +811,18 @@ npm_path(struct rq *q, const char *raw_path)
 	}
 	char *lock_file = xasprintf("%s%s%s", path, *path ? "/" : "", lock_name);
 	r = npm_lock_parse(lock_text, lock_len, lock_file, &lock, &err);
+	if (r != 0) {
+		free(lock_file);
+		json_decref(pkg);
+		fail(q, "client", "InvalidFileFormat", "%s", err);
+		free(err);
+		goto out;
+	}
+	r = npm_lock_check_local(&lock, path, lock_file, &err);
 	free(lock_file);
 	if (r != 0) {
 		json_decref(pkg);
-		fail(q, "client", "InvalidFileFormat", "%s", err);
+		fail(q, "client", "UnsupportedFeature", "%s", err);
 		free(err);
 		goto out;
 	}
@@ -1131,6 +1214,7 @@ request_run(struct job_run *run, json_t **result, char **reason)
 	q.packages = json_array();
 	q.config_files = json_array();
 	q.env = json_object();
+	q.file_index = json_object();
 	json_t *rid = json_object_get(run->job->params, "request_id");
 	if (!json_is_integer(rid)) {
 		*reason = xstrdup("bad job parameters: request_id is required");
@@ -1161,6 +1245,8 @@ request_run(struct job_run *run, json_t **result, char **reason)
 	if (fetch_source(&q) != 0)
 		goto end;
 	if (has(q.req->pkg_managers, "git-submodule") && fetch_submodules(&q) != 0)
+		goto end;
+	if (check_links(&q) != 0)
 		goto end;
 	if (has(q.req->pkg_managers, "npm") && fetch_npm(&q) != 0)
 		goto end;
@@ -1214,5 +1300,8 @@ free:
 	json_decref(q.packages);
 	json_decref(q.config_files);
 	json_decref(q.env);
+	json_decref(q.file_index);
+	httpc_free(q.hc_npm);
+	httpc_free(q.hc_generic);
 	return outcome;
 }

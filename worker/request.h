@@ -52,6 +52,7 @@ struct npm_lock {
 	json_t *root; /* the whole lockfile, rewritten in place by npm_lock_rewrite */
 	struct npm_dep *deps;
 	size_t ndeps;
+	json_t *index; /* "<name>\n<version>" -> the index in deps */
 };
 
 /* Parses a lockfile (file names the lockfile in messages). 0, or -1 with *errstr a
@@ -60,6 +61,12 @@ struct npm_lock {
 int npm_lock_parse(const char *text, size_t len, const char *file, struct npm_lock *lock,
     char **errstr) BV_MUSTCHECK;
 void npm_lock_clear(struct npm_lock *lock);
+/* Whether every local path of a parsed lockfile (file: dependencies, links' targets,
+ * "packages" keys) stays inside the repository, taken from pkg_path (the lockfile's folder
+ * relative to app/, "" the root): npm ci would read what they name from the build host.
+ * 0, or -1 with *errstr naming the dependency (file names the lockfile). */
+int npm_lock_check_local(const struct npm_lock *lock, const char *pkg_path, const char *file,
+    char **errstr) BV_MUSTCHECK;
 /* The dependency by name and version, or NULL. */
 struct npm_dep *npm_lock_find(struct npm_lock *lock, const char *name, const char *version);
 /* Points every locked copy of a downloaded registry package ("resolved") at its tarball
@@ -134,17 +141,19 @@ enum fetch_error {
 	FETCH_STORE, /* the store could not take it (server) */
 	FETCH_CANCELLED /* the job is no longer ours, or the worker stops */
 };
-/* Downloads url into the store (npm_download_attempts tries, with backoff), checking the
+struct httpc;
+/* Downloads url into the store with hc (npm_download_attempts tries, with backoff), checking the
  * integrity and the size cap while the bytes stream. integrity is an SRI value
  * ("sha512-<b64>", several allowed) or a checksum ("sha256:<hex>", also sha384, sha512);
  * NULL: none to check, and *computed (when non-NULL) gets "sha512-<b64>". FETCH_OK with
  * sha256 and *size; otherwise *errstr, a sentence naming what, a noun phrase without
- * article ("npm package fix-a@1.0.0", "generic artifact tool.tar.gz"). guard: every
- * connection (redirects included) must reach a public address (httpc_set_guard), for URLs
- * a repository chose. */
-enum fetch_error fetch_to_store(struct job_run *run, const char *url, const char *what,
-    const char *integrity, bool guard, unsigned char sha256[32], int64_t *size, char **computed,
-    char **errstr);
+ * article ("npm package fix-a@1.0.0", "generic artifact tool.tar.gz"). hc is the job's
+ * handle (kept across files for connection and TLS session reuse); for URLs a repository
+ * chose it must be guarded (httpc_set_guard) and must not be shared with unguarded
+ * transfers, whose kept connections would skip the guard. */
+enum fetch_error fetch_to_store(struct job_run *run, struct httpc *hc, const char *url,
+    const char *what, const char *integrity, unsigned char sha256[32], int64_t *size,
+    char **computed, char **errstr);
 /* Whether an integrity (SRI value or checksum) holds a hash this worker can check
  * (sha512, sha384, sha256, sha1). */
 bool fetch_integrity_supported(const char *integrity);
@@ -171,6 +180,17 @@ int rtree_gitlinks(struct rtree *t, rtree_gitlink_cb cb, void *arg);
  * (or not a regular file), -1 with *errstr (too big, missing from the store). */
 int rtree_read(struct rtree *t, const char *path, int64_t max, char **data, size_t *len,
     char **errstr) BV_MUSTCHECK;
+
+/* An unsafe symlink left out (path relative to app/, target as stored). */
+typedef void (*rtree_link_cb)(void *arg, const char *path, const char *target);
+/* Cachito's sandbox check (remove-unsafe-symlinks): every symlink of the tree and its
+ * grafts, its target followed from its folder through the tree's own symlinks, must stay
+ * inside app/ (an absolute target, one climbing above the root or a loop does not). An
+ * unsafe one with remove: left out of the bundle and cb(arg, path, target); without: 1
+ * with *errstr "The destination of '<path>' is outside of cloned repository". 0 all safe
+ * (or removed), -1 with *errstr when a target cannot be read. */
+int rtree_check_links(
+    struct rtree *t, bool remove, rtree_link_cb cb, void *arg, char **errstr) BV_MUSTCHECK;
 
 /* A dependency file in the bundle: a blob of the store at path (under deps/). */
 struct bundle_file {

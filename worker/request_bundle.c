@@ -53,6 +53,7 @@ struct rtree {
 	unsigned char root[20];
 	struct graft *grafts;
 	size_t ngrafts;
+	json_t *excluded; /* unsafe symlinks left out of app/: {"<path>": true} */
 };
 
 /* Keeps dinfo/cinfo as long as their tables. */
@@ -197,6 +198,7 @@ rtree_free(struct rtree *t)
 	for (size_t i = 0; i < t->ngrafts; i++)
 		free(t->grafts[i].path);
 	free(t->grafts);
+	json_decref(t->excluded);
 	free(t->dinfo);
 	free(t->cinfo);
 	idtab_free(&t->dirs);
@@ -385,6 +387,197 @@ rtree_read(struct rtree *t, const char *path, int64_t max, char **data, size_t *
 	return 1;
 }
 
+/* The graft for a gitlink path (relative to app/), or NULL. */
+static const struct graft *
+graft_at(const struct rtree *t, const char *rel)
+{
+	for (size_t i = 0; i < t->ngrafts; i++)
+		if (strcmp(t->grafts[i].path, rel) == 0)
+			return &t->grafts[i];
+	return NULL;
+}
+
+/* ---- symlinks ----------------------------------------------------------------------- */
+
+/* ELOOP's bound: a chain of more links than this is taken as leaving the tree. */
+#define RTREE_MAX_HOPS 40
+
+/* A symlink's target from the store. 0 (*target, caller frees), or -1 with *errstr. */
+static int
+link_target(
+    struct rtree *t, const unsigned char id[20], const char *path, char **target, char **errstr)
+{
+	long i = idtab_find(&t->cnts, id);
+	char *err = NULL;
+	uint64_t size;
+
+	if (i < 0 || !t->cinfo[i].loaded) {
+		*errstr = xasprintf("The file %s is missing from the archive", path);
+		return -1;
+	}
+	int fd = store_open_blob(t->run->w->store, t->cinfo[i].sha256, &size, &err);
+	if (fd < 0) {
+		log_warn_id(t->run->log_id, "store: %s", err);
+		free(err);
+		*errstr = xasprintf("The file %s cannot be read from the store", path);
+		return -1;
+	}
+	*target = size <= RTREE_MAX_LINK ? xmalloc(size + 1) : NULL;
+	if (*target == NULL || size != (uint64_t)t->cinfo[i].length ||
+	    read_all(fd, *target, size) != 0 || memchr(*target, '\0', size) != NULL) {
+		close(fd);
+		free(*target);
+		*target = NULL;
+		*errstr = xasprintf("The symlink %s has an unreadable target", path);
+		return -1;
+	}
+	close(fd);
+	(*target)[size] = '\0';
+	return 0;
+}
+
+/* Follows target from the folder dir ("" the root), as the kernel would once app/ is
+ * extracted: component by component, through the tree's own symlinks (so a chain of
+ * links each harmless alone cannot climb out). 1 inside (*out the path reached), 0 it
+ * leaves the tree (absolute, above the root, or a loop), -1 with *errstr. Inside a
+ * submodule's graft the walk is lexical (rtree_lookup stops at gitlinks). */
+static int
+resolve_link(
+    struct rtree *t, const char *dir, const char *target, int *hops, struct buf *out, char **errstr)
+{
+	unsigned int mode;
+	unsigned char id[20];
+	const char *p = target;
+
+	buf_reset(out);
+	buf_adds(out, dir);
+	if (target[0] == '/')
+		return 0;
+	while (*p != '\0') {
+		size_t n = strcspn(p, "/");
+		if (n == 0 || (n == 1 && p[0] == '.')) {
+			/* nothing */
+		} else if (n == 2 && strncmp(p, "..", 2) == 0) {
+			if (out->len == 0)
+				return 0;
+			char *slash = strrchr(out->data, '/');
+			out->len = slash != NULL ? (size_t)(slash - out->data) : 0;
+			out->data[out->len] = '\0';
+		} else {
+			size_t parent = out->len;
+			if (out->len > 0)
+				buf_addc(out, '/');
+			buf_add(out, p, n);
+			if (rtree_lookup(t, out->data, &mode, id) == 1 && mode == GIT_MODE_LINK) {
+				char *next = NULL;
+				struct buf sub;
+				if (++*hops > RTREE_MAX_HOPS)
+					return 0;
+				if (link_target(t, id, out->data, &next, errstr) != 0)
+					return -1;
+				out->data[parent] = '\0';
+				buf_init(&sub);
+				int r = resolve_link(t, out->data, next, hops, &sub, errstr);
+				free(next);
+				if (r == 1) {
+					buf_reset(out);
+					buf_adds(out, sub.len > 0 ? sub.data : "");
+				}
+				buf_free(&sub);
+				if (r != 1)
+					return r;
+			}
+		}
+		p += n + (p[n] == '/');
+	}
+	return 1;
+}
+
+struct link_walk {
+	bool remove;
+	rtree_link_cb cb;
+	void *arg;
+	char *errstr;
+	int unsafe;
+};
+
+/* The symlinks under directory di (its path in path, "" the root), depth first. 0, 1
+ * an unsafe link refused, -1 error. */
+static int
+links_in(struct rtree *t, long di, struct buf *path, struct link_walk *lw, int depth)
+{
+	struct tree_iter it;
+	unsigned int mode;
+	const char *name;
+	size_t name_len, base = path->len;
+	const unsigned char *id;
+	int rc = 0;
+
+	if (di < 0 || !t->dinfo[di].loaded || depth > RTREE_MAX_DEPTH)
+		return 0;
+	tree_iter_init(&it, t->dinfo[di].raw, t->dinfo[di].len);
+	while (rc == 0 && tree_iter_next(&it, &mode, &name, &name_len, &id) == 1) {
+		path->len = base;
+		if (base > 0)
+			buf_addc(path, '/');
+		buf_add(path, name, name_len);
+		if (mode == GIT_MODE_DIR) {
+			rc = links_in(t, idtab_find(&t->dirs, id), path, lw, depth + 1);
+		} else if (mode == GIT_MODE_GITLINK) {
+			const struct graft *g = graft_at(t, path->data);
+			if (g != NULL)
+				rc =
+				    links_in(t, idtab_find(&t->dirs, g->root), path, lw, depth + 1);
+		} else if (mode == GIT_MODE_LINK) {
+			char *target = NULL, *dir = xstrndup(path->data, base);
+			struct buf out;
+			int hops = 0;
+			buf_init(&out);
+			if (link_target(t, id, path->data, &target, &lw->errstr) != 0)
+				rc = -1;
+			else
+				rc = resolve_link(t, dir, target, &hops, &out, &lw->errstr);
+			if (rc == 1) {
+				rc = 0;
+			} else if (rc == 0 && lw->remove) {
+				if (t->excluded == NULL)
+					t->excluded = json_object();
+				json_object_set_new(t->excluded, path->data, json_true());
+				lw->cb(lw->arg, path->data, target);
+			} else if (rc == 0) {
+				lw->errstr = xasprintf(
+				    "The destination of '%s' is outside of cloned repository",
+				    path->data);
+				rc = 1;
+			}
+			buf_free(&out);
+			free(target);
+			free(dir);
+		}
+	}
+	path->len = base;
+	if (path->data != NULL)
+		path->data[base] = '\0';
+	return rc;
+}
+
+/* Every symlink of the tree and its grafts checked. */
+int
+rtree_check_links(struct rtree *t, bool remove, rtree_link_cb cb, void *arg, char **errstr)
+{
+	struct link_walk lw = {.remove = remove, .cb = cb, .arg = arg};
+	struct buf path;
+
+	buf_init(&path);
+	int rc = links_in(t, idtab_find(&t->dirs, t->root), &path, &lw, 0);
+	buf_free(&path);
+	if (rc != 0)
+		*errstr = lw.errstr;
+	else
+		free(lw.errstr);
+	return rc;
+}
+
 /* ---- the bundle --------------------------------------------------------------------- */
 
 struct writer {
@@ -395,8 +588,7 @@ struct writer {
 	int64_t max_size;
 	char *reason;
 	bool cancelled;
-	char **dirs; /* deps/ folders written */
-	size_t ndirs;
+	const char *last; /* the deps/ file written last ("deps/" at first) */
 };
 
 /* Sets the reason (the first wins); -1. */
@@ -408,16 +600,6 @@ wfail(struct writer *w, char *msg)
 	else
 		free(msg);
 	return -1;
-}
-
-/* The graft for a gitlink path (relative to app/), or NULL. */
-static const struct graft *
-graft_at(const struct rtree *t, const char *rel)
-{
-	for (size_t i = 0; i < t->ngrafts; i++)
-		if (strcmp(t->grafts[i].path, rel) == 0)
-			return &t->grafts[i];
-	return NULL;
 }
 
 /* One file or symlink from the store. */
@@ -494,6 +676,9 @@ walk(struct writer *w, const unsigned char dir[20], struct buf *path, int depth)
 				return -1;
 			if (g != NULL && walk(w, g->root, path, depth + 1) != 0)
 				return -1;
+		} else if (mode == GIT_MODE_LINK && t->excluded != NULL &&
+		    json_object_get(t->excluded, path->data + 4) != NULL) {
+			continue; /* unsafe, and remove-unsafe-symlinks asked */
 		} else if (mode == GIT_MODE_FILE || mode == GIT_MODE_EXEC ||
 		    mode == GIT_MODE_LINK) {
 			long ci = idtab_find(&t->cnts, id);
@@ -516,28 +701,25 @@ walk(struct writer *w, const unsigned char dir[20], struct buf *path, int depth)
 	return 0;
 }
 
-/* The folders of path not written yet, outermost first. */
+/* The folders of path not written yet, outermost first. Files come sorted by path, and
+ * paths sharing a folder's prefix "dir/" are next to each other in that order: a folder
+ * is written already exactly when the previous file (w->last) is under it. */
 static int
 parent_dirs(struct writer *w, const char *path)
 {
 	char *err = NULL;
 
 	for (const char *p = strchr(path, '/'); p != NULL; p = strchr(p + 1, '/')) {
-		char *dir = xstrndup(path, (size_t)(p - path));
-		bool seen = false;
-		for (size_t i = 0; i < w->ndirs && !seen; i++)
-			seen = strcmp(w->dirs[i], dir) == 0;
-		if (seen) {
-			free(dir);
+		size_t n = (size_t)(p - path) + 1; /* "dir/" */
+		if (strncmp(w->last, path, n) == 0)
 			continue;
-		}
-		if (tarball_add_dir(w->tb, dir, &err) != 0) {
-			free(dir);
+		char *dir = xstrndup(path, n - 1);
+		int rc = tarball_add_dir(w->tb, dir, &err);
+		free(dir);
+		if (rc != 0)
 			return wfail(w, err);
-		}
-		w->dirs = xrealloc(w->dirs, (w->ndirs + 1) * sizeof *w->dirs);
-		w->dirs[w->ndirs++] = dir;
 	}
+	w->last = path;
 	return 0;
 }
 
@@ -626,8 +808,7 @@ bundle_write(struct job_run *run, struct rtree *t, struct bundle_file *files, si
 	buf_free(&path);
 	if (w.reason != NULL || w.cancelled)
 		goto out;
-	w.dirs = xmalloc(sizeof *w.dirs);
-	w.dirs[w.ndirs++] = xstrdup("deps");
+	w.last = "deps/";
 	for (size_t i = 0; i < nfiles; i++) {
 		uint64_t bsize;
 		if (parent_dirs(&w, files[i].path) != 0)
@@ -663,9 +844,6 @@ bundle_write(struct job_run *run, struct rtree *t, struct bundle_file *files, si
 out:
 	tarball_free(w.tb);
 	store_writer_abort(w.sw);
-	for (size_t i = 0; i < w.ndirs; i++)
-		free(w.dirs[i]);
-	free(w.dirs);
 	*cancelled = w.cancelled;
 	if (rc != 0)
 		*errstr = w.reason != NULL ? w.reason : xstrdup("The bundle could not be written");

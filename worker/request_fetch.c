@@ -3,6 +3,8 @@
  * the store, hashed on the way (npm's SRI integrity: sha512, sha384, sha256 or sha1; or
  * artifacts.lock.yaml's "sha256:<hex>", sha384, sha512) and cut off at max_artifact_size,
  * with retries and backoff for what may go away by itself (transport errors, 5xx, 429).
+ * The caller's httpc handle is used for every file of a job, so connections and TLS
+ * sessions to the registry are reused.
  * A failed attempt leaves nothing in the store: its writer is aborted. The transfer is
  * shared/httpc.c's streamed GET. */
 #include <stdio.h>
@@ -186,8 +188,8 @@ attempt(struct transfer *t, const char *url, const char *what, bool *retry, char
 
 /* Downloads url into the store. */
 enum fetch_error
-fetch_to_store(struct job_run *run, const char *url, const char *what, const char *integrity,
-    bool guard, unsigned char sha256[32], int64_t *size, char **computed, char **errstr)
+fetch_to_store(struct job_run *run, struct httpc *hc, const char *url, const char *what,
+    const char *integrity, unsigned char sha256[32], int64_t *size, char **computed, char **errstr)
 {
 	const struct config *cfg = run->w->cfg;
 	int64_t attempts = cfg->npm_download_attempts > 0 ? cfg->npm_download_attempts : 1;
@@ -206,8 +208,7 @@ fetch_to_store(struct job_run *run, const char *url, const char *what, const cha
 		return FETCH_MISMATCH;
 	}
 	t.max = cfg->max_artifact_size > 0 ? cfg->max_artifact_size : INT64_MAX;
-	t.hc = httpc_new(NULL, 0);
-	httpc_set_guard(t.hc, guard);
+	t.hc = hc;
 	t.md = EVP_MD_CTX_new();
 	if (t.md == NULL)
 		abort(); /* only on OOM */
@@ -300,6 +301,5 @@ fetch_to_store(struct job_run *run, const char *url, const char *what, const cha
 	free(t.store_err);
 	free(want);
 	EVP_MD_CTX_free(t.md);
-	httpc_free(t.hc);
 	return fe;
 }

@@ -165,30 +165,55 @@ classify(const char *file, const char *key, const char *name_hint, json_t *entry
 	return 1;
 }
 
-/* The dependency by name and version, or NULL. */
+/* The index's key of name@version (a name cannot hold a newline). New string. */
+static char *
+index_key(const char *name, const char *version)
+{
+	return xasprintf("%s\n%s", name, version);
+}
+
+/* The dependency by name and version, or NULL: a hash lookup (lock->index), as a large
+ * lockfile asks once per entry. */
 struct npm_dep *
 npm_lock_find(struct npm_lock *lock, const char *name, const char *version)
 {
-	for (size_t i = 0; i < lock->ndeps; i++)
-		if (strcmp(lock->deps[i].name, name) == 0 &&
-		    strcmp(lock->deps[i].version, version) == 0)
-			return &lock->deps[i];
-	return NULL;
+	if (lock->index == NULL)
+		return NULL;
+	char *key = index_key(name, version);
+	json_t *i = json_object_get(lock->index, key);
+	free(key);
+	return i != NULL ? &lock->deps[json_integer_value(i)] : NULL;
 }
 
-/* Adds an entry's package (or merges it with the same name and version). */
-static void
-add_dep(struct npm_lock *lock, struct entry_info *e, size_t *cap)
+/* Adds an entry's package (or merges it with the same name and version). Two different
+ * integrity values for one name@version cannot both be bundled under Cachito's file
+ * name: refused (-1, *errstr) rather than checking only the first and leaving npm ci to
+ * fail with EINTEGRITY on the other. */
+static int
+add_dep(struct npm_lock *lock, const char *file, struct entry_info *e, size_t *cap, char **errstr)
 {
 	struct npm_dep *d = npm_lock_find(lock, e->name, e->version);
 
 	if (d != NULL) {
+		if (d->integrity != NULL && e->integrity != NULL &&
+		    strcmp(d->integrity, e->integrity) != 0) {
+			*errstr = xasprintf("The lockfile %s is invalid: %s@%s is locked with two "
+					    "different integrity values (%s and %s)",
+			    file, e->name, e->version, d->integrity, e->integrity);
+			entry_info_clear(e);
+			return -1;
+		}
 		d->dev = d->dev && e->dev;
 		if (d->integrity == NULL && e->integrity != NULL)
 			d->integrity = xstrdup(e->integrity);
 		entry_info_clear(e);
-		return;
+		return 0;
 	}
+	if (lock->index == NULL)
+		lock->index = json_object();
+	char *key = index_key(e->name, e->version);
+	json_object_set_new(lock->index, key, json_integer((json_int_t)lock->ndeps));
+	free(key);
 	if (lock->ndeps == *cap) {
 		*cap = *cap ? *cap * 2 : 32;
 		lock->deps = xrealloc(lock->deps, *cap * sizeof *lock->deps);
@@ -202,6 +227,7 @@ add_dep(struct npm_lock *lock, struct entry_info *e, size_t *cap)
 	d->source = e->source;
 	d->dev = e->dev;
 	e->name = e->version = NULL;
+	return 0;
 }
 
 /* Version 1's "dependencies", recursively. 0 or -1. */
@@ -227,7 +253,8 @@ parse_v1(
 			return -1;
 		if (r == 0)
 			continue; /* bundled: so is everything under it */
-		add_dep(lock, &e, cap);
+		if (add_dep(lock, file, &e, cap, errstr) != 0)
+			return -1;
 		if (parse_v1(lock, file, json_object_get(entry, "dependencies"), depth + 1, cap,
 			errstr) != 0)
 			return -1;
@@ -271,8 +298,8 @@ parse_packages(struct npm_lock *lock, const char *file, json_t *pkgs, size_t *ca
 		int r = classify(file, key, name, entry, false, &e, errstr);
 		if (r < 0)
 			return -1;
-		if (r > 0)
-			add_dep(lock, &e, cap);
+		if (r > 0 && add_dep(lock, file, &e, cap, errstr) != 0)
+			return -1;
 	}
 	return 0;
 }
@@ -328,8 +355,114 @@ npm_lock_clear(struct npm_lock *lock)
 		free(lock->deps[i].bundle_path);
 	}
 	free(lock->deps);
+	json_decref(lock->index);
 	json_decref(lock->root);
 	memset(lock, 0, sizeof *lock);
+}
+
+/* ---- local paths -------------------------------------------------------------------- */
+
+/* Whether rel, taken from the folder base ("" the root; lexically: symlinks leaving the
+ * tree are refused by the sandbox check), stays inside the tree. Absolute paths and "~"
+ * (npm expands it to the home folder) do not. */
+static bool
+stays_inside(const char *base, const char *rel)
+{
+	long depth = 0;
+
+	if (rel[0] == '/' || rel[0] == '~' || rel[0] == '\\')
+		return false;
+	for (const char *p = base; *p != '\0';) {
+		size_t n = strcspn(p, "/");
+		if (n > 0)
+			depth++;
+		p += n + (p[n] == '/');
+	}
+	for (const char *p = rel; *p != '\0';) {
+		size_t n = strcspn(p, "/");
+		if (n == 2 && strncmp(p, "..", 2) == 0) {
+			if (--depth < 0)
+				return false;
+		} else if (n > 0 && !(n == 1 && p[0] == '.')) {
+			depth++;
+		}
+		p += n + (p[n] == '/');
+	}
+	return true;
+}
+
+/* One local path of the lockfile (a "file:" spec, a link's target, a "packages" key). */
+static int
+check_local(const char *base, const char *file, const char *key, const char *spec, char **errstr)
+{
+	const char *rel = spec;
+
+	if (spec == NULL)
+		return 0;
+	if (strncmp(rel, "file:", 5) == 0)
+		rel += 5;
+	if (stays_inside(base, rel))
+		return 0;
+	*errstr = xasprintf("The dependency \"%s\" in the lockfile %s points outside the "
+			    "repository (%s), which is not supported",
+	    key, file, spec);
+	return -1;
+}
+
+/* A "file:" spec in version or resolved, or NULL. */
+static const char *
+file_spec(json_t *entry)
+{
+	const char *v = json_string_value(json_object_get(entry, "version"));
+	const char *r = json_string_value(json_object_get(entry, "resolved"));
+
+	if (r != NULL && strncmp(r, "file:", 5) == 0)
+		return r;
+	if (v != NULL && strncmp(v, "file:", 5) == 0)
+		return v;
+	return NULL;
+}
+
+/* Version 1's section, recursively. */
+static int
+check_v1(const char *base, const char *file, json_t *deps, int depth, char **errstr)
+{
+	const char *key;
+	json_t *entry;
+
+	if (!json_is_object(deps) || depth > 256)
+		return 0;
+	json_object_foreach(deps, key, entry)
+	{
+		if (check_local(base, file, key, file_spec(entry), errstr) != 0 ||
+		    check_v1(
+			base, file, json_object_get(entry, "dependencies"), depth + 1, errstr) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Every local path of the lockfile stays inside the repository. */
+int
+npm_lock_check_local(
+    const struct npm_lock *lock, const char *pkg_path, const char *file, char **errstr)
+{
+	json_t *pkgs = json_object_get(lock->root, "packages"), *entry;
+	const char *key;
+
+	if (json_is_object(pkgs)) {
+		json_object_foreach(pkgs, key, entry)
+		{
+			const char *link = json_is_true(json_object_get(entry, "link"))
+			    ? json_string_value(json_object_get(entry, "resolved"))
+			    : NULL;
+			if (check_local(pkg_path, file, key, key, errstr) != 0 ||
+			    check_local(pkg_path, file, key, link, errstr) != 0 ||
+			    check_local(pkg_path, file, key, file_spec(entry), errstr) != 0)
+				return -1;
+		}
+	}
+	return check_v1(pkg_path, file, json_object_get(lock->root, "dependencies"), 0, errstr);
 }
 
 /* Points one entry at its bundled tarball when it has one. */

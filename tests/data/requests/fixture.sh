@@ -145,3 +145,31 @@ lock repos/both/assets/artifacts.lock.yaml <<EOF
 generic/two.txt $(s256 www/generic/two.txt)
 EOF
 commit repos/both both >repos/both.sha
+
+# Unsafe trees: repos/unsafe, one commit each: cfglink (.npmrc a symlink, to a file of the
+# repository: a configuration file's target must be a regular file), cfgout (.npmrc ->
+# ../../../../tmp/x, the reported case), cfgdir (npm-shrinkwrap.json a folder), outabs
+# (passwd -> /etc/passwd), outchain (links each inside alone, whose chain climbs out:
+# a/b/x -> l/l/../etc through a/b/l -> .. and a/l -> ..), both with safe links beside.
+git init -q -b main repos/unsafe
+mkapp repos/unsafe '{"fix-d":"^1.0.0"}' '{}'
+echo hello >repos/unsafe/README
+ln -s README repos/unsafe/.npmrc
+commit repos/unsafe cfglink >repos/cfglink.sha
+rm repos/unsafe/.npmrc
+ln -s ../../../../tmp/x repos/unsafe/.npmrc
+commit repos/unsafe cfgout >repos/cfgout.sha
+rm repos/unsafe/.npmrc
+mkdir repos/unsafe/npm-shrinkwrap.json
+echo x >repos/unsafe/npm-shrinkwrap.json/x
+commit repos/unsafe cfgdir >repos/cfgdir.sha
+rm -r repos/unsafe/npm-shrinkwrap.json
+ln -s README repos/unsafe/ok
+mkdir -p repos/unsafe/a/b
+ln -s ../../README repos/unsafe/a/b/up
+ln -s /etc/passwd repos/unsafe/passwd
+commit repos/unsafe outabs >repos/outabs.sha
+ln -s .. repos/unsafe/a/l
+ln -s .. repos/unsafe/a/b/l
+ln -s l/l/../etc repos/unsafe/a/b/x
+commit repos/unsafe outchain >repos/outchain.sha
