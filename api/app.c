@@ -186,27 +186,6 @@ refuse(struct http_req *r, int status, const char *msg)
 	http_req_refuse(r, &rs);
 }
 
-/* Whether addr is one of request_user_header_from's comma-separated addresses. */
-static bool
-trusted_proxy(const char *list, const char *addr)
-{
-	size_t alen = strlen(addr);
-
-	for (const char *p = list; alen > 0 && p != NULL && *p != '\0';) {
-		const char *end = strchr(p, ',');
-		size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
-		const char *s = p;
-		while (len > 0 && (*s == ' ' || *s == '\t'))
-			s++, len--;
-		while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
-			len--;
-		if (len == alen && strncmp(s, addr, len) == 0)
-			return true;
-		p = end != NULL ? end + 1 : NULL;
-	}
-	return false;
-}
-
 /* The caller's role and name: a token, or the user a proxy named in request_user_header,
  * believed only from the proxies request_user_header_from lists (anyone else could send
  * the header and claim any name). */
@@ -218,7 +197,7 @@ caller(struct app *a, struct http_req *r, const char **name)
 
 	if (hdr != NULL) {
 		http_req_peer(r, peer, sizeof peer);
-		if (trusted_proxy(a->cfg->request_user_header_from, peer))
+		if (peer[0] != '\0' && csv_has(a->cfg->request_user_header_from, peer))
 			proxied = http_req_header(r, hdr);
 	}
 	return auth_identify(

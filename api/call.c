@@ -97,8 +97,8 @@ call_parse_object(struct call *c, const char *kind, const char *id)
 
 /* Decodes application/x-www-form-urlencoded text ('+' is a space); NULL when malformed
  * or when it would hold a NUL. */
-static char *
-form_decode(const char *s, size_t len)
+char *
+call_form_decode(const char *s, size_t len)
 {
 	char *out = xmalloc(len + 1);
 	size_t i, o = 0;
@@ -144,7 +144,7 @@ call_query_param(struct call *c, const char *name, char **out)
 		size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
 		const char *eq = memchr(p, '=', len);
 		size_t klen = eq != NULL ? (size_t)(eq - p) : len;
-		char *key = form_decode(p, klen);
+		char *key = call_form_decode(p, klen);
 
 		if (key == NULL) {
 			resp_error(&c->resp, 400, "malformed query string");
@@ -152,7 +152,7 @@ call_query_param(struct call *c, const char *name, char **out)
 		}
 		if (strlen(key) == nlen && memcmp(key, name, nlen) == 0) {
 			free(key);
-			*out = eq != NULL ? form_decode(eq + 1, len - klen - 1) : xstrdup("");
+			*out = eq != NULL ? call_form_decode(eq + 1, len - klen - 1) : xstrdup("");
 			if (*out == NULL) {
 				resp_error(&c->resp, 400, "malformed query string");
 				return false;
@@ -177,7 +177,7 @@ call_query_allowed(struct call *c, const char *const *names)
 		const char *end = strchr(p, '&');
 		size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
 		const char *eq = memchr(p, '=', len);
-		char *key = form_decode(p, eq != NULL ? (size_t)(eq - p) : len);
+		char *key = call_form_decode(p, eq != NULL ? (size_t)(eq - p) : len);
 		bool known = false;
 
 		if (key == NULL) {

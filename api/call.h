@@ -122,4 +122,8 @@ void call_iso8601(double t, char *out);
 /* True when s[0..n) is well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF). */
 bool call_utf8_valid(const char *s, size_t n);
 
+/* Decodes application/x-www-form-urlencoded text ('+' is a space, %XX a byte) into a new
+ * string; NULL when malformed or when it would hold a NUL. */
+char *call_form_decode(const char *s, size_t len);
+
 #endif

@@ -197,29 +197,6 @@ in_list(const char *s, const char *const *names, size_t n)
 	return false;
 }
 
-/* True when name is an element of the comma-separated list csv (spaces around). */
-static bool
-in_csv(const char *csv, const char *name)
-{
-	size_t nlen = strlen(name);
-
-	for (const char *p = csv; p != NULL && *p != '\0';) {
-		const char *end = strchr(p, ',');
-		size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
-
-		while (len > 0 && *p == ' ')
-			p++, len--;
-		while (len > 0 && p[len - 1] == ' ')
-			len--;
-		if (len == nlen && memcmp(p, name, len) == 0)
-			return true;
-		if (end == NULL)
-			break;
-		p = end + 1;
-	}
-	return false;
-}
-
 /* An array of strings, each checked against names when names is non-NULL. */
 static char *
 check_str_array(const json_t *v, const char *const *names, size_t n)
@@ -443,7 +420,7 @@ check_package_entries(const char *pm, const json_t *entries)
 			goto bad_format;
 		json_object_foreach(e, key, v)
 		{
-			if (!in_csv(keys, key))
+			if (!csv_has(keys, key))
 				goto bad_format;
 		}
 		if ((v = json_object_get(e, "path")) != NULL && !json_is_null(v) && !path_ok(v))
@@ -643,7 +620,7 @@ check_new_model(const json_t *body, const char *enabled, const json_t *pms)
 	buf_init(&bad);
 	json_array_foreach(pms, i, x)
 	{
-		if (!in_csv(enabled, json_string_value(x)))
+		if (!csv_has(enabled, json_string_value(x)))
 			add_name(&bad, seen, json_string_value(x));
 	}
 	if (bad.len > 0) {

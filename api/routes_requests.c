@@ -153,38 +153,6 @@ struct qparam {
 	char *key, *value;
 };
 
-/* Decodes application/x-www-form-urlencoded text; NULL when malformed or holding NUL. */
-static char *
-form_decode(const char *s, size_t len)
-{
-	char *out = xmalloc(len + 1);
-	size_t o = 0;
-
-	for (size_t i = 0; i < len; i++) {
-		char ch = s[i];
-
-		if (ch == '+') {
-			ch = ' ';
-		} else if (ch == '%') {
-			int hi = i + 2 < len ? hex_digit_value(s[i + 1]) : -1;
-			int lo = i + 2 < len ? hex_digit_value(s[i + 2]) : -1;
-
-			if (hi < 0 || lo < 0)
-				goto bad;
-			ch = (char)(hi * 16 + lo);
-			i += 2;
-		}
-		if (ch == '\0')
-			goto bad;
-		out[o++] = ch;
-	}
-	out[o] = '\0';
-	return out;
-bad:
-	free(out);
-	return NULL;
-}
-
 static void
 qparams_free(struct qparam *q, size_t n)
 {
@@ -213,9 +181,9 @@ qparams_parse(struct call *c, const char *const *allowed, struct qparam **out, s
 		size_t klen = eq != NULL ? (size_t)(eq - p) : len;
 
 		if (len > 0) {
-			char *key = form_decode(p, klen);
+			char *key = call_form_decode(p, klen);
 			char *value =
-			    eq != NULL ? form_decode(eq + 1, len - klen - 1) : xstrdup("");
+			    eq != NULL ? call_form_decode(eq + 1, len - klen - 1) : xstrdup("");
 			bool known = false;
 
 			if (key == NULL || value == NULL) {

@@ -180,29 +180,6 @@ static const struct {
     {"generic", true},
 };
 
-/* True when name is in the comma-separated list csv. */
-static bool
-csv_has(const char *csv, const char *name)
-{
-	size_t nlen = strlen(name);
-
-	for (const char *p = csv; p != NULL && *p != '\0';) {
-		const char *end = strchr(p, ',');
-		size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
-
-		while (len > 0 && *p == ' ')
-			p++, len--;
-		while (len > 0 && p[len - 1] == ' ')
-			len--;
-		if (len == nlen && memcmp(p, name, len) == 0)
-			return true;
-		if (end == NULL)
-			break;
-		p = end + 1;
-	}
-	return false;
-}
-
 /* GET /api/v1/status: Cachito's document; can_process names every package manager,
  * true for the enabled ones bitsvault can process while services and workers are fine. */
 void

@@ -442,3 +442,25 @@ parse_int64(const char *s, int64_t *out)
 	*out = v;
 	return true;
 }
+
+/* One entry at a time, trimmed, compared whole. */
+bool
+csv_has(const char *csv, const char *item)
+{
+	size_t ilen = strlen(item);
+
+	for (const char *p = csv; p != NULL && *p != '\0';) {
+		const char *end = strchr(p, ',');
+		size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+		const char *s = p;
+
+		while (len > 0 && (*s == ' ' || *s == '\t'))
+			s++, len--;
+		while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+			len--;
+		if (len == ilen && memcmp(s, item, len) == 0)
+			return true;
+		p = end != NULL ? end + 1 : NULL;
+	}
+	return false;
+}

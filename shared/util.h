@@ -36,6 +36,10 @@ void buf_printf(struct buf *b, const char *fmt, ...) BV_PRINTF(2, 3);
 /* Hands the bytes to the caller (who frees them) and leaves b empty. */
 char *buf_steal(struct buf *b, size_t *len);
 
+/* True when item is one of the comma-separated entries of csv (spaces and tabs around
+ * entries ignored); false for a NULL or empty csv. */
+bool csv_has(const char *csv, const char *item);
+
 /* Lowercase hex of n bytes into out (2n+1 bytes with the NUL). */
 void hex_encode(const unsigned char *in, size_t n, char *out);
 /* Exactly 2n hex digits (either case) into n bytes; false on anything else. */
