@@ -376,6 +376,7 @@ list_parse(struct call *c, struct list_query *lq)
 	if ((v = qparam(lq->q, lq->nq, "verbose")) != NULL) {
 		if (strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0) {
 			lq->verbose = true;
+			lq->f.with_packages = true;
 		} else if (strcasecmp(v, "false") != 0 && strcmp(v, "0") != 0) {
 			resp_error(&c->resp, 400,
 			    "Wrong type, expected 'boolean' for query parameter 'verbose'");

@@ -11,15 +11,20 @@
 /* Cachito's timestamp form of a timestamptz column c. */
 #define CTIME(c) "to_char((" c ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
 
-/* The columns request_from_row reads, in order, over "requests r". */
-#define REQ_COLUMNS                                                                                             \
-	"r.id, coalesce(r.job_id, 0), r.repo, r.ref, array_to_json(r.pkg_managers)::text,"                      \
-	" r.packages::text, array_to_json(r.flags)::text, r.dependency_replacements::text,"                     \
-	" r.\"user\", r.submitted_by, r.state, r.state_reason,"                                                 \
-	" extract(epoch from r.created), extract(epoch from r.updated), " CTIME("r.created") ", " CTIME(        \
-	    "r.updated") ", coalesce(r.packages_count, -1), coalesce(r.dependencies_count, -1),"                \
-			 " r.error_origin, r.error_type, r.environment_variables::text, r.packages_data::text," \
-			 " encode(r.source_dir, 'hex'), encode(b.sha256, 'hex'), b.size"
+/* The columns request_from_row reads, in order, over "requests r"; REQ_COLUMNS_LIGHT
+ * leaves out the packages data (megabytes for big lockfiles) that only the verbose form
+ * shows. */
+#define REQ_COLUMNS_HEAD                                                                                 \
+	"r.id, coalesce(r.job_id, 0), r.repo, r.ref, array_to_json(r.pkg_managers)::text,"               \
+	" r.packages::text, array_to_json(r.flags)::text, r.dependency_replacements::text,"              \
+	" r.\"user\", r.submitted_by, r.state, r.state_reason,"                                          \
+	" extract(epoch from r.created), extract(epoch from r.updated), " CTIME("r.created") ", " CTIME( \
+	    "r.updated") ","                                                                             \
+			 " coalesce(r.packages_count, -1), coalesce(r.dependencies_count, -1),"          \
+			 " r.error_origin, r.error_type, r.environment_variables::text,"
+#define REQ_COLUMNS_TAIL " encode(r.source_dir, 'hex'), encode(b.sha256, 'hex'), b.size"
+#define REQ_COLUMNS REQ_COLUMNS_HEAD " r.packages_data::text," REQ_COLUMNS_TAIL
+#define REQ_COLUMNS_LIGHT REQ_COLUMNS_HEAD " NULL," REQ_COLUMNS_TAIL
 #define REQ_FROM " FROM requests r LEFT JOIN bundles b ON b.job_id = r.job_id "
 
 void
@@ -306,8 +311,8 @@ requests_list(struct db *db, const struct request_filter *f, int64_t limit, int6
 	snprintf(off, sizeof off, "%lld", (long long)offset);
 	params[np] = lim;
 	params[np + 1] = off;
-	sql = xasprintf("SELECT " REQ_COLUMNS REQ_FROM "%s ORDER BY r.id DESC LIMIT $%d OFFSET $%d",
-	    where.data, np + 1, np + 2);
+	sql = xasprintf("SELECT %s" REQ_FROM "%s ORDER BY r.id DESC LIMIT $%d OFFSET $%d",
+	    f->with_packages ? REQ_COLUMNS : REQ_COLUMNS_LIGHT, where.data, np + 1, np + 2);
 	res = db_exec(db, sql, np + 2, params, false, errstr);
 	free(sql);
 	if (res == NULL)
@@ -647,15 +652,26 @@ requests_set_source(struct db *db, int64_t id, const unsigned char dir[20], char
 	    db, "UPDATE requests SET source_dir = decode($2, 'hex') WHERE id = $1", 2, p, errstr);
 }
 
+/* A request's log keeps at most this many lines: the last one says it was cut. */
+#define REQUEST_LOG_MAX_LINES 10000
+
 int
 requests_log(struct db *db, int64_t id, const char *line, char **errstr)
 {
-	char ids[24];
-	const char *p[] = {ids, line};
+	char ids[24], max[16];
+	const char *p[] = {ids, line, max};
 
 	snprintf(ids, sizeof ids, "%lld", (long long)id);
-	return db_run(
-	    db, "INSERT INTO request_logs (request_id, line) VALUES ($1, $2)", 2, p, errstr);
+	snprintf(max, sizeof max, "%d", REQUEST_LOG_MAX_LINES);
+	/* The count stops at the cap, so it costs at most that many index entries. */
+	return db_run(db,
+	    "INSERT INTO request_logs (request_id, line)"
+	    " SELECT $1, CASE WHEN c.n = $3::int - 1"
+	    "  THEN 'The log of this request is cut here: it reached ' || $3 || ' lines'"
+	    "  ELSE $2 END"
+	    " FROM (SELECT count(*) AS n FROM (SELECT 1 FROM request_logs WHERE request_id = $1"
+	    "  LIMIT $3::int) AS l) AS c WHERE c.n < $3::int",
+	    3, p, errstr);
 }
 
 /* Each line prefixed with its time, as a log file would have it. */

@@ -86,6 +86,7 @@ struct request_filter {
 	double created_from, created_to;
 	const char *error_origin; /* "client" or "server", or NULL */
 	const char *error_type; /* e.g. "InvalidRepoStructure", or NULL */
+	bool with_packages; /* read packages_data too (the verbose form); else NULL */
 };
 int requests_list(struct db *db, const struct request_filter *f, int64_t limit, int64_t offset,
     struct request ***out, size_t *n, int64_t *total, char **errstr) BV_MUSTCHECK;
@@ -125,7 +126,8 @@ int requests_set_packages_data(struct db *db, int64_t id, const json_t *packages
 int requests_set_source(
     struct db *db, int64_t id, const unsigned char dir[20], char **errstr) BV_MUSTCHECK;
 
-/* The request's log: a line (no newline needed) appended; all lines as text (each ending
+/* The request's log: a line (no newline needed) appended, up to 10,000 lines (the last
+ * one then says the log was cut; later lines are dropped); all lines as text (each ending
  * in '\n', "" when none). 0 or -1. */
 int requests_log(struct db *db, int64_t id, const char *line, char **errstr) BV_MUSTCHECK;
 int requests_log_text(

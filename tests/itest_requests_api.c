@@ -820,6 +820,20 @@ START_TEST(test_icm_sbom)
 	ck_assert_int_eq(json_array_size(deps), 2);
 	ck_assert(json_is_null(json_object_get(json_array_get(deps, 0), "replaces")));
 	itest_resp_free(&r);
+	/* The verbose list carries the packages too; the plain list only their count. */
+	itest_http(&r, "GET", "/api/v1/requests?repo=https://github.com/Org/App.git&verbose=true",
+	    NULL, NULL, 0, NULL);
+	ck_assert_int_eq(r.status, 200);
+	json_t *item = json_array_get(json_object_get(r.json, "items"), 0);
+	ck_assert_int_eq(json_array_size(json_object_get(item, "dependencies")), 2);
+	itest_resp_free(&r);
+	itest_http(
+	    &r, "GET", "/api/v1/requests?repo=https://github.com/Org/App.git", NULL, NULL, 0, NULL);
+	ck_assert_int_eq(r.status, 200);
+	item = json_array_get(json_object_get(r.json, "items"), 0);
+	ck_assert(json_is_integer(json_object_get(item, "dependencies")) ||
+	    json_is_null(json_object_get(item, "dependencies")));
+	itest_resp_free(&r);
 
 	get(&r, "/content-manifest", a);
 	ck_assert_int_eq(r.status, 200);

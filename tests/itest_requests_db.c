@@ -319,6 +319,25 @@ START_TEST(test_files_env_logs_artifacts_expiry)
 	ck_assert_int_eq(size, 1234);
 	ck_assert(memcmp(sha, got_sha, 32) == 0);
 
+	/* The log keeps 10,000 lines; the last says it was cut. */
+	char *fill = xasprintf("INSERT INTO request_logs (request_id, line) SELECT %lld, 'x' FROM"
+			       " generate_series(1, 9997); SELECT 1",
+	    (long long)r->id);
+	free(itest_sql(fill));
+	free(fill);
+	for (int i = 0; i < 4; i++)
+		ck_assert(requests_log(db, r->id, "late line", &err) == 0);
+	ck_assert_int_eq(
+	    sql_int("SELECT count(*) FROM request_logs WHERE request_id = %lld", (long long)r->id),
+	    10000);
+	char *last = xasprintf(
+	    "SELECT line FROM request_logs WHERE request_id = %lld ORDER BY id DESC LIMIT 1",
+	    (long long)r->id);
+	char *lv = itest_sql(last);
+	ck_assert_str_eq(lv, "The log of this request is cut here: it reached 10000 lines");
+	free(lv);
+	free(last);
+
 	/* One downloader per artifact: while this connection holds the lock, another cannot
 	 * take it; once released, it can. */
 	const char *try_sql = "SELECT pg_try_advisory_lock(hashtextextended('npm' || chr(31) ||"
