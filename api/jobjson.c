@@ -7,8 +7,8 @@
 #include "api/jobjson.h"
 
 /* A string or JSON null. */
-static json_t *
-str_or_null(const char *s)
+json_t *
+jobjson_str_or_null(const char *s)
 {
 	json_t *v;
 
@@ -46,13 +46,13 @@ jobjson_job(const struct job *job)
 	json_t *o = json_object();
 
 	json_object_set_new(o, "id", json_integer(job->id));
-	json_object_set_new(o, "kind", str_or_null(job->kind));
-	json_object_set_new(o, "dedup_key", str_or_null(job->dedup_key));
-	json_object_set_new(o, "state", str_or_null(job_state_name(job->state)));
-	json_object_set_new(o, "progress_message", str_or_null(job->progress_message));
-	json_object_set_new(o, "error", str_or_null(job->error));
+	json_object_set_new(o, "kind", jobjson_str_or_null(job->kind));
+	json_object_set_new(o, "dedup_key", jobjson_str_or_null(job->dedup_key));
+	json_object_set_new(o, "state", jobjson_str_or_null(job_state_name(job->state)));
+	json_object_set_new(o, "progress_message", jobjson_str_or_null(job->progress_message));
+	json_object_set_new(o, "error", jobjson_str_or_null(job->error));
 	json_object_set_new(o, "attempts", json_integer(job->attempts));
-	json_object_set_new(o, "worker", str_or_null(job->worker));
+	json_object_set_new(o, "worker", jobjson_str_or_null(job->worker));
 	json_object_set_new(
 	    o, "params", job->params != NULL ? json_incref(job->params) : json_object());
 	json_object_set_new(
@@ -79,13 +79,13 @@ jobjson_vault_status(const struct job *job, const char *swhid, const char *obj_t
 	if (job->state == JOB_FAILED && job->error != NULL)
 		msg = job->error;
 	json_object_set_new(o, "id", json_integer(job->id));
-	json_object_set_new(o, "status", str_or_null(vault != NULL ? vault : "expired"));
-	json_object_set_new(o, "progress_message", str_or_null(msg));
+	json_object_set_new(o, "status", jobjson_str_or_null(vault != NULL ? vault : "expired"));
+	json_object_set_new(o, "progress_message", jobjson_str_or_null(msg));
 	json_object_set_new(o, "swhid", json_string(swhid));
 	json_object_set_new(o, "obj_type", json_string(obj_type));
 	json_object_set_new(o, "obj_id", json_string(obj_hex));
 	json_object_set_new(o, "format", json_string(format));
-	json_object_set_new(o, "fetch_url", str_or_null(fetch_url));
+	json_object_set_new(o, "fetch_url", jobjson_str_or_null(fetch_url));
 	json_object_set_new(o, "created_at", time_or_null(job->created_at));
 	json_object_set_new(o, "updated_at", time_or_null(job->updated_at));
 	json_object_set_new(o, "attempts", json_integer(job->attempts));
@@ -118,11 +118,11 @@ jobjson_load_status(const struct job *job)
 		msg = job->error;
 	json_object_set_new(o, "id", json_integer(job->id));
 	json_object_set_new(
-	    o, "url", str_or_null(json_string_value(json_object_get(job->params, "url"))));
+	    o, "url", jobjson_str_or_null(json_string_value(json_object_get(job->params, "url"))));
 	json_object_set_new(
-	    o, "ref", str_or_null(json_string_value(json_object_get(job->params, "ref"))));
-	json_object_set_new(o, "status", str_or_null(vault != NULL ? vault : "expired"));
-	json_object_set_new(o, "progress_message", str_or_null(msg));
+	    o, "ref", jobjson_str_or_null(json_string_value(json_object_get(job->params, "ref"))));
+	json_object_set_new(o, "status", jobjson_str_or_null(vault != NULL ? vault : "expired"));
+	json_object_set_new(o, "progress_message", jobjson_str_or_null(msg));
 	json_object_set_new(o, "created_at", time_or_null(job->created_at));
 	json_object_set_new(o, "finished_at", time_or_null(job->finished_at));
 	if (job->state == JOB_DONE && snp != NULL && strlen(snp) == 40) {
@@ -141,7 +141,7 @@ jobjson_load_status(const struct job *job)
 	}
 	if (job->state == JOB_FAILED)
 		json_object_set_new(
-		    o, "error", str_or_null(job->error != NULL ? job->error : "failed"));
+		    o, "error", jobjson_str_or_null(job->error != NULL ? job->error : "failed"));
 	return o;
 }
 

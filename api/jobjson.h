@@ -33,4 +33,8 @@ json_t *jobjson_load_status(const struct job *job);
  * a 400 naming the key (caller frees). */
 char *jobjson_patch_check(const json_t *body);
 
+/* A string, or JSON null for NULL; text that is not UTF-8 (a worker's, by contract it is)
+ * becomes "(not valid UTF-8)" rather than breaking the reply. */
+json_t *jobjson_str_or_null(const char *s);
+
 #endif

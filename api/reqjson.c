@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api/jobjson.h"
 #include "api/reqjson.h"
 #include "shared/util.h"
 
@@ -894,19 +895,6 @@ time_json(double t)
 	return json_string(iso);
 }
 
-/* A string, or null. Text a worker wrote is UTF-8 by contract; anything else must not
- * break the reply. */
-static json_t *
-str_or_null(const char *s)
-{
-	json_t *v;
-
-	if (s == NULL)
-		return json_null();
-	v = json_string(s);
-	return v != NULL ? v : json_string("(not valid UTF-8)");
-}
-
 /* A history entry's "updated", whatever form shared/requests.c gives it in. */
 static json_t *
 history_entry(const json_t *e)
@@ -1005,11 +993,11 @@ reqjson_request(const struct request *r, const json_t *history, const char *base
 	json_object_set_new(o, "id", json_integer(r->id));
 	json_object_set_new(o, "created",
 	    r->created_text[0] != '\0' ? json_string(r->created_text) : time_json(r->created));
-	json_object_set_new(o, "repo", str_or_null(r->repo));
+	json_object_set_new(o, "repo", jobjson_str_or_null(r->repo));
 	json_object_set_new(o, "ref", json_string(r->ref));
 	json_object_set_new(o, "pkg_managers",
 	    r->pkg_managers != NULL ? json_incref(r->pkg_managers) : json_array());
-	json_object_set_new(o, "user", str_or_null(r->user));
+	json_object_set_new(o, "user", jobjson_str_or_null(r->user));
 	/* name -> value here; the kinds are at /environment-variables. */
 	json_object_foreach(r->environment_variables, name, v)
 	{
@@ -1019,7 +1007,7 @@ reqjson_request(const struct request *r, const json_t *history, const char *base
 	}
 	json_object_set_new(o, "environment_variables", env);
 	json_object_set_new(o, "flags", r->flags != NULL ? json_incref(r->flags) : json_array());
-	json_object_set_new(o, "submitted_by", str_or_null(r->submitted_by));
+	json_object_set_new(o, "submitted_by", jobjson_str_or_null(r->submitted_by));
 	if (verbose) {
 		json_t *states = json_array(), *e, *pkgs, *deps;
 		size_t i;
@@ -1048,12 +1036,12 @@ reqjson_request(const struct request *r, const json_t *history, const char *base
 		    r->dependencies_count >= 0 ? json_integer(r->dependencies_count) : json_null());
 	}
 	json_object_set_new(o, "state", json_string(r->state));
-	json_object_set_new(o, "state_reason", str_or_null(r->state_reason));
+	json_object_set_new(o, "state_reason", jobjson_str_or_null(r->state_reason));
 	json_object_set_new(o, "updated",
 	    r->updated_text[0] != '\0' ? json_string(r->updated_text) : time_json(r->updated));
 	if (r->error_origin != NULL) {
-		json_object_set_new(o, "error_origin", str_or_null(r->error_origin));
-		json_object_set_new(o, "error_type", str_or_null(r->error_type));
+		json_object_set_new(o, "error_origin", jobjson_str_or_null(r->error_origin));
+		json_object_set_new(o, "error_type", jobjson_str_or_null(r->error_type));
 	}
 	return o;
 }

@@ -15,65 +15,25 @@
 #include "api/routes.h"
 #include "shared/jobstore.h"
 #include "shared/kv.h"
+#include "shared/loadurl.h"
 #include "shared/log.h"
 
-/* The longest URL and ref accepted. */
-#define LOAD_URL_MAX 2048
+/* The longest ref accepted. */
 #define LOAD_REF_MAX 255
-#define LOAD_SCHEMES "https://, http://, git:// or file://"
 
 /* Checks the url member. NULL when fine, else the reason for the 400. */
 static const char *
 url_problem(const struct config *cfg, const json_t *v)
 {
-	const char *url, *auth, *end;
-	size_t len;
+	const char *auth;
+	size_t auth_len;
 
 	if (v == NULL || json_is_null(v))
-		return "url is required: the repository's URL (" LOAD_SCHEMES ")";
+		return "url is required: the repository's URL (" LOADURL_SCHEMES ")";
 	if (!json_is_string(v))
 		return "url must be a string";
-	url = json_string_value(v);
-	len = json_string_length(v);
-	if (len == 0)
-		return "url must not be empty";
-	if (len > LOAD_URL_MAX)
-		return "url is too long: at most 2048 bytes";
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)url[i] <= 0x20 || (unsigned char)url[i] >= 0x7f ||
-		    url[i] == '\\')
-			return "url must not contain spaces, backslashes, control characters or "
-			       "non-ASCII bytes (percent-encode them)";
-	/* Where secrets travel: user names and passwords (user@, user:pass@), query strings
-	 * (?token=...) and fragments. The URL is stored and shown in every status. */
-	if (strpbrk(url, "?#") != NULL)
-		return "url must not carry a query string (?...) or fragment (#...): it would be "
-		       "stored and shown; give the repository's plain URL";
-	if (strncasecmp(url, "https://", 8) == 0)
-		auth = url + 8;
-	else if (strncasecmp(url, "http://", 7) == 0)
-		auth = url + 7;
-	else if (strncasecmp(url, "git://", 6) == 0)
-		auth = url + 6;
-	else if (strncasecmp(url, "file://", 7) == 0) {
-		if (!cfg->load_allow_file)
-			return "file:// URLs are not allowed on this server (configuration key "
-			       "load_allow_file); use " LOAD_SCHEMES;
-		if (url[7] != '/')
-			return "a file:// URL must name an absolute path (file:///path/to/repo)";
-		return NULL;
-	} else
-		return "url must start with " LOAD_SCHEMES "; ssh, scp-like host:path, plain "
-		       "paths and other schemes are not loaded";
-	end = auth + strcspn(auth, "/");
-	if (end == auth)
-		return "url has no host";
-	if (memchr(auth, '@', (size_t)(end - auth)) != NULL)
-		return "url must not carry a user name or password (user@host): it would be "
-		       "stored and shown; only public repositories can be loaded";
-	if (memchr(auth, '%', (size_t)(end - auth)) != NULL)
-		return "url must not percent-encode its host";
-	return NULL;
+	return loadurl_problem(
+	    json_string_value(v), json_string_length(v), cfg->load_allow_file, &auth, &auth_len);
 }
 
 /* True when s is a name git accepts for a ref (git check-ref-format's rules, with one

@@ -96,25 +96,6 @@ objects_put_directories(struct db *db, const struct directory_row *rows, size_t 
 	return rc;
 }
 
-/* Whether a directory is stored. */
-int
-objects_directory_exists(struct db *db, const unsigned char id[20], char **errstr)
-{
-	char hex[41];
-	const char *p[] = {hex};
-	PGresult *res;
-	int found;
-
-	hex_encode(id, 20, hex);
-	res = db_exec(
-	    db, "SELECT 1 FROM directories WHERE id = decode($1, 'hex')", 1, p, false, errstr);
-	if (res == NULL)
-		return -1;
-	found = PQntuples(res) > 0;
-	PQclear(res);
-	return found;
-}
-
 /* Runs a binary-result query over batches of ids; row_cb gets each row. */
 static int
 query_ids(struct db *db, const char *sql, const unsigned char (*ids)[20], size_t n,

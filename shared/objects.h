@@ -30,9 +30,6 @@ int objects_put_contents(
 int objects_put_directories(
     struct db *db, const struct directory_row *rows, size_t n, char **errstr) BV_MUSTCHECK;
 
-/* 1 when the directory exists, 0 when not, -1 on error. */
-int objects_directory_exists(struct db *db, const unsigned char id[20], char **errstr) BV_MUSTCHECK;
-
 /* Fetches many directories at once; cb is called once per directory found (raw points
  * into a result that lives only during the call). Missing ids are simply not reported.
  * 0 or -1 (cb returning -1 stops and returns -1). */

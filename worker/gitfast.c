@@ -263,59 +263,55 @@ diff(struct fast *f, long old, long new, struct buf *path, int depth)
 	return 0;
 }
 
-/* Copies the "author ..." and "committer ..." lines (and "encoding") from a commit's
- * headers; true when nothing else was there (the id survives fast-import). */
+/* One header line of a commit (the whole line, keyword included; NULL when absent). */
+struct hline {
+	const unsigned char *p;
+	size_t len;
+};
+
+/* Appends a header line and its newline. */
+static void
+add_line(struct buf *out, struct hline l)
+{
+	buf_add(out, l.p, l.len);
+	buf_addc(out, '\n');
+}
+
+/* Copies the "author ...", "committer ..." (and "encoding ...") lines from a commit's
+ * headers in the order fast-import wants; true when nothing else was there and both people
+ * were (the id survives fast-import). */
 static bool
 people(struct buf *out, const struct commit_info *ci)
 {
 	const unsigned char *p = ci->headers, *end = ci->headers + ci->headers_len;
-	bool author = false, committer = false, plain = true;
-	const unsigned char *enc = NULL;
-	size_t enc_len = 0;
+	struct hline author = {NULL, 0}, committer = {NULL, 0}, enc = {NULL, 0};
+	bool plain = true;
 
 	while (p < end) {
 		const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
-		if (len > 7 && memcmp(p, "author ", 7) == 0 && !author) {
-			buf_add(out, p, len);
-			buf_addc(out, '\n');
-			author = true;
-		} else if (len > 10 && memcmp(p, "committer ", 10) == 0 && !committer) {
-			/* fast-import wants the committer after the author: kept in order below */
-			committer = true;
-		} else if (len > 9 && memcmp(p, "encoding ", 9) == 0) {
-			enc = p + 9;
-			enc_len = len - 9;
-		} else {
-			plain = false; /* gpgsig, mergetag, continuation lines, others */
-		}
+		struct hline l = {p, nl ? (size_t)(nl - p) : (size_t)(end - p)};
+		if (l.len > 7 && memcmp(p, "author ", 7) == 0 && author.p == NULL)
+			author = l;
+		else if (l.len > 10 && memcmp(p, "committer ", 10) == 0 && committer.p == NULL)
+			committer = l;
+		else if (l.len > 9 && memcmp(p, "encoding ", 9) == 0)
+			enc = l;
+		else
+			plain = false; /* gpgsig, mergetag, continuation lines, repeats, others */
 		p = nl ? nl + 1 : end;
 	}
-	/* The committer line (fast-import requires one). */
-	p = ci->headers;
-	committer = false;
-	while (p < end) {
-		const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
-		if (len > 10 && memcmp(p, "committer ", 10) == 0) {
-			buf_add(out, p, len);
-			buf_addc(out, '\n');
-			committer = true;
-			break;
-		}
-		p = nl ? nl + 1 : end;
-	}
-	if (!committer) {
-		buf_adds(out, "committer <> 0 +0000\n");
+	if (author.p != NULL)
+		add_line(out, author);
+	else
+		plain = false; /* fast-import would take the committer as the author */
+	if (committer.p != NULL) {
+		add_line(out, committer);
+	} else {
+		buf_adds(out, "committer <> 0 +0000\n"); /* fast-import requires one */
 		plain = false;
 	}
-	if (!author)
-		plain = false; /* fast-import would take the committer as the author */
-	if (enc != NULL) {
-		buf_adds(out, "encoding ");
-		buf_add(out, enc, enc_len);
-		buf_addc(out, '\n');
-	}
+	if (enc.p != NULL)
+		add_line(out, enc);
 	return plain;
 }
 

@@ -36,6 +36,7 @@
 #include <git2.h>
 
 #include "shared/gitobj.h"
+#include "shared/loadurl.h"
 #include "shared/log.h"
 #include "shared/objects.h"
 #include "worker/idtab.h"
@@ -906,7 +907,8 @@ load_start(struct load *l, const char *url, const char *ref, const char **auth, 
 	l->deadline_ms = now_ms() + (uint64_t)cfg->load_timeout * 1000;
 	if (l->url == NULL)
 		return load_fail(l, "the load has no URL");
-	if ((why = load_url_problem(l->url, cfg->load_allow_file, auth, auth_len)) != NULL) {
+	if ((why = loadurl_problem(l->url, strlen(l->url), cfg->load_allow_file, auth, auth_len)) !=
+	    NULL) {
 		/* Not even in the log: the URL is what is wrong, and may hold a secret. */
 		load_fail(l, "%s", why);
 		l->url = "(refused URL)";

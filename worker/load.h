@@ -101,10 +101,6 @@ void load_keep_fresh(struct load *l);
 
 /* load_fetch.c: the network side. */
 
-/* NULL when the URL may be loaded, else why not; *auth_at and *auth_len give its
- * authority (NULL for file://). */
-const char *load_url_problem(
-    const char *url, bool allow_file, const char **auth_at, size_t *auth_len);
 /* Phase 1: the fetch, in a child process; then the fetched repository opened. 0 or -1
  * with the load's outcome noted. */
 int load_fetch(struct load *l, const char *auth, size_t auth_len) BV_MUSTCHECK;

@@ -33,45 +33,6 @@
 /* Transfer progress lines at most this often. */
 #define LOAD_PROGRESS_MS 200
 
-/* The scheme rules the API applies, again: the worker is the last line. NULL when the URL
- * may be loaded, else why not. *host_at and *host_len give the authority (NULL for
- * file://). A user name or password, a query and a fragment are refused: they are where
- * secrets travel, and the URL shows in statuses and logs. */
-const char *
-load_url_problem(const char *url, bool allow_file, const char **auth_at, size_t *auth_len)
-{
-	const char *auth;
-	size_t n;
-
-	*auth_at = NULL;
-	*auth_len = 0;
-	if (strpbrk(url, "?#") != NULL)
-		return "the URL must not carry a query (?...) or fragment (#...)";
-	for (const char *p = url; *p != '\0'; p++)
-		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f || *p == '\\')
-			return "the URL must be printable ASCII without spaces or backslashes";
-	if (strncasecmp(url, "https://", 8) == 0)
-		auth = url + 8;
-	else if (strncasecmp(url, "http://", 7) == 0)
-		auth = url + 7;
-	else if (strncasecmp(url, "git://", 6) == 0)
-		auth = url + 6;
-	else if (strncasecmp(url, "file://", 7) == 0)
-		return allow_file ? NULL : "file:// URLs are not allowed (load_allow_file is off)";
-	else
-		return "only https://, http://, git:// and file:// URLs can be loaded";
-	n = strcspn(auth, "/");
-	if (memchr(auth, '@', n) != NULL)
-		return "the URL must not carry a user name or password (user@host)";
-	if (memchr(auth, '%', n) != NULL)
-		return "the URL's host must not be percent-encoded";
-	if (n == 0)
-		return "the URL has no host";
-	*auth_at = auth;
-	*auth_len = n;
-	return NULL;
-}
-
 /* The host and port of an authority ("example.org", "[::1]:8080"), new strings; the port
  * defaults to the scheme's. false when it cannot be split. */
 static bool

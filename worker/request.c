@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "shared/gitobj.h"
+#include "shared/loadurl.h"
 #include "shared/log.h"
 #include "shared/requests.h"
 #include "worker/load.h"
@@ -255,7 +256,8 @@ fetch_source(struct rq *q)
 	if (!hex_decode(q->req->ref, commit, 20))
 		return fail(q, "client", "InvalidRequestData", "The ref \"%s\" is not a commit id",
 		    q->req->ref);
-	why = load_url_problem(q->req->repo, q->w->cfg->load_allow_file, &auth, &auth_len);
+	why = loadurl_problem(
+	    q->req->repo, strlen(q->req->repo), q->w->cfg->load_allow_file, &auth, &auth_len);
 	if (why != NULL)
 		return fail(
 		    q, "client", "InvalidRequestData", "The repository cannot be fetched: %s", why);
@@ -406,7 +408,8 @@ one_submodule(void *arg, const char *path, const unsigned char commit[20])
 		    "The submodule at \"%s\" has no URL in .gitmodules", path);
 	char *url = resolve_url(q->req->repo, rel);
 	free(rel);
-	const char *why = load_url_problem(url, q->w->cfg->load_allow_file, &auth, &auth_len);
+	const char *why =
+	    loadurl_problem(url, strlen(url), q->w->cfg->load_allow_file, &auth, &auth_len);
 	if (why != NULL) {
 		fail(q, "client", "InvalidRepoStructure",
 		    "The submodule at \"%s\" cannot be fetched: %s", path, why);
