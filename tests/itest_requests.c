@@ -549,6 +549,71 @@ START_TEST(test_request_unsafe_symlinks)
 }
 END_TEST
 
+/* include-git-dir: app/.git holds the commit (detached), its history and the tags of
+ * that history, git checks it whole and sees the checkout as clean; without the flag
+ * there is no app/.git. Two requests for the same commit give the same bundle bytes. */
+START_TEST(test_request_git_dir)
+{
+	ensure_worker();
+	json_int_t id, id2, id3;
+	char *ref = sha("tagged");
+	json_t *doc = run_request_pm("tagged", ref, "\"git-submodule\"",
+	    "\"flags\": [\"include-git-dir\"]", "complete", &id);
+	json_decref(doc);
+	fetch_bundle_only(id, "gitdir");
+	char *head = itest_sh_out("git -C gitdir/app rev-parse HEAD");
+	ck_assert_str_eq(head, ref);
+	free(head);
+	/* Detached, as Cachito's checkout of a commit. */
+	ck_assert_int_ne(itest_sh("git -C gitdir/app symbolic-ref -q HEAD >/dev/null"), 0);
+	ck_assert_int_eq(itest_sh("git -C gitdir/app fsck --strict --no-dangling >&2"), 0);
+	char *st = itest_sh_out("git -C gitdir/app status --porcelain --ignore-submodules=none");
+	ck_assert_msg(strcmp(st, "") == 0, "git status: %s", st);
+	free(st);
+	char *n = itest_sh_out("git -C gitdir/app rev-list --count HEAD");
+	ck_assert_str_eq(n, "3");
+	free(n);
+	char *tags = itest_sh_out("git -C gitdir/app tag | paste -sd, -");
+	ck_assert_str_eq(tags, "v1,v2");
+	free(tags);
+	char *d = itest_sh_out("git -C gitdir/app describe");
+	ck_assert_msg(strncmp(d, "v1-2-g", 6) == 0, "describe: %s", d);
+	free(d);
+	d = itest_sh_out("git -C gitdir/app describe --tags");
+	ck_assert_msg(strncmp(d, "v2-1-g", 6) == 0, "describe --tags: %s", d);
+	free(d);
+	char *url = itest_sh_out("git -C gitdir/app config remote.origin.url");
+	char *want = xasprintf("file://%s/repos/tagged", IT.dir);
+	ck_assert_str_eq(url, want);
+	free(url);
+	free(want);
+	/* The submodule's files are there (git-submodule) and git sees them as its own. */
+	ck_assert_int_eq(itest_sh("test \"$(cat gitdir/app/vendor/lib/LIB.txt)\" = 'the library' "
+				  "&& test -x gitdir/app/run.sh && test -L gitdir/app/link"),
+	    0);
+	ck_assert_int_eq(
+	    itest_sh("test \"$(git -C gitdir/app ls-files -s vendor/lib | cut -c1-6)\" "
+		     "= 160000"),
+	    0);
+
+	/* Reproducible. */
+	doc = run_request_pm("tagged", ref, "\"git-submodule\"", "\"flags\": [\"include-git-dir\"]",
+	    "complete", &id2);
+	json_decref(doc);
+	fetch_bundle_only(id2, "gitdir2");
+	ck_assert_int_eq(itest_sh("cmp -s gitdir/bundle.tar.gz gitdir2/bundle.tar.gz"), 0);
+
+	/* Without the flag: no .git. */
+	doc = run_request_pm("tagged", ref, "", NULL, "complete", &id3);
+	json_decref(doc);
+	fetch_bundle_only(id3, "nogit");
+	ck_assert_int_eq(itest_sh("test ! -e nogit/app/.git && test -f nogit/app/README"), 0);
+	ck_assert_int_eq(
+	    itest_sh("tar -tzf nogit/bundle.tar.gz | grep -q '\\.git/' && exit 1 || exit 0"), 0);
+	free(ref);
+}
+END_TEST
+
 /* GETs of the generic fixtures the server has answered so far. */
 static int
 generic_gets(void)
@@ -747,6 +812,7 @@ main(void)
 	tcase_add_test(tc, test_request_npm_generic);
 	tcase_add_test(tc, test_request_generic_failures);
 	tcase_add_test(tc, test_request_generic_private);
+	tcase_add_test(tc, test_request_git_dir);
 	suite_add_tcase(s, tc);
 
 	/* The registry first: npm makes the fixtures' lockfiles against it. */

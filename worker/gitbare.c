@@ -28,6 +28,7 @@
 #include "shared/gitobj.h"
 #include "shared/log.h"
 #include "shared/objects.h"
+#include "worker/gitdir.h"
 #include "worker/gitgraph.h"
 #include "worker/tarball.h"
 
@@ -50,7 +51,6 @@ struct ref {
 struct bare {
 	struct gitgraph g;
 	int fd; /* the pack's temp file */
-	char *tmp_path;
 	EVP_MD_CTX *sha; /* over the pack's bytes */
 	uint64_t off;
 	struct packed *objs;
@@ -315,9 +315,8 @@ make_index(struct bare *b, const unsigned char pack_sha[20], struct buf *idx)
 	buf_add(idx, sum, 20);
 }
 
-/* A ref name git accepts (git-check-ref-format's rules, enough of them). */
-static bool
-ref_ok(const unsigned char *s, size_t len)
+bool
+gitbare_ref_ok(const unsigned char *s, size_t len)
 {
 	if (len < 6 || memcmp(s, "refs/", 5) != 0 || s[len - 1] == '/' || s[len - 1] == '.')
 		return false;
@@ -393,7 +392,7 @@ add_snapshot(struct bare *b, const unsigned char id[20])
 	while (rc == 0 && (r = snapshot_iter_next(&it, &br)) == 1) {
 		if (br.type == SNP_ALIAS) {
 			if (br.name_len == 4 && memcmp(br.name, "HEAD", 4) == 0 &&
-			    ref_ok(br.target, br.target_len)) {
+			    gitbare_ref_ok(br.target, br.target_len)) {
 				free(b->head);
 				b->head = xstrndup((const char *)br.target, br.target_len);
 			}
@@ -401,7 +400,7 @@ add_snapshot(struct bare *b, const unsigned char id[20])
 		}
 		if (br.type == SNP_DANGLING || br.type == SNP_SNAPSHOT)
 			continue;
-		if (!ref_ok(br.name, br.name_len)) {
+		if (!gitbare_ref_ok(br.name, br.name_len)) {
 			log_warn_id(g->run->log_id,
 			    "%s: branch %.*s is not a git ref name: left out", hex,
 			    (int)(br.name_len > 200 ? 200 : br.name_len), (const char *)br.name);
@@ -524,15 +523,84 @@ make_synthetic(struct bare *b, const unsigned char tree[20])
 	b->synthetic_raw = (unsigned char *)buf_steal(&c, &b->synthetic_len);
 }
 
+/* The graph's objects into a pack in an unlinked temp file under the data folder (what
+ * names "a git-bare bundle" or "app/.git" in the message for missing files). 0 or -1. */
+static int
+bare_pack(struct bare *b, const char *what, unsigned char trailer[20])
+{
+	const struct config *cfg = b->g.run->w->cfg;
+	size_t missing = 0, first = 0;
+	char hex[41], *dir, *path;
+
+	for (size_t i = 0; i < b->g.cnts.n; i++)
+		if (!b->g.cnt[i].found && missing++ == 0)
+			first = i;
+	if (missing > 0) {
+		hex_encode(b->g.cnts.ids[first], 20, hex);
+		return gitgraph_fail(&b->g,
+		    "%zu content%s %s missing from the archive (first: swh:1:cnt:%s); %s "
+		    "cannot leave files out without breaking its object ids",
+		    missing, missing == 1 ? "" : "s", missing == 1 ? "is" : "are", hex, what);
+	}
+	/* The pack goes to a temp file in the store's file system, unlinked at once: a
+	 * tar entry's size comes first, and nothing is left behind by a crash. */
+	dir = xasprintf("%s/tmp", cfg->data_dir);
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		free(dir);
+		return gitgraph_fail(&b->g, "cannot create a temp folder: %s", strerror(errno));
+	}
+	path = xasprintf("%s/gitpack-XXXXXX", dir);
+	free(dir);
+	b->fd = mkstemp(path);
+	if (b->fd >= 0)
+		unlink(path);
+	free(path);
+	if (b->fd < 0)
+		return gitgraph_fail(&b->g, "cannot create a temp file: %s", strerror(errno));
+	b->sha = EVP_MD_CTX_new();
+	b->zbuf = xmalloc(ZBUF);
+	b->level = (int)cfg->gzip_level;
+	if (b->level > 9)
+		b->level = 9;
+	if (b->sha == NULL || EVP_DigestInit_ex(b->sha, EVP_sha1(), NULL) != 1 ||
+	    deflateInit(&b->zs, b->level) != Z_OK) {
+		if (b->zbuf != NULL) {
+			free(b->zbuf);
+			b->zbuf = NULL;
+		}
+		return gitgraph_fail(&b->g, "cannot set up the pack writer");
+	}
+	return write_pack(b, trailer);
+}
+
+/* Frees everything but the graph's outcome. */
+static void
+bare_free(struct bare *b)
+{
+	if (b->fd >= 0)
+		close(b->fd);
+	if (b->sha != NULL)
+		EVP_MD_CTX_free(b->sha);
+	if (b->zbuf != NULL)
+		deflateEnd(&b->zs);
+	free(b->zbuf);
+	free(b->objs);
+	for (size_t i = 0; i < b->nrefs; i++)
+		free(b->refs[i].name);
+	free(b->refs);
+	free(b->head);
+	free(b->synthetic_raw);
+	gitgraph_free(&b->g);
+}
+
 enum job_outcome
 gitbare_cook(struct job_run *run, enum swhid_kind kind, const unsigned char id[20], json_t **result,
     char **reason)
 {
 	struct bare b;
-	char top[64], hex[65], *err = NULL;
+	char top[64], hex[65];
 	unsigned char trailer[20], sha256[32];
-	uint64_t size = 0, pack_size;
-	size_t missing = 0, first = 0;
+	uint64_t size = 0;
 	enum job_outcome outcome;
 	int rc = 0;
 
@@ -557,49 +625,10 @@ gitbare_cook(struct job_run *run, enum swhid_kind kind, const unsigned char id[2
 		rc = add_snapshot(&b, id);
 	}
 	if (rc != 0 || gitgraph_load_histories(&b.g) != 0 ||
-	    gitgraph_add_revision_trees(&b.g) != 0 || gitgraph_load_contents(&b.g) != 0)
+	    gitgraph_add_revision_trees(&b.g) != 0 || gitgraph_load_contents(&b.g) != 0 ||
+	    bare_pack(&b, "a git-bare bundle", trailer) != 0)
 		goto fail;
-	for (size_t i = 0; i < b.g.cnts.n; i++)
-		if (!b.g.cnt[i].found && missing++ == 0)
-			first = i;
-	if (missing > 0) {
-		hex_encode(b.g.cnts.ids[first], 20, hex);
-		gitgraph_fail(&b.g,
-		    "%zu content%s %s missing from the archive (first: swh:1:cnt:%s); a git-bare "
-		    "bundle cannot leave files out without breaking its object ids",
-		    missing, missing == 1 ? "" : "s", missing == 1 ? "is" : "are", hex);
-		goto fail;
-	}
-	/* The pack goes to a temp file in the store's file system. */
-	b.tmp_path = xasprintf("%s/tmp/gitbare-XXXXXX", run->w->cfg->data_dir);
-	{
-		char *dir = xasprintf("%s/tmp", run->w->cfg->data_dir);
-		if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-			free(dir);
-			gitgraph_fail(&b.g, "cannot create a temp folder: %s", strerror(errno));
-			goto fail;
-		}
-		free(dir);
-	}
-	b.fd = mkstemp(b.tmp_path);
-	if (b.fd < 0) {
-		gitgraph_fail(&b.g, "cannot create a temp file: %s", strerror(errno));
-		goto fail;
-	}
-	b.sha = EVP_MD_CTX_new();
-	b.zbuf = xmalloc(ZBUF);
-	b.level = (int)run->w->cfg->gzip_level;
-	if (b.level > 9)
-		b.level = 9;
-	if (b.sha == NULL || EVP_DigestInit_ex(b.sha, EVP_sha1(), NULL) != 1 ||
-	    deflateInit(&b.zs, b.level) != Z_OK) {
-		gitgraph_fail(&b.g, "cannot set up the pack writer");
-		goto fail;
-	}
-	if (write_pack(&b, trailer) != 0)
-		goto fail;
-	pack_size = b.off;
-	if (gitgraph_out_start(&b.g, 0, 1) != 0 || write_tar(&b, top, trailer, pack_size) != 0 ||
+	if (gitgraph_out_start(&b.g, 0, 1) != 0 || write_tar(&b, top, trailer, b.off) != 0 ||
 	    gitgraph_out_finish(&b.g, sha256, &size) != 0)
 		goto fail;
 	hex_encode(sha256, 32, hex);
@@ -610,23 +639,48 @@ gitbare_cook(struct job_run *run, enum swhid_kind kind, const unsigned char id[2
 fail:
 	outcome = gitgraph_outcome(&b.g, reason);
 out:
-	(void)err;
-	if (b.fd >= 0) {
-		close(b.fd);
-		unlink(b.tmp_path);
-	}
-	free(b.tmp_path);
-	if (b.sha != NULL)
-		EVP_MD_CTX_free(b.sha);
-	if (b.zbuf != NULL)
-		deflateEnd(&b.zs);
-	free(b.zbuf);
-	free(b.objs);
-	for (size_t i = 0; i < b.nrefs; i++)
-		free(b.refs[i].name);
-	free(b.refs);
-	free(b.head);
-	free(b.synthetic_raw);
-	gitgraph_free(&b.g);
+	bare_free(&b);
 	return outcome;
+}
+
+enum job_outcome
+gitbare_pack(struct job_run *run, const unsigned char commit[20], const unsigned char (*tags)[20],
+    size_t ntags, struct gitpack *p, char **reason)
+{
+	struct bare b;
+	enum job_outcome outcome;
+	int rc;
+
+	memset(p, 0, sizeof *p);
+	p->fd = -1;
+	buf_init(&p->idx);
+	memset(&b, 0, sizeof b);
+	b.fd = -1;
+	gitgraph_init(&b.g, run);
+	rc = gitgraph_add_history(&b.g, commit);
+	for (size_t i = 0; rc == 0 && i < ntags; i++)
+		rc = gitgraph_add_release(&b.g, tags[i]);
+	if (rc != 0 || gitgraph_load_histories(&b.g) != 0 ||
+	    gitgraph_add_revision_trees(&b.g) != 0 || gitgraph_load_contents(&b.g) != 0 ||
+	    bare_pack(&b, "app/.git", p->sha) != 0) {
+		outcome = gitgraph_outcome(&b.g, reason);
+		bare_free(&b);
+		return outcome;
+	}
+	make_index(&b, p->sha, &p->idx);
+	p->fd = b.fd;
+	b.fd = -1;
+	p->size = b.off;
+	p->nobjs = b.nobjs;
+	bare_free(&b);
+	return JOB_OUTCOME_DONE;
+}
+
+void
+gitpack_clear(struct gitpack *p)
+{
+	if (p->fd >= 0)
+		close(p->fd);
+	p->fd = -1;
+	buf_free(&p->idx);
 }

@@ -992,12 +992,85 @@ load_run(struct job_run *run, json_t **result, char **reason)
 	return load_end(&l, JOB_OUTCOME_DONE, reason);
 }
 
+void
+load_tags_free(struct load_tag *tags, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(tags[i].name);
+	free(tags);
+}
+
+/* The fetched tags (in fetched, l->refs before load_commit replaced them) whose commit is
+ * in commit's history: annotated ones stored (their commits are, with the history), all
+ * listed in *tags. 0 or -1. */
+static int
+history_tags(struct load *l, const unsigned char commit[20], const struct ref *fetched,
+    size_t nfetched, struct load_tag **tags, size_t *ntags)
+{
+	git_revwalk *walk = NULL;
+	struct idtab history;
+	git_oid oid;
+	size_t cap = 0;
+	int rc = -1, err;
+
+	idtab_init(&history);
+	memcpy(oid.id, commit, 20);
+	if (git_revwalk_new(&walk, l->repo) != 0 || git_revwalk_push(walk, &oid) != 0) {
+		load_fail(l, "cannot walk the history: %s", load_git_words());
+		goto out;
+	}
+	while ((err = git_revwalk_next(&oid, walk)) == 0) {
+		bool added;
+		idtab_put(&history, oid.id, &added);
+		if ((history.n & 4095) == 0 && tick(l) != 0)
+			goto out;
+	}
+	if (err != GIT_ITEROVER) {
+		load_fail(l, "cannot walk the history: %s", load_git_words());
+		goto out;
+	}
+	for (size_t i = 0; i < nfetched; i++) {
+		const struct ref *r = &fetched[i];
+		unsigned char end[20];
+		git_object_t t;
+		size_t len;
+
+		if (strncmp(r->name, "refs/tags/", 10) != 0)
+			continue;
+		memcpy(oid.id, r->id, 20);
+		if (git_odb_read_header(&len, &t, l->odb, &oid) != 0)
+			continue; /* the fetch did not bring it: not ours to list */
+		bool annotated = t == GIT_OBJECT_TAG;
+
+		memcpy(end, r->id, 20);
+		if (annotated && (err = peel(l, r->id, end, &t)) != 0) {
+			if (err < 0)
+				goto out;
+			continue; /* too many tags deep */
+		}
+		if (t != GIT_OBJECT_COMMIT || idtab_find(&history, end) < 0)
+			continue;
+		if (annotated && store_tag(l, r->id, 0) != 0)
+			goto out;
+		GROW(*tags, *ntags, cap);
+		(*tags)[*ntags].name = xstrdup(r->name);
+		memcpy((*tags)[*ntags].id, r->id, 20);
+		(*tags)[*ntags].annotated = annotated;
+		(*ntags)++;
+	}
+	rc = flush(l, 3);
+out:
+	git_revwalk_free(walk);
+	idtab_free(&history);
+	return rc;
+}
+
 /* A request's source (worker/request.c): every branch and tag fetched, the commit looked
  * for among what came, then stored with its history as a load stores it (what is stored
  * already is skipped), without a snapshot. */
 enum job_outcome
 load_commit(struct job_run *run, const char *url, const unsigned char commit[20],
-    unsigned char tree[20], bool *missing, char **reason)
+    unsigned char tree[20], bool *missing, struct load_tag **tags, size_t *ntags, char **reason)
 {
 	struct load l = {.run = run, .w = run->w};
 	const char *auth = NULL;
@@ -1005,11 +1078,15 @@ load_commit(struct job_run *run, const char *url, const unsigned char commit[20]
 	git_odb_object *o;
 	git_object_t type;
 	git_oid oid;
-	size_t len;
+	size_t len, nfetched;
+	struct ref *fetched;
 	struct commit_info ci;
 	char hex[41];
+	enum job_outcome outcome;
 
 	*missing = false;
+	if (tags != NULL)
+		*tags = NULL, *ntags = 0;
 	hex_encode(commit, 20, hex);
 	if (load_start(&l, url, NULL, &auth, &auth_len) != 0 || load_fetch(&l, auth, auth_len) != 0)
 		return load_end(&l, JOB_OUTCOME_FAILED, reason);
@@ -1019,32 +1096,46 @@ load_commit(struct job_run *run, const char *url, const unsigned char commit[20]
 		load_fail(&l, "commit %s is not in %s", hex, l.url);
 		return load_end(&l, JOB_OUTCOME_FAILED, reason);
 	}
-	/* The one tip to store: the commit, in place of the fetched refs. */
-	for (size_t i = 0; i < l.nrefs; i++)
-		free(l.refs[i].name);
-	l.nrefs = 0;
+	/* The one tip to store: the commit, in place of the fetched refs (kept for the
+	 * tags). */
+	fetched = l.refs, nfetched = l.nrefs;
+	l.refs = NULL, l.nrefs = l.crefs = 0;
 	GROW(l.refs, l.nrefs, l.crefs);
 	memset(&l.refs[0], 0, sizeof l.refs[0]);
 	l.refs[0].name = xstrdup(hex);
 	memcpy(l.refs[0].id, commit, 20);
+	l.refs[0].type = GIT_OBJECT_COMMIT;
 	l.nrefs = 1;
 	l.phase = "storing objects";
-	if (ref_types(&l) != 0 || store_history(&l) != 0 || flush(&l, 2) != 0)
-		return load_end(&l, JOB_OUTCOME_FAILED, reason);
+	if (store_history(&l) != 0 || flush(&l, 2) != 0 ||
+	    (tags != NULL && history_tags(&l, commit, fetched, nfetched, tags, ntags) != 0))
+		goto fail;
 	if ((o = read_object(&l, commit, GIT_OBJECT_COMMIT)) == NULL)
-		return load_end(&l, JOB_OUTCOME_FAILED, reason);
+		goto fail;
 	bool ok = gitobj_parse_commit(git_odb_object_data(o), git_odb_object_size(o), &ci);
 	git_odb_object_free(o);
 	if (!ok) {
 		load_fail(&l, "commit %s is malformed", hex);
-		return load_end(&l, JOB_OUTCOME_FAILED, reason);
+		goto fail;
 	}
 	memcpy(tree, ci.tree, 20);
 	commit_info_clear(&ci);
 	log_info_id(run->log_id,
-	    "%s at %s: new: %lld contents (%lld bytes), %lld directories, %lld revisions; "
-	    "%lld already stored",
+	    "%s at %s: new: %lld contents (%lld bytes), %lld directories, %lld revisions, "
+	    "%lld releases; %lld already stored",
 	    l.url, hex, (long long)l.n_cnt, (long long)l.bytes, (long long)l.n_dir,
-	    (long long)l.n_rev, (long long)l.skipped);
-	return load_end(&l, JOB_OUTCOME_DONE, reason);
+	    (long long)l.n_rev, (long long)l.n_rel, (long long)l.skipped);
+	outcome = JOB_OUTCOME_DONE;
+	goto out;
+fail:
+	outcome = JOB_OUTCOME_FAILED;
+	if (tags != NULL) {
+		load_tags_free(*tags, *ntags);
+		*tags = NULL, *ntags = 0;
+	}
+out:
+	for (size_t i = 0; i < nfetched; i++)
+		free(fetched[i].name);
+	free(fetched);
+	return load_end(&l, outcome, reason);
 }

@@ -76,13 +76,24 @@ struct load {
 	bool db_failed; /* a Postgres call failed (reason set) */
 };
 
+/* A tag of a request's repository that names a commit of the request's history (for
+ * app/.git, worker/gitdir.c). */
+struct load_tag {
+	char *name; /* "refs/tags/v1.0" */
+	unsigned char id[20]; /* the tag object (annotated) or the commit (lightweight) */
+	bool annotated;
+};
+void load_tags_free(struct load_tag *tags, size_t n);
+
 /* load.c, for the "request" job (worker/request.c): fetches url's branches and tags,
  * checks that commit came with them (else JOB_OUTCOME_FAILED with *missing set) and
  * stores it and its history with the load's dedup, without a snapshot;
- * JOB_OUTCOME_DONE with tree set to its root tree. FAILED and RETRY set *reason (words
- * for the user); CANCELLED when the job is no longer ours. */
+ * JOB_OUTCOME_DONE with tree set to its root tree. With tags non-NULL, the tags whose
+ * commit is commit or one of its ancestors are stored too (annotated tags as releases)
+ * and listed in *tags / *ntags (the caller frees them with load_tags_free). FAILED and
+ * RETRY set *reason (words for the user); CANCELLED when the job is no longer ours. */
 enum job_outcome load_commit(struct job_run *run, const char *url, const unsigned char commit[20],
-    unsigned char tree[20], bool *missing, char **reason);
+    unsigned char tree[20], bool *missing, struct load_tag **tags, size_t *ntags, char **reason);
 
 /* load.c: the helpers both halves use. */
 

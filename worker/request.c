@@ -32,6 +32,7 @@
 #include "shared/loadurl.h"
 #include "shared/log.h"
 #include "shared/requests.h"
+#include "worker/gitdir.h"
 #include "worker/load.h"
 #include "worker/request.h"
 #include "worker/worker.h"
@@ -65,6 +66,11 @@ struct rq {
 	bool retry; /* our infrastructure failed: hand the job back */
 	/* what it found */
 	struct rtree *tree;
+	unsigned char commit[20]; /* the requested one */
+	struct load_tag *tags; /* its tags, for app/.git (include-git-dir) */
+	size_t ntags;
+	struct gitdir git;
+	bool has_git; /* git is built */
 	struct bundle_file *files;
 	size_t nfiles, cfiles;
 	json_t *file_index; /* files' paths -> their index (one lookup per dependency) */
@@ -261,7 +267,8 @@ fetch_source(struct rq *q)
 	if (why != NULL)
 		return fail(
 		    q, "client", "InvalidRequestData", "The repository cannot be fetched: %s", why);
-	enum job_outcome o = load_commit(q->run, q->req->repo, commit, tree, &missing, &reason);
+	enum job_outcome o = load_commit(q->run, q->req->repo, commit, tree, &missing,
+	    has(q->req->flags, "include-git-dir") ? &q->tags : NULL, &q->ntags, &reason);
 	switch (o) {
 	case JOB_OUTCOME_DONE:
 		break;
@@ -297,11 +304,7 @@ fetch_source(struct rq *q)
 		free(err);
 		return -1;
 	}
-	if (has(q->req->flags, "include-git-dir"))
-		rlog(q,
-		    "The include-git-dir flag has no effect here: the bundle's app/ has no .git "
-		    "folder (Cachito puts one at app/.git); app/ is the tree of the commit as "
-		    "archived");
+	memcpy(q->commit, commit, 20);
 	return 0;
 }
 
@@ -420,7 +423,7 @@ one_submodule(void *arg, const char *path, const unsigned char commit[20])
 		free(url);
 		return -1;
 	}
-	enum job_outcome o = load_commit(q->run, url, commit, tree, &missing, &reason);
+	enum job_outcome o = load_commit(q->run, url, commit, tree, &missing, NULL, NULL, &reason);
 	if (o == JOB_OUTCOME_CANCELLED)
 		q->cancelled = true;
 	else if (o == JOB_OUTCOME_RETRY)
@@ -1203,6 +1206,37 @@ report_failure(struct rq *q)
 	json_decref(body);
 }
 
+/* ---- include-git-dir ---------------------------------------------------------------- */
+
+/* app/.git (worker/gitdir.c): the commit's history and tags, packed. 0 or -1. */
+static int
+build_git_dir(struct rq *q)
+{
+	char *reason = NULL;
+
+	if (!say(q, "Packing the git history for app/.git"))
+		return -1;
+	switch (gitdir_build(
+	    q->run, q->tree, q->req->repo, q->commit, q->tags, q->ntags, &q->git, &reason)) {
+	case JOB_OUTCOME_DONE:
+		q->has_git = true;
+		return 0;
+	case JOB_OUTCOME_CANCELLED:
+		q->cancelled = true;
+		gitdir_clear(&q->git);
+		return -1;
+	case JOB_OUTCOME_RETRY:
+		q->retry = true;
+		/* fall through */
+	default:
+		gitdir_clear(&q->git);
+		fail(q, "server", "UnknownError", "app/.git cannot be built: %s",
+		    reason ? reason : "the pack failed");
+		free(reason);
+		return -1;
+	}
+}
+
 /* The "request" handler (see the top of the file). */
 enum job_outcome
 request_run(struct job_run *run, json_t **result, char **reason)
@@ -1257,9 +1291,12 @@ request_run(struct job_run *run, json_t **result, char **reason)
 		goto end;
 	if (record(&q) != 0)
 		goto end;
+	if (has(q.req->flags, "include-git-dir") && build_git_dir(&q) != 0)
+		goto end;
 	if (!say(&q, "Assembling the bundle archive"))
 		goto end;
-	if (bundle_write(run, q.tree, q.files, q.nfiles, sha256, &size, &cancelled, &err) != 0) {
+	if (bundle_write(run, q.tree, q.has_git ? &q.git : NULL, q.files, q.nfiles, sha256, &size,
+		&cancelled, &err) != 0) {
 		if (cancelled)
 			q.cancelled = true;
 		fail(&q, "server", "UnknownError", "%s", err);
@@ -1299,6 +1336,9 @@ free:
 	free(q.files);
 	free(q.reason);
 	rtree_free(q.tree);
+	if (q.has_git)
+		gitdir_clear(&q.git);
+	load_tags_free(q.tags, q.ntags);
 	request_free(q.req);
 	json_decref(q.packages);
 	json_decref(q.config_files);

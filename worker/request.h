@@ -10,8 +10,10 @@
  *                            to point at the bundled tarballs (pure: jansson only);
  *   worker/request_fetch.c   tarball downloads from the npm registry into the store,
  *                            checked against their integrity as they stream;
- *   worker/request_bundle.c  the source tree read back from the store (files by path) and
- *                            the bundle: app/ and deps/ as a reproducible tar.gz. */
+ *   worker/request_tree.c    the source tree read back from the archive (files by path,
+ *                            symlinks checked);
+ *   worker/request_bundle.c  the bundle: app/ (with app/.git when asked, worker/gitdir.c)
+ *                            and deps/ as a reproducible tar.gz. */
 #ifndef BV_WORKER_REQUEST_H
 #define BV_WORKER_REQUEST_H
 
@@ -22,9 +24,11 @@
 #include <jansson.h>
 
 #include "shared/util.h"
+#include "worker/idtab.h"
 
 struct worker;
 struct job_run;
+struct gitdir;
 
 /* ---- request_npm.c: lockfiles ------------------------------------------------------- */
 
@@ -158,9 +162,43 @@ enum fetch_error fetch_to_store(struct job_run *run, struct httpc *hc, const cha
  * (sha512, sha384, sha256, sha1). */
 bool fetch_integrity_supported(const char *integrity);
 
-/* ---- request_bundle.c: the source tree and the bundle ------------------------------- */
+/* ---- request_tree.c: the source tree ------------------------------------------------ */
 
-struct rtree;
+/* Deeper trees are refused rather than risking the stack. */
+#define RTREE_MAX_DEPTH 1024
+/* A symlink's target is read whole: anything this long is not a real target. */
+#define RTREE_MAX_LINK 65536
+
+/* The tree's parts, open to request_bundle.c and gitdir.c, which walk it. */
+struct dinfo {
+	unsigned char *raw; /* the directory's git body */
+	size_t len;
+	bool loaded;
+};
+
+struct cinfo {
+	unsigned char sha256[32]; /* the store's key */
+	int64_t length;
+	bool loaded;
+};
+
+struct graft {
+	char *path; /* the gitlink's path, relative to app/ */
+	unsigned char root[20];
+};
+
+struct rtree {
+	struct job_run *run;
+	struct idtab dirs, cnts; /* ids -> numbers into dinfo, cinfo */
+	struct dinfo *dinfo;
+	struct cinfo *cinfo;
+	size_t dcap, ccap;
+	unsigned char root[20];
+	struct graft *grafts;
+	size_t ngrafts;
+	json_t *excluded; /* unsafe symlinks left out of app/: {"<path>": true} */
+};
+
 /* Reads a tree and everything under it from the archive (directories and content rows;
  * no blob yet). NULL with *errstr (user words) and *db_failed when Postgres failed. */
 struct rtree *rtree_load(
@@ -191,6 +229,12 @@ typedef void (*rtree_link_cb)(void *arg, const char *path, const char *target);
  * (or removed), -1 with *errstr when a target cannot be read. */
 int rtree_check_links(
     struct rtree *t, bool remove, rtree_link_cb cb, void *arg, char **errstr) BV_MUSTCHECK;
+/* The graft for a gitlink path (relative to app/), or NULL. */
+const struct graft *rtree_graft_at(const struct rtree *t, const char *rel);
+/* Reads a whole blob of len bytes from fd. 0 or -1. */
+int rtree_read_all(int fd, char *out, size_t len) BV_MUSTCHECK;
+
+/* ---- request_bundle.c: the bundle --------------------------------------------------- */
 
 /* A dependency file in the bundle: a blob of the store at path (under deps/). */
 struct bundle_file {
@@ -198,10 +242,12 @@ struct bundle_file {
 	unsigned char sha256[32];
 	int64_t size;
 };
-/* Writes the bundle: app/ (the tree, grafts at their gitlinks) then deps/ and every file
+/* Writes the bundle: app/ (app/.git first when git is non-NULL, then the tree, grafts at
+ * their gitlinks) then deps/ and every file
  * (sorted by path, folders before their files), into the store. 0 with sha256 and *size,
  * or -1 with *errstr (user words); *cancelled when the job stopped being ours. */
-int bundle_write(struct job_run *run, struct rtree *t, struct bundle_file *files, size_t nfiles,
-    unsigned char sha256[32], uint64_t *size, bool *cancelled, char **errstr) BV_MUSTCHECK;
+int bundle_write(struct job_run *run, struct rtree *t, struct gitdir *git,
+    struct bundle_file *files, size_t nfiles, unsigned char sha256[32], uint64_t *size,
+    bool *cancelled, char **errstr) BV_MUSTCHECK;
 
 #endif

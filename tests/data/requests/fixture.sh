@@ -173,3 +173,27 @@ ln -s .. repos/unsafe/a/l
 ln -s .. repos/unsafe/a/b/l
 ln -s l/l/../etc repos/unsafe/a/b/x
 commit repos/unsafe outchain >repos/outchain.sha
+
+# include-git-dir: repos/tagged, three commits on main (v1 annotated at the first, v2
+# lightweight at the second; "side" tags a commit of another branch, not in main's
+# history), with an executable, a symlink, a nested folder and a submodule (a gitlink in
+# the index); the request is for the third commit.
+git init -q -b main repos/tagged
+echo one >repos/tagged/README
+commit repos/tagged t1 >/dev/null
+git -C repos/tagged tag -a -m 'version one' v1
+echo two >repos/tagged/README
+printf '#!/bin/sh\necho run\n' >repos/tagged/run.sh
+chmod +x repos/tagged/run.sh
+ln -s README repos/tagged/link
+commit repos/tagged t2 >/dev/null
+git -C repos/tagged tag v2
+git -C repos/tagged checkout -q -b side
+echo side >repos/tagged/SIDE
+commit repos/tagged side >/dev/null
+git -C repos/tagged tag -a -m 'a side tag' side
+git -C repos/tagged checkout -q main
+mkdir -p repos/tagged/src/deep
+echo deep >repos/tagged/src/deep/f.txt
+(cd repos/tagged && git -c protocol.file.allow=always submodule add -q ../lib vendor/lib >/dev/null 2>&1)
+commit repos/tagged t3 >repos/tagged.sha
