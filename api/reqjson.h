@@ -1,6 +1,7 @@
-/* reqjson.h: Cachito's request documents (research cachito.md §2) and the checks of the
- * bodies its clients and workers send (§1.3, §7): the messages are Cachito's, which are
- * mostly jsonschema's, so values are quoted the way Python prints them ('x', True, None). */
+/* reqjson.h: Cachito's request documents (research cachito.md §2; reqjson.c) and the
+ * checks of the bodies its clients and workers send (§1.3, §7; reqcheck.c): the messages
+ * are Cachito's, which are mostly jsonschema's, so values are quoted the way Python prints
+ * them ('x', True, None). */
 #ifndef BV_REQJSON_H
 #define BV_REQJSON_H
 
