@@ -572,3 +572,51 @@ bad:
 	it->end = NULL;
 	return -1;
 }
+
+/* Code points HFS+ ignores in names (git's is_hfs_dotgit): their UTF-8 length at s, 0
+ * when s does not start with one. */
+static size_t
+hfs_ignorable(const unsigned char *s, size_t n)
+{
+	if (n >= 3 && s[0] == 0xe2 && s[1] == 0x80 &&
+	    ((s[2] >= 0x8c && s[2] <= 0x8f) || (s[2] >= 0xaa && s[2] <= 0xae)))
+		return 3; /* U+200C..U+200F, U+202A..U+202E */
+	if (n >= 3 && s[0] == 0xe2 && s[1] == 0x81 && s[2] >= 0xaa && s[2] <= 0xaf)
+		return 3; /* U+206A..U+206F */
+	if (n >= 3 && s[0] == 0xef && s[1] == 0xbb && s[2] == 0xbf)
+		return 3; /* U+FEFF */
+	return 0;
+}
+
+bool
+gitobj_name_is_dotgit(const char *name, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)name;
+	char folded[64];
+	size_t n = 0;
+
+	/* Drop what HFS+ ignores and fold ASCII case, as those file systems do. */
+	for (size_t i = 0; i < len;) {
+		size_t skip = hfs_ignorable(s + i, len - i);
+		if (skip > 0) {
+			i += skip;
+			continue;
+		}
+		if (n == sizeof folded)
+			return false; /* too long to be any spelling of .git */
+		folded[n++] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] + 32 : s[i]);
+		i++;
+	}
+	if (n == 5 && memcmp(folded, "git~1", 5) == 0)
+		return true; /* NTFS's short name for .git */
+	if (n < 4 || memcmp(folded, ".git", 4) != 0)
+		return false;
+	/* NTFS drops trailing dots and spaces, and ":stream" names the same file. */
+	for (size_t i = 4; i < n; i++) {
+		if (folded[i] == ':')
+			return true;
+		if (folded[i] != '.' && folded[i] != ' ')
+			return false;
+	}
+	return true;
+}

@@ -117,4 +117,9 @@ struct snapshot_iter {
 void snapshot_iter_init(struct snapshot_iter *it, const unsigned char *raw, size_t len);
 int snapshot_iter_next(struct snapshot_iter *it, struct snapshot_branch *b);
 
+/* Whether a tree entry name is one git refuses to check out because a file system would
+ * take it for ".git" (git's verify_path: any letter case, NTFS's trailing dots and spaces,
+ * ":stream" and "git~1", HFS+'s ignorable code points). */
+bool gitobj_name_is_dotgit(const char *name, size_t len);
+
 #endif

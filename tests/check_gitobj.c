@@ -318,6 +318,42 @@ START_TEST(test_tree_iter_garbage)
 END_TEST
 
 /* Random bytes never crash the parser and never yield a name out of bounds. */
+/* Names git refuses to check out because some file system reads them as ".git". */
+START_TEST(test_name_is_dotgit)
+{
+	static const struct {
+		const char *name;
+		bool dotgit;
+	} cases[] = {
+	    {".git", true},
+	    {".GIT", true},
+	    {".Git", true},
+	    {".git.", true},
+	    {".git ", true},
+	    {".git. .", true},
+	    {".git:$INDEX_ALLOCATION", true},
+	    {"git~1", true},
+	    {"GIT~1", true},
+	    {".g\xe2\x80\x8cit", true},
+	    {"\xef\xbb\xbf.git", true},
+	    {".gitignore", false},
+	    {".gitmodules", false},
+	    {"git", false},
+	    {".gi", false},
+	    {"git~2", false},
+	    {"x.git", false},
+	    {".git-x", false},
+	    {"", false},
+	    {".", false},
+	};
+
+	for (size_t i = 0; i < BV_NELEM(cases); i++)
+		ck_assert_msg(
+		    gitobj_name_is_dotgit(cases[i].name, strlen(cases[i].name)) == cases[i].dotgit,
+		    "%s", cases[i].name);
+}
+END_TEST
+
 START_TEST(test_tree_iter_fuzz)
 {
 	unsigned int seed = 12345;
@@ -599,6 +635,7 @@ gitobj_suite(void)
 	tcase_add_test(tc, test_tree_iter_roundtrip);
 	tcase_add_test(tc, test_tree_iter_garbage);
 	tcase_add_test(tc, test_tree_iter_fuzz);
+	tcase_add_test(tc, test_name_is_dotgit);
 	tcase_add_test(tc, test_swhid_parse_table);
 	tcase_add_test(tc, test_swhid_format);
 	tcase_add_test(tc, test_snapshot_ids);

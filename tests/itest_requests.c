@@ -546,6 +546,17 @@ START_TEST(test_request_unsafe_symlinks)
 	itest_resp_free(&r);
 	free(path);
 	free(ref);
+
+	/* A path git refuses to check out (".GIT/config" would replace app/.git's config):
+	 * the request fails, with the flag or without. */
+	ref = sha("dotgit");
+	doc = run_request_pm("dotgit", ref, "", NULL, "failed", &id);
+	check_failed(id, doc, "git refuses to check out: '.GIT'", "client");
+	json_decref(doc);
+	doc = run_request_pm("dotgit", ref, "", "\"flags\": [\"include-git-dir\"]", "failed", &id);
+	check_failed(id, doc, "git refuses to check out: '.GIT'", "client");
+	json_decref(doc);
+	free(ref);
 }
 END_TEST
 

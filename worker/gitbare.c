@@ -76,6 +76,11 @@ put_raw(struct bare *b, const void *data, size_t len)
 	const unsigned char *p = data;
 	size_t left = len;
 
+	/* The pack goes whole into the bundle: past the bundle's cap it cannot fit, and a
+	 * history can be far bigger than what was fetched (undeltified). */
+	if (b->off + len > (uint64_t)b->g.max_size)
+		return gitgraph_fail(
+		    &b->g, "bundle exceeds the size limit of %lld bytes", (long long)b->g.max_size);
 	while (left > 0) {
 		ssize_t w = write(b->fd, p, left);
 		if (w < 0 && errno == EINTR)
@@ -320,8 +325,6 @@ gitbare_ref_ok(const unsigned char *s, size_t len)
 {
 	if (len < 6 || memcmp(s, "refs/", 5) != 0 || s[len - 1] == '/' || s[len - 1] == '.')
 		return false;
-	if (len >= 5 && memcmp(s + len - 5, ".lock", 5) == 0)
-		return false;
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = s[i];
 		if (c < 0x20 || c == 0x7f || c == ' ' || c == '~' || c == '^' || c == ':' ||
@@ -330,6 +333,10 @@ gitbare_ref_ok(const unsigned char *s, size_t len)
 		if (i > 0 &&
 		    ((c == '.' && s[i - 1] == '.') || (c == '/' && s[i - 1] == '/') ||
 			(c == '{' && s[i - 1] == '@') || (c == '.' && s[i - 1] == '/')))
+			return false;
+		/* No component ends in ".lock" (git keeps its lock files there). */
+		if ((i + 1 == len || s[i + 1] == '/') && i + 1 >= 5 &&
+		    memcmp(s + i + 1 - 5, ".lock", 5) == 0)
 			return false;
 	}
 	return true;

@@ -483,7 +483,14 @@ links_in(struct rtree *t, long di, struct buf *path, struct link_walk *lw, int d
 		if (base > 0)
 			buf_addc(path, '/');
 		buf_add(path, name, name_len);
-		if (mode == GIT_MODE_DIR) {
+		if (gitobj_name_is_dotgit(name, name_len)) {
+			/* git refuses to check such a path out; extracted, it would replace
+			 * app/.git (a config that runs commands, say). */
+			lw->errstr = xasprintf(
+			    "The repository contains a path git refuses to check out: '%s'",
+			    path->data);
+			rc = 1;
+		} else if (mode == GIT_MODE_DIR) {
 			rc = links_in(t, idtab_find(&t->dirs, id), path, lw, depth + 1);
 		} else if (mode == GIT_MODE_GITLINK) {
 			const struct graft *g = rtree_graft_at(t, path->data);

@@ -197,3 +197,16 @@ mkdir -p repos/tagged/src/deep
 echo deep >repos/tagged/src/deep/f.txt
 (cd repos/tagged && git -c protocol.file.allow=always submodule add -q ../lib vendor/lib >/dev/null 2>&1)
 commit repos/tagged t3 >repos/tagged.sha
+
+# A tree git refuses to check out: a folder ".GIT" holding a config that would run a
+# command (made with plumbing, as git itself will not commit it).
+git init -q -b main repos/dotgit
+echo hi >repos/dotgit/README
+commit repos/dotgit d0 >/dev/null
+blob=$(printf '[core]\n\tfsmonitor = "touch pwned; false"\n' | git -C repos/dotgit hash-object -w --stdin)
+sub=$(printf '100644 blob %s\tconfig\n' "$blob" | git -C repos/dotgit mktree)
+readme=$(git -C repos/dotgit rev-parse HEAD:README)
+root=$(printf '040000 tree %s\t.GIT\n100644 blob %s\tREADME\n' "$sub" "$readme" | git -C repos/dotgit mktree)
+c=$(git -C repos/dotgit commit-tree -p HEAD -m evil "$root")
+git -C repos/dotgit update-ref refs/heads/main "$c"
+echo "$c" >repos/dotgit.sha
