@@ -4,6 +4,7 @@
  * to the pool -> the pool thread fills c->resp -> back on the loop, reply and resume. */
 #include <dirent.h>
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,8 @@
 
 #include "api/app.h"
 #include "api/auth.h"
+#include "api/bitsauth.h"
+#include "api/bitsup.h"
 #include "api/call.h"
 #include "api/http.h"
 #include "api/pool.h"
@@ -34,68 +37,145 @@
 #define FD_RESERVE 64
 
 /* The route table. Indices are the router's ids. HEAD is served wherever GET is. */
+/* /sign's one step: the URL (api/app.c: it needs the app's signing keys). */
+static int bits_sign_prepare(struct call *c);
+
 static const struct call_route routes[] = {
     {"POST", "/directories", ACCESS_USER, CALL_BODY_UPLOAD, routes_dirs_upload_prepare,
-	routes_dirs_upload_work},
+	routes_dirs_upload_work, NULL},
     {"GET", "/directories/{id}", ACCESS_READ, CALL_BODY_NONE, routes_dirs_get_prepare,
-	routes_dirs_get_work},
+	routes_dirs_get_work, NULL},
     {"GET", "/vault/{kind}", ACCESS_READ, CALL_BODY_NONE, routes_vault_list_prepare,
-	routes_vault_list_work},
+	routes_vault_list_work, NULL},
     {"POST", "/vault/{kind}/{id}", ACCESS_USER, CALL_BODY_JSON, routes_vault_cook_prepare,
-	routes_vault_cook_work},
+	routes_vault_cook_work, NULL},
     {"GET", "/vault/{kind}/{id}/status", ACCESS_READ, CALL_BODY_NONE,
-	routes_vault_status_wait_prepare, routes_vault_status_wait_work},
+	routes_vault_status_wait_prepare, routes_vault_status_wait_work, NULL},
     {"GET", "/vault/{kind}/{id}", ACCESS_READ, CALL_BODY_NONE, routes_vault_read_prepare,
-	routes_vault_fetch_work},
+	routes_vault_fetch_work, NULL},
     {"POST", "/api/1/vault/{type}/{swhid}/", ACCESS_COOK, CALL_BODY_NONE, routes_swh_prepare,
-	routes_swh_cook_work},
+	routes_swh_cook_work, NULL},
     {"GET", "/api/1/vault/{type}/{swhid}/", ACCESS_READ, CALL_BODY_NONE, routes_swh_prepare,
-	routes_swh_status_work},
+	routes_swh_status_work, NULL},
     {"GET", "/api/1/vault/{type}/{swhid}/raw/", ACCESS_READ, CALL_BODY_NONE, routes_swh_prepare,
-	routes_swh_fetch_work},
+	routes_swh_fetch_work, NULL},
     {"PUT", "/vault/{kind}/{id}/sticky", ACCESS_ADMIN, CALL_BODY_NONE, routes_vault_sticky_prepare,
-	routes_vault_sticky_work},
+	routes_vault_sticky_work, NULL},
     {"DELETE", "/vault/{kind}/{id}/sticky", ACCESS_ADMIN, CALL_BODY_NONE,
-	routes_vault_sticky_prepare, routes_vault_sticky_work},
+	routes_vault_sticky_prepare, routes_vault_sticky_work, NULL},
     {"POST", "/loads", ACCESS_USER, CALL_BODY_JSON, routes_loads_create_prepare,
-	routes_loads_create_work},
+	routes_loads_create_work, NULL},
     {"GET", "/loads/{id}", ACCESS_READ, CALL_BODY_NONE, routes_loads_get_prepare,
-	routes_loads_get_work},
+	routes_loads_get_work, NULL},
     {"PATCH", "/jobs/{id}", ACCESS_WORKER, CALL_BODY_JSON, routes_jobs_patch_prepare,
-	routes_jobs_patch_work},
+	routes_jobs_patch_work, NULL},
     {"GET", "/jobs/{id}", ACCESS_WORKER_ADMIN, CALL_BODY_NONE, routes_jobs_get_prepare,
-	routes_jobs_get_work},
-    {"GET", "/status", ACCESS_READ, CALL_BODY_NONE, NULL, routes_status_work},
-    {"GET", "/status/short", ACCESS_READ, CALL_BODY_NONE, NULL, routes_status_short_work},
+	routes_jobs_get_work, NULL},
+    {"GET", "/status", ACCESS_READ, CALL_BODY_NONE, NULL, routes_status_work, NULL},
+    {"GET", "/status/short", ACCESS_READ, CALL_BODY_NONE, NULL, routes_status_short_work, NULL},
     /* Cachito's API v1 (docs/api.md "Requests"); latest before {id}. */
     {"POST", "/api/v1/requests", ACCESS_REQUEST_CREATE, CALL_BODY_JSON,
-	routes_requests_create_prepare, routes_requests_create_work},
+	routes_requests_create_prepare, routes_requests_create_work, NULL},
     {"GET", "/api/v1/requests", ACCESS_READ, CALL_BODY_NONE, routes_requests_list_prepare,
-	routes_requests_list_work},
+	routes_requests_list_work, NULL},
     {"GET", "/api/v1/requests/latest", ACCESS_READ, CALL_BODY_NONE, routes_requests_latest_prepare,
-	routes_requests_latest_work},
+	routes_requests_latest_work, NULL},
     {"GET", "/api/v1/requests/{id}", ACCESS_READ, CALL_BODY_NONE, routes_requests_id_prepare,
-	routes_requests_get_work},
+	routes_requests_get_work, NULL},
     {"PATCH", "/api/v1/requests/{id}", ACCESS_CACHITO_WORKER, CALL_BODY_JSON,
-	routes_requests_patch_prepare, routes_requests_patch_work},
+	routes_requests_patch_prepare, routes_requests_patch_work, NULL},
     {"GET", "/api/v1/requests/{id}/download", ACCESS_READ, CALL_BODY_NONE,
-	routes_requests_id_prepare, routes_requests_download_work},
+	routes_requests_id_prepare, routes_requests_download_work, NULL},
     {"GET", "/api/v1/requests/{id}/environment-variables", ACCESS_READ, CALL_BODY_NONE,
-	routes_requests_id_prepare, routes_requests_env_work},
+	routes_requests_id_prepare, routes_requests_env_work, NULL},
     {"GET", "/api/v1/requests/{id}/configuration-files", ACCESS_READ, CALL_BODY_NONE,
-	routes_requests_id_prepare, routes_requests_config_get_work},
+	routes_requests_id_prepare, routes_requests_config_get_work, NULL},
     {"POST", "/api/v1/requests/{id}/configuration-files", ACCESS_CACHITO_WORKER, CALL_BODY_JSON,
-	routes_requests_config_post_prepare, routes_requests_config_post_work},
+	routes_requests_config_post_prepare, routes_requests_config_post_work, NULL},
     {"GET", "/api/v1/requests/{id}/logs", ACCESS_READ, CALL_BODY_NONE, routes_requests_id_prepare,
-	routes_requests_logs_work},
+	routes_requests_logs_work, NULL},
     {"GET", "/api/v1/requests/{id}/content-manifest", ACCESS_READ, CALL_BODY_NONE,
-	routes_requests_id_prepare, routes_requests_icm_work},
+	routes_requests_id_prepare, routes_requests_icm_work, NULL},
     {"GET", "/api/v1/content-manifest", ACCESS_READ, CALL_BODY_NONE, routes_requests_multi_prepare,
-	routes_requests_icm_multi_work},
+	routes_requests_icm_multi_work, NULL},
     {"GET", "/api/v1/sbom", ACCESS_READ, CALL_BODY_NONE, routes_requests_multi_prepare,
-	routes_requests_sbom_work},
-    {"GET", "/api/v1/status", ACCESS_READ, CALL_BODY_NONE, NULL, routes_status_v1_work},
-    {"GET", "/api/v1/status/short", ACCESS_READ, CALL_BODY_NONE, NULL, routes_status_short_work},
+	routes_requests_sbom_work, NULL},
+    {"GET", "/api/v1/status", ACCESS_READ, CALL_BODY_NONE, NULL, routes_status_v1_work, NULL},
+    {"GET", "/api/v1/status/short", ACCESS_READ, CALL_BODY_NONE, NULL, routes_status_short_work,
+	NULL},
+    /* Bits (routes_bits.c; access by host: api/bitsauth.c) */
+    {"PUT", "/packages/{guid}", ACCESS_BITS, CALL_BODY_BITS, routes_bits_put_prepare,
+	routes_bits_put_work, routes_bits_put_headers},
+    {"GET", "/packages/{guid}", ACCESS_BITS, CALL_BODY_NONE, routes_bits_key_prepare,
+	routes_bits_get_work, NULL},
+    {"DELETE", "/packages/{guid}", ACCESS_BITS, CALL_BODY_NONE, routes_bits_key_prepare,
+	routes_bits_delete_work, NULL},
+    {"PUT", "/droplets/{guid}", ACCESS_BITS, CALL_BODY_BITS, routes_bits_put_prepare,
+	routes_bits_put_work, routes_bits_digest_headers},
+    {"GET", "/droplets/{guid}", ACCESS_BITS, CALL_BODY_NONE, routes_bits_key_prepare,
+	routes_bits_get_work, NULL},
+    {"DELETE", "/droplets/{guid}", ACCESS_BITS, CALL_BODY_NONE, routes_bits_key_prepare,
+	routes_bits_delete_work, NULL},
+    {"PUT", "/droplets/{guid}/{checksum}", ACCESS_BITS, CALL_BODY_BITS, routes_bits_put_prepare,
+	routes_bits_put_work, routes_bits_put_headers},
+    {"GET", "/droplets/{guid}/{checksum}", ACCESS_BITS, CALL_BODY_NONE, routes_bits_key_prepare,
+	routes_bits_get_work, NULL},
+    {"DELETE", "/droplets/{guid}/{checksum}", ACCESS_BITS, CALL_BODY_NONE, routes_bits_key_prepare,
+	routes_bits_delete_work, NULL},
+    {"PUT", "/buildpacks/{guid}", ACCESS_BITS, CALL_BODY_BITS, routes_bits_put_prepare,
+	routes_bits_put_work, routes_bits_put_headers},
+    {"GET", "/buildpacks/{guid}", ACCESS_BITS, CALL_BODY_NONE, routes_bits_key_prepare,
+	routes_bits_get_work, NULL},
+    {"DELETE", "/buildpacks/{guid}", ACCESS_BITS, CALL_BODY_NONE, routes_bits_key_prepare,
+	routes_bits_delete_work, NULL},
+    {"PUT", "/buildpack_cache/entries/{app}/{stack}", ACCESS_BITS, CALL_BODY_BITS,
+	routes_bits_put_prepare, routes_bits_put_work, routes_bits_put_headers},
+    {"GET", "/buildpack_cache/entries/{app}/{stack}", ACCESS_BITS, CALL_BODY_NONE,
+	routes_bits_key_prepare, routes_bits_get_work, NULL},
+    {"DELETE", "/buildpack_cache/entries/{app}/{stack}", ACCESS_BITS, CALL_BODY_NONE,
+	routes_bits_key_prepare, routes_bits_delete_work, NULL},
+    {"DELETE", "/buildpack_cache/entries/{app}", ACCESS_BITS, CALL_BODY_NONE,
+	routes_bits_key_prepare, routes_bits_delete_dir_work, NULL},
+    {"DELETE", "/buildpack_cache/entries", ACCESS_BITS, CALL_BODY_NONE, routes_bits_key_prepare,
+	routes_bits_delete_dir_work, NULL},
+    {"DELETE", "/buildpack_cache/entries/", ACCESS_BITS, CALL_BODY_NONE, routes_bits_key_prepare,
+	routes_bits_delete_dir_work, NULL},
+    /* The Ruby bits-service's /signed/<path> (md5+expires URLs, research §2.4): the same
+     * resources, reached through the public host with the prefix kept in the signed path */
+    {"PUT", "/signed/packages/{guid}", ACCESS_BITS, CALL_BODY_BITS, routes_bits_put_prepare,
+	routes_bits_put_work, routes_bits_put_headers},
+    {"GET", "/signed/packages/{guid}", ACCESS_BITS, CALL_BODY_NONE, routes_bits_key_prepare,
+	routes_bits_get_work, NULL},
+    {"PUT", "/signed/droplets/{guid}/{checksum}", ACCESS_BITS, CALL_BODY_BITS,
+	routes_bits_put_prepare, routes_bits_put_work, routes_bits_put_headers},
+    {"GET", "/signed/droplets/{guid}/{checksum}", ACCESS_BITS, CALL_BODY_NONE,
+	routes_bits_key_prepare, routes_bits_get_work, NULL},
+    {"PUT", "/signed/buildpacks/{guid}", ACCESS_BITS, CALL_BODY_BITS, routes_bits_put_prepare,
+	routes_bits_put_work, routes_bits_put_headers},
+    {"GET", "/signed/buildpacks/{guid}", ACCESS_BITS, CALL_BODY_NONE, routes_bits_key_prepare,
+	routes_bits_get_work, NULL},
+    {"PUT", "/signed/buildpack_cache/entries/{app}/{stack}", ACCESS_BITS, CALL_BODY_BITS,
+	routes_bits_put_prepare, routes_bits_put_work, routes_bits_put_headers},
+    {"GET", "/signed/buildpack_cache/entries/{app}/{stack}", ACCESS_BITS, CALL_BODY_NONE,
+	routes_bits_key_prepare, routes_bits_get_work, NULL},
+    /* /sign/<a Bits path>?verb=get|put|post: the signed URL (bits_sign_prepare) */
+    {"GET", "/sign/packages/{guid}", ACCESS_BITS_SIGN, CALL_BODY_NONE, bits_sign_prepare, NULL,
+	NULL},
+    {"GET", "/sign/droplets/{guid}", ACCESS_BITS_SIGN, CALL_BODY_NONE, bits_sign_prepare, NULL,
+	NULL},
+    {"GET", "/sign/droplets/{guid}/{checksum}", ACCESS_BITS_SIGN, CALL_BODY_NONE, bits_sign_prepare,
+	NULL, NULL},
+    {"GET", "/sign/buildpacks", ACCESS_BITS_SIGN, CALL_BODY_NONE, bits_sign_prepare, NULL, NULL},
+    {"GET", "/sign/buildpacks/{guid}", ACCESS_BITS_SIGN, CALL_BODY_NONE, bits_sign_prepare, NULL,
+	NULL},
+    {"GET", "/sign/buildpack_cache/entries/{app}/{stack}", ACCESS_BITS_SIGN, CALL_BODY_NONE,
+	bits_sign_prepare, NULL, NULL},
+    {"GET", "/sign/app_stash/matches", ACCESS_BITS_SIGN, CALL_BODY_NONE, bits_sign_prepare, NULL,
+	NULL},
+    {"GET", "/sign/app_stash/entries", ACCESS_BITS_SIGN, CALL_BODY_NONE, bits_sign_prepare, NULL,
+	NULL},
+    {"GET", "/sign/app_stash/bundles", ACCESS_BITS_SIGN, CALL_BODY_NONE, bits_sign_prepare, NULL,
+	NULL},
 };
 
 struct app {
@@ -103,6 +183,7 @@ struct app {
 	struct event_base *base;
 	struct store *store;
 	struct auth *auth;
+	struct bitsauth *bitsauth;
 	struct router *router;
 	struct pool *pool;
 	struct http_server *http;
@@ -122,6 +203,50 @@ struct app {
 	struct waiter *waiter;
 	struct db_listener *listener;
 };
+
+/* GET /sign/<path>?verb=get|put|post (research bits-service.md §2.2): the signed URL of
+ * <path> for that method, as plain text, valid bits_sign_expiry seconds. */
+static int
+bits_sign_prepare(struct call *c)
+{
+	static const char *const verbs[][2] = {{"get", "GET"}, {"put", "PUT"}, {"post", "POST"}};
+	const char *method = NULL;
+	char *verb = NULL, *err = NULL, *url;
+
+	if (!call_query_param(c, "verb", &verb))
+		return -1;
+	for (size_t i = 0; i < BV_NELEM(verbs); i++)
+		if (verb == NULL || strcmp(verb, verbs[i][0]) == 0) {
+			method = verbs[i][1];
+			break;
+		}
+	resp_init(&c->resp);
+	if (method == NULL) {
+		c->resp.status = 400;
+		c->resp.content_type = "text/plain";
+		c->resp.body = xasprintf("Invalid verb: %s", call_echo(verb));
+		c->resp.body_len = strlen(c->resp.body);
+		free(verb);
+		return -1;
+	}
+	free(verb);
+	/* The path as the client will send it: the request's, less "/sign". */
+	url = bitsauth_sign(
+	    c->app->bitsauth, method, http_req_path(c->req) + strlen("/sign"), c->base_url, &err);
+	if (url == NULL) {
+		log_error_id(c->logid, "/sign: %s", err);
+		free(err);
+		bitsup_error(&c->resp, 500, 0,
+		    "Internal Server Error: no signing key is configured (bits_signing_keys with "
+		    "bits_active_key_id, or bits_secret)");
+		return -1;
+	}
+	c->resp.status = 200;
+	c->resp.content_type = "text/plain";
+	c->resp.body = url;
+	c->resp.body_len = strlen(url);
+	return -1;
+}
 
 /* Makes a spool file for an upload. It is flock'ed for as long as it is open, so the
  * start-up cleaner (spool_clean) never removes a file another live process still uses. */
@@ -223,6 +348,77 @@ app_caller_represents(struct call *c, const char *name)
 	return auth_is_representative(c->app->auth, name);
 }
 
+/* Copies what the Bits routes read of the request's headers. */
+static void
+bits_headers(struct http_req *r, struct call *c)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} hdrs[] = {
+	    {"Content-Type", offsetof(struct call, content_type)},
+	    {"Digest", offsetof(struct call, digest)},
+	    {"Range", offsetof(struct call, range)},
+	    {"If-None-Modify", offsetof(struct call, if_none_modify)},
+	};
+
+	for (size_t i = 0; i < BV_NELEM(hdrs); i++) {
+		const char *v = http_req_header(r, hdrs[i].name);
+		char **slot = (char **)((char *)c + hdrs[i].off);
+		if (v != NULL && *slot == NULL)
+			*slot = xstrdup(v);
+	}
+	c->content_length = http_req_content_length(r);
+}
+
+/* The largest body a Bits route accepts (their limits, 0 meaning none). */
+static int64_t
+bits_max_body(const struct config *cfg)
+{
+	const int64_t own[] = {cfg->bits_packages_max_body_size, cfg->bits_droplets_max_body_size,
+	    cfg->bits_buildpacks_max_body_size, cfg->bits_buildpack_cache_max_body_size,
+	    cfg->bits_app_stash_max_body_size};
+	/* No limit at all: still a bound for libevhtp's own cap (1 PiB). */
+	const int64_t none = 1LL << 50;
+	int64_t m = 0;
+
+	for (size_t i = 0; i < BV_NELEM(own); i++) {
+		int64_t v = own[i] > 0 ? own[i] : cfg->bits_max_body_size;
+		v = v > 0 ? v : none;
+		if (v > m)
+			m = v;
+	}
+	return m;
+}
+
+/* Headers phase of a CALL_BODY_BITS route: its headers function picks the body policy. */
+static void
+bits_body(struct http_req *r, struct call *c)
+{
+	struct resp rs;
+	enum call_bits_body b = c->route->headers(c);
+
+	switch (b) {
+	case CALL_BITS_STREAM:
+		http_req_body_sink(r, bitsup_sink, c->upload, c->body_limit);
+		break;
+	case CALL_BITS_JSON:
+		http_req_body_buffer(r, c->body_limit);
+		break;
+	case CALL_BITS_REFUSE:
+	case CALL_BITS_REFUSE_DRAIN:
+		rs = c->resp;
+		resp_init(&c->resp);
+		if (b == CALL_BITS_REFUSE_DRAIN)
+			http_req_refuse_drain(r, &rs);
+		else
+			http_req_refuse(r, &rs);
+		break;
+	case CALL_BITS_NONE:
+		break;
+	}
+}
+
 /* Headers phase: route, authenticate, pick the body policy. */
 static void
 on_headers(struct http_req *r, void *arg)
@@ -258,8 +454,25 @@ on_headers(struct http_req *r, void *arg)
 		return;
 	}
 	c->route = &routes[c->m.id];
+	bits_headers(r, c);
 
-	st = auth_check(a->auth, c->role, c->route->access, &msg);
+	if (c->route->access == ACCESS_BITS || c->route->access == ACCESS_BITS_SIGN) {
+		resp_init(&rs);
+		if (bitsauth_check(
+			a->bitsauth, r, c->role, c->route->access == ACCESS_BITS_SIGN, &rs) != 0) {
+			http_req_refuse(r, &rs);
+			return;
+		}
+		st = 0;
+	} else if (bitsauth_is_public(a->bitsauth, r)) {
+		/* The public host serves signed Bits URLs and nothing else. */
+		resp_init(&rs);
+		bitsup_error(&rs, 403, 0, "Forbidden: the public host serves signed URLs only");
+		http_req_refuse(r, &rs);
+		return;
+	} else {
+		st = auth_check(a->auth, c->role, c->route->access, &msg);
+	}
 	if (st != 0) {
 		resp_init(&rs);
 		resp_error(&rs, st, "%s", msg);
@@ -289,6 +502,9 @@ on_headers(struct http_req *r, void *arg)
 			return;
 		}
 		http_req_body_spool(r, c->spool_fd, a->cfg->max_upload_size);
+		break;
+	case CALL_BODY_BITS:
+		bits_body(r, c);
 		break;
 	}
 }
@@ -458,7 +674,12 @@ on_request(struct http_req *r, void *arg)
 	c->body_bytes = http_req_body_bytes(r);
 	if ((inm = http_req_header(r, "If-None-Match")) != NULL)
 		c->if_none_match = xstrdup(inm);
-	if (c->route->body == CALL_BODY_JSON) {
+	if (c->route->body == CALL_BODY_BITS && c->upload == NULL) {
+		/* A Bits route answers a bad body in its own words (its prepare). */
+		body = http_req_body(r, &body_len);
+		if (body_len > 0)
+			c->json = json_loadb(body, body_len, JSON_REJECT_DUPLICATES, NULL);
+	} else if (c->route->body == CALL_BODY_JSON) {
 		body = http_req_body(r, &body_len);
 		if (body_len > 0) {
 			json_error_t jerr;
@@ -582,6 +803,8 @@ app_new(const struct config *cfg, struct event_base *base, struct store *st, cha
 		}
 	}
 	a->auth = auth_new(cfg);
+	if ((a->bitsauth = bitsauth_new(cfg, errstr)) == NULL)
+		goto fail;
 	a->pool = pool_new(
 	    base, (int)cfg->api_threads, POOL_MAX_QUEUE, cfg->database_url, cfg->redis_url, errstr);
 	if (a->pool == NULL)
@@ -590,6 +813,8 @@ app_new(const struct config *cfg, struct event_base *base, struct store *st, cha
 	opts.max_keepalive_requests = cfg->max_keepalive_requests;
 	opts.max_body =
 	    cfg->max_upload_size > cfg->max_json_size ? cfg->max_upload_size : cfg->max_json_size;
+	if (bits_max_body(cfg) > opts.max_body)
+		opts.max_body = bits_max_body(cfg);
 	opts.discard_limit = cfg->max_json_size;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
 		nofile = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur;
@@ -661,6 +886,7 @@ app_free(struct app *a)
 	http_server_free(a->http, true);
 	pool_free(a->pool);
 	auth_free(a->auth);
+	bitsauth_free(a->bitsauth);
 	router_free(a->router);
 	if (a->shutdown_timer != NULL)
 		event_free(a->shutdown_timer);

@@ -33,7 +33,11 @@ enum auth_access {
 	 * request_anonymous_create */
 	ACCESS_REQUEST_CREATE,
 	/* Cachito's worker-only routes: the worker, with Cachito's 403 message */
-	ACCESS_CACHITO_WORKER
+	ACCESS_CACHITO_WORKER,
+	/* The Bits routes: api/bitsauth.c decides by host (signed URLs, bearer, basic or none) */
+	ACCESS_BITS,
+	/* /sign: HTTP Basic against bits_signing_users, private host only (api/bitsauth.c) */
+	ACCESS_BITS_SIGN
 };
 
 struct auth;

@@ -5,6 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api/bitsup.h"
 #include "api/call.h"
 #include "shared/log.h"
 
@@ -39,6 +40,12 @@ call_free(struct call *c)
 	free(c->query);
 	free(c->base_url);
 	free(c->if_none_match);
+	free(c->content_type);
+	free(c->digest);
+	free(c->range);
+	free(c->if_none_modify);
+	free(c->bits_key);
+	bitsup_free(c->upload);
 	json_decref(c->json);
 	resp_clear(&c->resp);
 	free(c);

@@ -29,7 +29,20 @@ typedef int (*call_prepare_fn)(struct call *c);
 /* Runs on a pool thread: does the blocking work and fills c->resp. */
 typedef void (*call_work_fn)(struct call *c, struct pool_thread *t);
 
-enum call_body { CALL_BODY_NONE, CALL_BODY_JSON, CALL_BODY_UPLOAD };
+/* CALL_BODY_BITS: the route's headers function chooses (a streamed upload through
+ * api/bitsup.c, a buffered JSON body, or a refusal) from the headers. */
+enum call_body { CALL_BODY_NONE, CALL_BODY_JSON, CALL_BODY_UPLOAD, CALL_BODY_BITS };
+
+/* What a CALL_BODY_BITS headers function chose. */
+enum call_bits_body {
+	CALL_BITS_NONE,
+	CALL_BITS_STREAM,
+	CALL_BITS_JSON,
+	CALL_BITS_REFUSE,
+	CALL_BITS_REFUSE_DRAIN
+};
+/* Runs in the headers phase of a CALL_BODY_BITS route (c holds the copied headers). */
+typedef enum call_bits_body (*call_headers_fn)(struct call *c);
 
 struct call_route {
 	const char *method;
@@ -38,9 +51,12 @@ struct call_route {
 	enum call_body body;
 	call_prepare_fn prepare; /* may be NULL */
 	call_work_fn work;
+	call_headers_fn headers; /* CALL_BODY_BITS only */
 };
 
 struct vault_format;
+struct bitsup;
+struct bits_kind;
 
 struct call {
 	/* set when the call is made (loop thread) */
@@ -55,6 +71,18 @@ struct call {
 	char *query; /* raw query string ("" when none) */
 	char *base_url; /* public URL base, no trailing '/' */
 	char *if_none_match; /* NULL when absent */
+	/* copied for the Bits routes (NULL when absent) */
+	char *content_type;
+	char *digest;
+	char *range;
+	char *if_none_modify; /* the bits-service's own conditional header (sic) */
+	int64_t content_length; /* -1 when none */
+	struct bitsup *upload; /* a streamed Bits upload (api/bitsup.c); freed by call_free */
+	int64_t body_limit; /* the headers function's limit for the body */
+	const struct bits_kind *bits_kind; /* a Bits route's resource kind (routes_bits.c) */
+	char *bits_key; /* its key: the captured segments joined by '/' */
+	size_t bits_want_len; /* 20 or 32: the upload must hash to bits_want (sha1, sha256) */
+	unsigned char bits_want[32];
 	json_t *json; /* parsed JSON body, NULL when empty */
 	char *spool_path; /* upload spool file (removed by call_free) */
 	int spool_fd;

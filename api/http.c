@@ -40,7 +40,7 @@
 /* accept() failing (EMFILE and friends): how long the listener rests before retrying. */
 #define ACCEPT_RETRY_MS 200
 
-enum body_mode { BODY_DISCARD, BODY_BUFFER, BODY_SPOOL };
+enum body_mode { BODY_DISCARD, BODY_BUFFER, BODY_SPOOL, BODY_SINK };
 
 struct http_conn {
 	evhtp_connection_t *conn;
@@ -89,9 +89,14 @@ struct http_req {
 	int64_t limit;
 	struct buf body;
 	int spool_fd;
+	http_body_sink_fn sink;
+	void *sink_arg;
+	uint64_t content_length; /* as declared; 0 when none */
+	bool has_content_length; /* the header was sent (0 included) */
 	uint64_t body_bytes;
 
 	bool refused;
+	bool refuse_drain; /* answer the refusal once the body is read */
 	struct resp refusal;
 	bool paused;
 	bool replied;
@@ -168,7 +173,8 @@ send_resp(struct http_req *r, struct resp *rs)
 		evhtp_send_reply_start(req, rs->status);
 		if (!no_body && rs->send_file_body && rs->file_size > 0 && out != NULL) {
 			/* evbuffer_add_file owns (and closes) the fd from here on. */
-			if (evbuffer_add_file(out, rs->fd, 0, (ev_off_t)rs->file_size) == 0) {
+			if (evbuffer_add_file(out, rs->fd, (ev_off_t)rs->file_offset,
+				(ev_off_t)rs->file_size) == 0) {
 				rs->fd = -1;
 				r->body_out = rs->file_size;
 			} else {
@@ -275,6 +281,31 @@ on_read(evhtp_request_t *req, struct evbuffer *buf, void *arg)
 				n = BV_NELEM(v);
 			for (i = 0; i < n; i++) {
 				buf_add(&r->body, v[i].iov_base, v[i].iov_len);
+				evbuffer_drain(buf, v[i].iov_len);
+			}
+		}
+		break;
+	}
+	case BODY_SINK: {
+		struct evbuffer_iovec v[8];
+		int n, i;
+
+		while (evbuffer_get_length(buf) > 0) {
+			n = evbuffer_peek(buf, -1, NULL, v, BV_NELEM(v));
+			if (n > (int)BV_NELEM(v))
+				n = BV_NELEM(v);
+			for (i = 0; i < n; i++) {
+				struct resp rs;
+
+				resp_init(&rs);
+				if (r->sink(r->sink_arg, v[i].iov_base, v[i].iov_len, &rs) != 0) {
+					evbuffer_drain(buf, evbuffer_get_length(buf));
+					if (rs.status == 0)
+						resp_error(&rs, 500,
+						    "internal error while reading the body");
+					send_early(r, &rs);
+					return EVHTP_RES_OK;
+				}
 				evbuffer_drain(buf, v[i].iov_len);
 			}
 		}
@@ -479,6 +510,8 @@ on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *arg)
 		: "");
 	/* Unsigned on purpose: a length of 2^63 or more must read as huge, not negative. */
 	clen = evhtp_request_content_len(req);
+	r->content_length = clen;
+	r->has_content_length = evhtp_header_find(hdrs, "Content-Length") != NULL;
 	te = evhtp_header_find(hdrs, "Transfer-Encoding");
 	r->chunked = te != NULL && strcasestr(te, "chunked") != NULL;
 	r->has_body = clen > 0 || r->chunked;
@@ -500,7 +533,13 @@ on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *arg)
 		send_early_error(r, 400, why);
 	} else {
 		srv->cb.headers(r, srv->arg);
-		if (r->refused) {
+		if (r->refused && r->refuse_drain && !r->chunked &&
+		    clen <= (uint64_t)srv->opts.max_body) {
+			/* Read and dropped whole, then answered: the bits-service's 413, for
+			 * clients that read a reply only once they have sent everything. */
+			r->mode = BODY_DISCARD;
+			r->limit = (int64_t)clen;
+		} else if (r->refused) {
 			/* Small known-length bodies are read and dropped so the connection
 			 * stays usable; anything else is answered at once and closed. */
 			r->mode = BODY_DISCARD;
@@ -956,6 +995,33 @@ http_req_body_spool(struct http_req *r, int fd, int64_t limit)
 	r->mode = BODY_SPOOL;
 	r->spool_fd = fd;
 	r->limit = limit;
+}
+
+/* Chooses the streaming body policy. */
+void
+http_req_body_sink(struct http_req *r, http_body_sink_fn fn, void *arg, int64_t limit)
+{
+	r->mode = BODY_SINK;
+	r->sink = fn;
+	r->sink_arg = arg;
+	r->limit = limit;
+}
+
+/* Records a refusal answered once the body has been read and dropped. */
+void
+http_req_refuse_drain(struct http_req *r, struct resp *rs)
+{
+	http_req_refuse(r, rs);
+	r->refuse_drain = true;
+}
+
+/* The declared Content-Length: -1 when there is none (no body, or chunked). */
+int64_t
+http_req_content_length(const struct http_req *r)
+{
+	if (r->chunked || !r->has_content_length)
+		return -1;
+	return r->content_length > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)r->content_length;
 }
 
 /* Records a refusal, sent by on_headers or on_request. */

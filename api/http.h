@@ -98,6 +98,18 @@ void http_req_body_spool(struct http_req *r, int fd, int64_t limit);
  * request without a body is answered once it is complete; with a large or chunked body,
  * the answer goes out at once and the connection is closed after it (research B.1.5). */
 void http_req_refuse(struct http_req *r, struct resp *rs);
+/* A streaming body's consumer: called on the loop with each run of body bytes as it
+ * arrives. 0 to go on; -1 with *rs filled (its status and message; 500 when left unset)
+ * to answer at once and close the connection. */
+typedef int (*http_body_sink_fn)(void *arg, const void *data, size_t len, struct resp *rs);
+/* Headers phase: hand the body to fn as it arrives, up to limit bytes (413 past it). */
+void http_req_body_sink(struct http_req *r, http_body_sink_fn fn, void *arg, int64_t limit);
+/* Headers phase: like http_req_refuse, but a body of known length (up to opts.max_body)
+ * is read and dropped whole before rs goes out, as the bits-service answers its 413. */
+void http_req_refuse_drain(struct http_req *r, struct resp *rs);
+/* The declared Content-Length (0 included), or -1 when none was sent or the body is
+ * chunked. */
+int64_t http_req_content_length(const struct http_req *r);
 /* The buffered body (NUL-terminated) and the number of body bytes received. */
 const char *http_req_body(const struct http_req *r, size_t *len);
 uint64_t http_req_body_bytes(const struct http_req *r);

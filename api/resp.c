@@ -2,6 +2,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "api/resp.h"
@@ -110,4 +111,75 @@ resp_file(struct resp *rs, int status, const char *content_type, int fd, uint64_
 	rs->fd = fd;
 	rs->file_size = size;
 	rs->send_file_body = true;
+}
+
+void
+resp_file_range(struct resp *rs, const char *content_type, int fd, uint64_t offset, uint64_t len,
+    uint64_t total)
+{
+	resp_file(rs, 206, content_type, fd, len);
+	rs->file_offset = offset;
+	resp_headerf(rs, "Content-Range", "bytes %llu-%llu/%llu", (unsigned long long)offset,
+	    (unsigned long long)(offset + len - 1), (unsigned long long)total);
+}
+
+/* Digits into *v; false on none, on anything else, or past UINT64_MAX. */
+static bool
+range_num(const char *s, size_t n, uint64_t *v)
+{
+	*v = 0;
+	if (n == 0 || n > 20)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		if (*v > (UINT64_MAX - (uint64_t)(s[i] - '0')) / 10)
+			return false;
+		*v = *v * 10 + (uint64_t)(s[i] - '0');
+	}
+	return true;
+}
+
+int
+resp_parse_range(const char *hdr, uint64_t size, uint64_t *start, uint64_t *len)
+{
+	const char *dash, *end;
+	uint64_t a, b;
+
+	if (hdr == NULL || strncasecmp(hdr, "bytes=", 6) != 0)
+		return 0;
+	hdr += 6;
+	while (*hdr == ' ' || *hdr == '\t')
+		hdr++;
+	end = hdr + strlen(hdr);
+	while (end > hdr && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	if (memchr(hdr, ',', (size_t)(end - hdr)) != NULL)
+		return 0; /* several ranges: the whole body (allowed by RFC 9110 §14.2) */
+	dash = memchr(hdr, '-', (size_t)(end - hdr));
+	if (dash == NULL)
+		return 0;
+	if (dash == hdr) {
+		/* "-N": the last N bytes. */
+		if (!range_num(dash + 1, (size_t)(end - dash - 1), &b))
+			return 0;
+		if (b == 0 || size == 0)
+			return -1;
+		*len = b < size ? b : size;
+		*start = size - *len;
+		return 1;
+	}
+	if (!range_num(hdr, (size_t)(dash - hdr), &a))
+		return 0;
+	if (dash + 1 == end)
+		b = UINT64_MAX; /* "N-": to the end */
+	else if (!range_num(dash + 1, (size_t)(end - dash - 1), &b) || b < a)
+		return 0;
+	if (a >= size)
+		return -1;
+	if (b >= size)
+		b = size - 1;
+	*start = a;
+	*len = b - a + 1;
+	return 1;
 }

@@ -25,7 +25,8 @@ struct resp {
 	char *body; /* owned; NULL for none */
 	size_t body_len;
 	int fd; /* >= 0: an open file sent with sendfile after headers */
-	uint64_t file_size;
+	uint64_t file_offset; /* where the bytes sent start (a range) */
+	uint64_t file_size; /* how many are sent */
 	bool send_file_body; /* false for HEAD and 304: headers only */
 	struct resp_header headers[RESP_MAX_HEADERS];
 	int nheaders;
@@ -43,5 +44,12 @@ void resp_json(struct resp *rs, int status, const json_t *v);
 void resp_error(struct resp *rs, int status, const char *fmt, ...) BV_PRINTF(3, 4);
 /* Serves an open file (the reply owns fd). */
 void resp_file(struct resp *rs, int status, const char *content_type, int fd, uint64_t size);
+/* Serves len bytes of an open file from offset: 206 with Content-Range (of total). */
+void resp_file_range(struct resp *rs, const char *content_type, int fd, uint64_t offset,
+    uint64_t len, uint64_t total);
+/* One "bytes=" range of a Range header against size bytes (RFC 9110 §14): 1 with *start
+ * and *len; 0 to serve the whole body (no header, a malformed one, or several ranges);
+ * -1 when unsatisfiable (answer 416 with Content-Range: bytes *\/size). */
+int resp_parse_range(const char *hdr, uint64_t size, uint64_t *start, uint64_t *len);
 
 #endif

@@ -108,4 +108,16 @@ int routes_requests_load(struct call *c, struct db *db, struct request **out);
 char *app_caller_name(struct call *c);
 bool app_caller_represents(struct call *c, const char *name);
 
+/* The bits-service's resources (routes_bits.c): PUT (multipart upload, Digest upload or
+ * {"source_guid"} copy), GET|HEAD, DELETE of packages, droplets, buildpacks and buildpack
+ * cache entries; DELETE of the buildpack cache by app or whole. */
+enum call_bits_body routes_bits_put_headers(struct call *c);
+enum call_bits_body routes_bits_digest_headers(struct call *c);
+int routes_bits_put_prepare(struct call *c);
+void routes_bits_put_work(struct call *c, struct pool_thread *t);
+int routes_bits_key_prepare(struct call *c);
+void routes_bits_get_work(struct call *c, struct pool_thread *t);
+void routes_bits_delete_work(struct call *c, struct pool_thread *t);
+void routes_bits_delete_dir_work(struct call *c, struct pool_thread *t);
+
 #endif

@@ -86,6 +86,22 @@ static const struct ckey keys[] = {
     K(npm_registry, C_STR, "https://registry.npmjs.org", 0, 0, false),
     K(npm_download_attempts, C_INT, "5", 1, 20, false),
     K(max_artifact_size, C_SIZE, "1G", 1 * KIB, 64 * GIB, false),
+    K(bits_max_body_size, C_SIZE, "1536M", 0, 64 * TIB, false),
+    K(bits_packages_max_body_size, C_SIZE, "0", 0, 64 * TIB, false),
+    K(bits_droplets_max_body_size, C_SIZE, "0", 0, 64 * TIB, false),
+    K(bits_buildpacks_max_body_size, C_SIZE, "0", 0, 64 * TIB, false),
+    K(bits_buildpack_cache_max_body_size, C_SIZE, "0", 0, 64 * TIB, false),
+    K(bits_app_stash_max_body_size, C_SIZE, "0", 0, 64 * TIB, false),
+    K(bits_private_host, C_STR, "", 0, 0, false),
+    K(bits_public_host, C_STR, "", 0, 0, false),
+    K(bits_public_url, C_STR, "", 0, 0, false),
+    K(bits_private_auth, C_STR, "bearer", 0, 0, false),
+    K(bits_signing_users, C_STR, "", 0, 0, true),
+    K(bits_signing_keys, C_STR, "", 0, 0, true),
+    K(bits_active_key_id, C_STR, "", 0, 0, false),
+    K(bits_secret, C_STR, "", 0, 0, true),
+    K(bits_md5_secret, C_STR, "", 0, 0, true),
+    K(bits_sign_expiry, C_SECS, "3600", 1, 604800, false),
 };
 
 /* The key's name by index; NULL past the end. */

@@ -74,6 +74,23 @@ struct config {
 	char *npm_registry; /* where npm dependencies are downloaded from */
 	int64_t npm_download_attempts; /* tries per tarball before the request fails */
 	int64_t max_artifact_size; /* bytes of the largest dependency artifact downloaded */
+	/* Bits (the bits-service; docs/api.md "Bits") */
+	int64_t bits_max_body_size; /* bytes of a Bits body; 0 = no limit */
+	int64_t bits_packages_max_body_size; /* per resource; 0 = bits_max_body_size */
+	int64_t bits_droplets_max_body_size;
+	int64_t bits_buildpacks_max_body_size;
+	int64_t bits_buildpack_cache_max_body_size;
+	int64_t bits_app_stash_max_body_size;
+	char *bits_private_host; /* Host of the internal endpoints; "" = any host but the public */
+	char *bits_public_host; /* Host that serves only signed URLs; "" = none */
+	char *bits_public_url; /* base of signed URLs; "" = http://<bits_public_host> */
+	char *bits_private_auth; /* bearer, basic or none (a trusted network) */
+	char *bits_signing_users; /* secret: "user:password,...": /sign's HTTP Basic */
+	char *bits_signing_keys; /* secret: "key_id:secret,..." for HMAC-signed URLs */
+	char *bits_active_key_id; /* the key new URLs are signed with */
+	char *bits_secret; /* secret: the bits-service's legacy single secret (no AccessKeyId) */
+	char *bits_md5_secret; /* secret: nginx secure_link's secret for md5+expires URLs */
+	int64_t bits_sign_expiry; /* seconds a URL from /sign is valid */
 };
 
 /* Fills every key with its default. */

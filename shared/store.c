@@ -290,3 +290,17 @@ store_probe(struct store *st, char **errstr)
 {
 	return st->ops->probe(st->be, errstr);
 }
+
+void
+store_writer_peek(const struct store_writer *w, unsigned char sha256[32], unsigned char sha1[20])
+{
+	EVP_MD_CTX *a = EVP_MD_CTX_new(), *b = EVP_MD_CTX_new();
+	unsigned int n = 0;
+
+	if (a == NULL || b == NULL || EVP_MD_CTX_copy_ex(a, w->sha256) != 1 ||
+	    EVP_MD_CTX_copy_ex(b, w->sha1) != 1 || EVP_DigestFinal_ex(a, sha256, &n) != 1 ||
+	    EVP_DigestFinal_ex(b, sha1, &n) != 1)
+		abort();
+	EVP_MD_CTX_free(a);
+	EVP_MD_CTX_free(b);
+}

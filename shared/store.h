@@ -45,6 +45,10 @@ struct store_writer *store_writer_new(struct store *st, char **errstr) BV_MUSTCH
 int store_writer_write(
     struct store_writer *w, const void *data, size_t len, char **errstr) BV_MUSTCHECK;
 uint64_t store_writer_size(const struct store_writer *w);
+/* The hashes of the bytes written so far (the writer goes on): to check an upload against
+ * the checksum it came with before it is committed. */
+void store_writer_peek(
+    const struct store_writer *w, unsigned char sha256[32], unsigned char sha1[20]);
 /* Finishes: makes the bytes durable under their sha256 (local backend: fsync, rename, or
  * drop the temp when the blob already exists, fsync the folder). Fills sha256 (and sha1
  * when non-NULL) and frees w, success or not. 0 or -1 + *errstr (ENOSPC is reported as

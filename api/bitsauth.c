@@ -1,0 +1,260 @@
+/* bitsauth.c: the Bits routes' hosts, auth and signed URLs (see bitsauth.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "api/bitsauth.h"
+#include "api/bitsup.h"
+#include "api/call.h"
+#include "api/http.h"
+#include "shared/log.h"
+#include "shared/signurl.h"
+
+enum private_auth { PRIVATE_BEARER, PRIVATE_BASIC, PRIVATE_NONE };
+
+struct user {
+	char *name;
+	unsigned char digest[32]; /* sha256 of "name:password" */
+};
+
+struct bitsauth {
+	const struct config *cfg;
+	struct signurl_keys keys;
+	enum private_auth mode;
+	struct user *users;
+	size_t nusers;
+};
+
+/* sha256 of s[0..n). */
+static void
+sha256(const char *s, size_t n, unsigned char out[32])
+{
+	unsigned int len = 0;
+
+	if (EVP_Digest(s, n, out, &len, EVP_sha256(), NULL) != 1)
+		abort();
+}
+
+/* "user:password,..." into b->users (only digests are kept). */
+static int
+parse_users(struct bitsauth *b, const char *csv, char **errstr)
+{
+	char *copy = xstrdup(csv), *save = NULL;
+	int rc = 0;
+
+	for (char *e = strtok_r(copy, ",", &save); e != NULL; e = strtok_r(NULL, ",", &save)) {
+		while (*e == ' ' || *e == '\t')
+			e++;
+		size_t n = strlen(e);
+		while (n > 0 && (e[n - 1] == ' ' || e[n - 1] == '\t'))
+			e[--n] = '\0';
+		char *colon = strchr(e, ':');
+		if (colon == NULL || colon == e || colon[1] == '\0') {
+			*errstr = xasprintf(
+			    "bits_signing_users: entry %zu is not user:password", b->nusers + 1);
+			rc = -1;
+			break;
+		}
+		b->users = xrealloc(b->users, (b->nusers + 1) * sizeof *b->users);
+		b->users[b->nusers].name = xstrndup(e, (size_t)(colon - e));
+		sha256(e, n, b->users[b->nusers].digest);
+		b->nusers++;
+	}
+	OPENSSL_cleanse(copy, strlen(csv));
+	free(copy);
+	return rc;
+}
+
+struct bitsauth *
+bitsauth_new(const struct config *cfg, char **errstr)
+{
+	struct bitsauth *b = xcalloc(1, sizeof *b);
+	const char *m = cfg->bits_private_auth;
+
+	b->cfg = cfg;
+	if (strcmp(m, "bearer") == 0) {
+		b->mode = PRIVATE_BEARER;
+	} else if (strcmp(m, "basic") == 0) {
+		b->mode = PRIVATE_BASIC;
+	} else if (strcmp(m, "none") == 0) {
+		b->mode = PRIVATE_NONE;
+	} else {
+		*errstr = xasprintf(
+		    "bits_private_auth must be bearer, basic or none, not '%s'", call_echo(m));
+		goto fail;
+	}
+	if (signurl_keys_parse(cfg->bits_signing_keys, &b->keys, errstr) != 0)
+		goto fail;
+	b->keys.active_id = cfg->bits_active_key_id[0] != '\0' ? cfg->bits_active_key_id : NULL;
+	b->keys.legacy_secret = cfg->bits_secret;
+	b->keys.md5_secret = cfg->bits_md5_secret;
+	if (signurl_keys_check(&b->keys, errstr) != 0 ||
+	    parse_users(b, cfg->bits_signing_users, errstr) != 0)
+		goto fail;
+	if (b->mode == PRIVATE_BASIC && b->nusers == 0) {
+		*errstr = xstrdup("bits_private_auth is basic but bits_signing_users is empty");
+		goto fail;
+	}
+	return b;
+fail:
+	bitsauth_free(b);
+	return NULL;
+}
+
+void
+bitsauth_free(struct bitsauth *b)
+{
+	if (b == NULL)
+		return;
+	signurl_keys_clear(&b->keys);
+	for (size_t i = 0; i < b->nusers; i++)
+		free(b->users[i].name);
+	free(b->users);
+	free(b);
+}
+
+/* Whether the Host header names want ("host" or "host:port"; without a port in want any
+ * port matches). */
+static bool
+host_is(const char *host, const char *want)
+{
+	size_t n;
+
+	if (host == NULL || want == NULL || want[0] == '\0')
+		return false;
+	if (strcasecmp(host, want) == 0)
+		return true;
+	n = strlen(want);
+	return strchr(want, ':') == NULL && strncasecmp(host, want, n) == 0 && host[n] == ':';
+}
+
+bool
+bitsauth_is_public(const struct bitsauth *b, struct http_req *r)
+{
+	return host_is(http_req_header(r, "Host"), b->cfg->bits_public_host);
+}
+
+/* Whether an Authorization header holds the Basic credentials of a signing user. Every
+ * user is compared, so the time taken does not say which one matched. */
+static bool
+basic_ok(const struct bitsauth *b, const char *auth)
+{
+	unsigned char raw[512], d[32];
+	const char *v;
+	int n;
+	bool ok = false;
+
+	if (auth == NULL || strncasecmp(auth, "Basic ", 6) != 0)
+		return false;
+	v = auth + 6;
+	while (*v == ' ')
+		v++;
+	if (strlen(v) > 4 * (sizeof raw / 3) - 4)
+		return false;
+	n = EVP_DecodeBlock(raw, (const unsigned char *)v, (int)strlen(v));
+	if (n <= 0)
+		return false;
+	/* EVP_DecodeBlock counts the padding's zero bytes. */
+	for (size_t len = strlen(v); len > 0 && v[len - 1] == '='; len--)
+		n--;
+	sha256((const char *)raw, (size_t)n, d);
+	OPENSSL_cleanse(raw, sizeof raw);
+	for (size_t i = 0; i < b->nusers; i++)
+		ok |= CRYPTO_memcmp(d, b->users[i].digest, 32) == 0;
+	return ok;
+}
+
+/* A 401 asking for HTTP Basic. */
+static int
+need_basic(struct resp *rs)
+{
+	bitsup_error(rs, 401, 0, "Unauthorized: HTTP Basic credentials required");
+	resp_header(rs, "WWW-Authenticate", "Basic realm=\"bits-service\"");
+	return 401;
+}
+
+int
+bitsauth_check(
+    const struct bitsauth *b, struct http_req *r, enum auth_role role, bool sign, struct resp *rs)
+{
+	const char *host = http_req_header(r, "Host");
+	const struct config *cfg = b->cfg;
+
+	if (host_is(host, cfg->bits_public_host)) {
+		if (sign) {
+			bitsup_error(rs, 404, 0, "Not Found: /sign is served on the private host");
+			return 404;
+		}
+		switch (signurl_verify(&b->keys, http_req_method(r), http_req_path(r),
+		    http_req_query(r), (int64_t)time(NULL))) {
+		case SIGNURL_OK:
+			return 0;
+		case SIGNURL_EXPIRED:
+			bitsup_error(rs, 410, 0, "Gone: the signed URL has expired");
+			return 410;
+		case SIGNURL_UNSIGNED:
+			bitsup_error(
+			    rs, 403, 0, "Forbidden: the public host serves signed URLs only");
+			return 403;
+		default:
+			bitsup_error(rs, 403, 0, "Forbidden: the URL's signature is not valid");
+			return 403;
+		}
+	}
+	if (cfg->bits_private_host[0] != '\0' && !host_is(host, cfg->bits_private_host)) {
+		bitsup_error(rs, 400, 0,
+		    "Invalid host '%s'. External clients should use hostname '%s'.",
+		    host != NULL ? call_echo(host) : "",
+		    cfg->bits_public_host[0] != '\0' ? cfg->bits_public_host
+						     : cfg->bits_private_host);
+		return 400;
+	}
+	if (sign || b->mode == PRIVATE_BASIC)
+		return basic_ok(b, http_req_header(r, "Authorization")) ? 0 : need_basic(rs);
+	if (b->mode == PRIVATE_NONE)
+		return 0;
+	if (role == AUTH_USER || role == AUTH_ADMIN)
+		return 0;
+	if (role == AUTH_ANONYMOUS || role == AUTH_INVALID || role == AUTH_PROXY_USER) {
+		bitsup_error(rs, 401, 0, "%s",
+		    role == AUTH_INVALID ? "Unauthorized: invalid token"
+					 : "Unauthorized: send Authorization: Bearer <token>");
+		resp_header(rs, "WWW-Authenticate", "Bearer realm=\"bitsvault\"");
+		return 401;
+	}
+	bitsup_error(rs, 403, 0, "Forbidden: this token's role may not use the Bits routes");
+	return 403;
+}
+
+char *
+bitsauth_sign(
+    const struct bitsauth *b, const char *method, const char *path, const char *base, char **errstr)
+{
+	const struct config *cfg = b->cfg;
+	char *q = signurl_sign(
+		 &b->keys, method, path, (int64_t)time(NULL) + cfg->bits_sign_expiry, errstr),
+	     *url, *root;
+	size_t n;
+
+	if (q == NULL)
+		return NULL;
+	if (cfg->bits_public_url[0] != '\0')
+		root = xstrdup(cfg->bits_public_url);
+	else if (cfg->bits_public_host[0] != '\0')
+		root = xasprintf("http://%s", cfg->bits_public_host);
+	else
+		root = xstrdup(base);
+	n = strlen(root);
+	while (n > 0 && root[n - 1] == '/')
+		root[--n] = '\0';
+	url = xasprintf("%s%s?%s", root, path, q);
+	free(root);
+	free(q);
+	return url;
+}
