@@ -140,6 +140,12 @@ static const struct call_route routes[] = {
 	routes_bits_delete_dir_work, NULL},
     {"DELETE", "/buildpack_cache/entries/", ACCESS_BITS, CALL_BODY_NONE, routes_bits_key_prepare,
 	routes_bits_delete_dir_work, NULL},
+    {"POST", "/app_stash/matches", ACCESS_BITS, CALL_BODY_BITS, routes_stash_matches_prepare,
+	routes_stash_matches_work, routes_stash_json_headers},
+    {"POST", "/app_stash/entries", ACCESS_BITS, CALL_BODY_BITS, routes_stash_entries_prepare,
+	routes_stash_entries_work, routes_stash_entries_headers},
+    {"POST", "/app_stash/bundles", ACCESS_BITS, CALL_BODY_BITS, routes_stash_bundles_prepare,
+	routes_stash_bundles_work, routes_stash_bundles_headers},
     /* The Ruby bits-service's /signed/<path> (md5+expires URLs, research §2.4): the same
      * resources, reached through the public host with the prefix kept in the signed path */
     {"PUT", "/signed/packages/{guid}", ACCESS_BITS, CALL_BODY_BITS, routes_bits_put_prepare,
@@ -561,6 +567,8 @@ on_wake(void *arg, struct call *c)
 	struct app *a = arg;
 
 	c->wait_s = 0;
+	/* A route that waits again (an app stash bundle) parks with what it reads now. */
+	c->wait_seq = waiter_seq(a->waiter);
 	resp_clear(&c->resp);
 	resp_init(&c->resp);
 	call_submit(a, c);

@@ -26,6 +26,7 @@ struct bitsup {
 	bool have_file; /* the file part was found */
 	bool file_done;
 	json_t *fields; /* plain fields: name -> value */
+	char *keep; /* a field kept in memory even when sent as a file part */
 	size_t field_bytes;
 	unsigned char magic[4];
 	size_t nmagic;
@@ -102,7 +103,7 @@ part_begin(void *arg, const struct multipart_part *p)
 	    (strcmp(p->name, u->field) == 0 || strcmp(p->name, "bits") == 0)) {
 		u->have_file = true;
 		u->part = PART_FILE;
-	} else if (p->filename == NULL) {
+	} else if (p->filename == NULL || (u->keep != NULL && strcmp(p->name, u->keep) == 0)) {
 		u->part = PART_FIELD;
 	} else {
 		u->part = PART_SKIP; /* another file, or a second one: not ours */
@@ -180,6 +181,7 @@ bitsup_free(struct bitsup *u)
 	multipart_free(u->mp);
 	free(u->field);
 	free(u->part_name);
+	free(u->keep);
 	buf_free(&u->value);
 	json_decref(u->fields);
 	free(u->err_msg);
@@ -258,4 +260,11 @@ void
 bitsup_peek(const struct bitsup *u, unsigned char sha256[32], unsigned char sha1[20])
 {
 	store_writer_peek(u->w, sha256, sha1);
+}
+
+void
+bitsup_keep_file_field(struct bitsup *u, const char *name)
+{
+	free(u->keep);
+	u->keep = xstrdup(name);
 }

@@ -26,6 +26,9 @@ struct bitsup;
 struct bitsup *bitsup_new(struct store *st, const char *field, const char *boundary,
     size_t max_fields, char **errstr) BV_MUSTCHECK;
 void bitsup_free(struct bitsup *u);
+/* Keeps the field name in memory (as a plain field, within max_fields) even when it comes
+ * as a file part: the app stash bundle's "resources" is one (research §1.5). */
+void bitsup_keep_file_field(struct bitsup *u, const char *name);
 /* api/http.c's sink (arg is the bitsup): 400 for a malformed body, 507 for a full disk,
  * 500 for another write error, each in the bits-service's {"description","code"} form. */
 int bitsup_sink(void *arg, const void *data, size_t len, struct resp *rs);

@@ -47,6 +47,7 @@ call_free(struct call *c)
 	free(c->bits_key);
 	bitsup_free(c->upload);
 	json_decref(c->json);
+	json_decref(c->aux);
 	resp_clear(&c->resp);
 	free(c);
 }

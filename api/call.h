@@ -83,6 +83,8 @@ struct call {
 	char *bits_key; /* its key: the captured segments joined by '/' */
 	size_t bits_want_len; /* 20 or 32: the upload must hash to bits_want (sha1, sha256) */
 	unsigned char bits_want[32];
+	json_t *aux; /* a route's own parsed data (routes_stash.c: the bundle's resources) */
+	uint64_t wait_deadline_ms; /* a route that waits for a job: when it gives up */
 	json_t *json; /* parsed JSON body, NULL when empty */
 	char *spool_path; /* upload spool file (removed by call_free) */
 	int spool_fd;

@@ -120,4 +120,29 @@ void routes_bits_get_work(struct call *c, struct pool_thread *t);
 void routes_bits_delete_work(struct call *c, struct pool_thread *t);
 void routes_bits_delete_dir_work(struct call *c, struct pool_thread *t);
 
+/* A Bits resource kind: its path prefix, the multipart field named after it, its table
+ * kind, its noun in messages. */
+struct bits_kind {
+	const char *prefix; /* "/packages/" */
+	const char *field; /* "package" */
+	const char *kind; /* bits_resources.kind */
+	const char *noun; /* for messages */
+};
+/* The body limit checks of research §1.7 (c->bits_kind set): with a limit, no
+ * Content-Length is a 400 and one past it a 413 once the body is drained. CALL_BITS_NONE
+ * when the body may come (c->body_limit set). */
+enum call_bits_body routes_bits_check_limit(struct call *c, int64_t limit);
+
+/* The app stash (routes_stash.c): POST /app_stash/matches, /app_stash/entries,
+ * /app_stash/bundles. */
+enum call_bits_body routes_stash_json_headers(struct call *c);
+enum call_bits_body routes_stash_entries_headers(struct call *c);
+int routes_stash_matches_prepare(struct call *c);
+void routes_stash_matches_work(struct call *c, struct pool_thread *t);
+int routes_stash_entries_prepare(struct call *c);
+void routes_stash_entries_work(struct call *c, struct pool_thread *t);
+enum call_bits_body routes_stash_bundles_headers(struct call *c);
+int routes_stash_bundles_prepare(struct call *c);
+void routes_stash_bundles_work(struct call *c, struct pool_thread *t);
+
 #endif

@@ -23,14 +23,6 @@
 #define CODE_BAD_REQUEST 290003
 #define CODE_NOT_FOUND 10010
 
-/* A resource kind: its path prefix, the multipart field named after it, its table kind. */
-struct bits_kind {
-	const char *prefix; /* "/packages/" */
-	const char *field; /* "package" */
-	const char *kind; /* bits_resources.kind */
-	const char *noun; /* for messages */
-};
-
 static const struct bits_kind kinds[] = {
     {"/packages/", "package", "package", "package"},
     {"/droplets/", "droplet", "droplet", "droplet"},
@@ -118,8 +110,8 @@ hex_checksum(const char *s, unsigned char out[32])
 
 /* The limit checks of research §1.7: with a limit, no Content-Length is a 400 and one past
  * it a 413 once the body is drained. CALL_BITS_NONE when the body may come. */
-static enum call_bits_body
-check_limit(struct call *c, int64_t limit)
+enum call_bits_body
+routes_bits_check_limit(struct call *c, int64_t limit)
 {
 	c->body_limit = limit > 0 ? limit : INT64_MAX;
 	if (limit <= 0)
@@ -166,7 +158,7 @@ routes_bits_put_headers(struct call *c)
 
 	if (!parse_key(c))
 		return CALL_BITS_REFUSE;
-	if ((b = check_limit(c, limit_of(c, c->bits_kind))) != CALL_BITS_NONE)
+	if ((b = routes_bits_check_limit(c, limit_of(c, c->bits_kind))) != CALL_BITS_NONE)
 		return b;
 	if (!multipart_is_form_data(c->content_type)) {
 		c->body_limit = c->cfg->max_json_size;
@@ -211,7 +203,7 @@ routes_bits_digest_headers(struct call *c)
 	char *key = xasprintf("%s/%s", c->bits_key, eq + 1);
 	free(c->bits_key);
 	c->bits_key = key;
-	if ((b = check_limit(c, limit_of(c, c->bits_kind))) != CALL_BITS_NONE)
+	if ((b = routes_bits_check_limit(c, limit_of(c, c->bits_kind))) != CALL_BITS_NONE)
 		return b;
 	return open_upload(c, NULL);
 }

@@ -148,3 +148,50 @@ bits_delete_prefix(struct db *db, const char *kind, const char *prefix, int64_t 
 	PQclear(res);
 	return 0;
 }
+
+int
+bits_stash_lookup(struct db *db, const unsigned char (*sha1)[20], size_t n,
+    struct content_row *rows, bool *found, char **errstr)
+{
+	struct buf a;
+	char hex[41];
+	PGresult *res;
+
+	for (size_t i = 0; i < n; i++)
+		found[i] = false;
+	if (n == 0)
+		return 0;
+	buf_init(&a);
+	buf_addc(&a, '{');
+	for (size_t i = 0; i < n; i++) {
+		hex_encode(sha1[i], 20, hex);
+		if (i > 0)
+			buf_addc(&a, ',');
+		buf_add(&a, hex, 40);
+	}
+	buf_adds(&a, "}");
+	const char *p[] = {a.data};
+	/* One row per asked position; of several contents with one sha1 (a collision) any. */
+	res = db_exec(db,
+	    "SELECT s.i, encode(c.sha1_git, 'hex'), encode(c.sha256, 'hex'), c.length"
+	    " FROM unnest($1::text[]) WITH ORDINALITY AS s(h, i)"
+	    " CROSS JOIN LATERAL (SELECT sha1_git, sha256, length FROM contents"
+	    "  WHERE sha1 = decode(s.h, 'hex') LIMIT 1) c",
+	    1, p, false, errstr);
+	buf_free(&a);
+	if (res == NULL)
+		return -1;
+	for (int r = 0; r < PQntuples(res); r++) {
+		int64_t i = 0;
+		if (!parse_int64(PQgetvalue(res, r, 0), &i) || i < 1 || (size_t)i > n)
+			continue;
+		struct content_row *row = &rows[i - 1];
+		memcpy(row->sha1, sha1[i - 1], 20);
+		if (hex_decode(PQgetvalue(res, r, 1), row->sha1_git, 20) &&
+		    hex_decode(PQgetvalue(res, r, 2), row->sha256, 32) &&
+		    parse_int64(PQgetvalue(res, r, 3), &row->length))
+			found[i - 1] = true;
+	}
+	PQclear(res);
+	return 0;
+}

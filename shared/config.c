@@ -102,6 +102,8 @@ static const struct ckey keys[] = {
     K(bits_secret, C_STR, "", 0, 0, true),
     K(bits_md5_secret, C_STR, "", 0, 0, true),
     K(bits_sign_expiry, C_SECS, "3600", 1, 604800, false),
+    K(bits_app_stash_min_size, C_SIZE, "64K", 0, 64 * TIB, false),
+    K(bits_app_stash_max_size, C_SIZE, "512M", 0, 64 * TIB, false),
 };
 
 /* The key's name by index; NULL past the end. */

@@ -91,6 +91,8 @@ struct config {
 	char *bits_secret; /* secret: the bits-service's legacy single secret (no AccessKeyId) */
 	char *bits_md5_secret; /* secret: nginx secure_link's secret for md5+expires URLs */
 	int64_t bits_sign_expiry; /* seconds a URL from /sign is valid */
+	int64_t bits_app_stash_min_size; /* files smaller are not matched from the app stash */
+	int64_t bits_app_stash_max_size; /* files larger are not matched */
 };
 
 /* Fills every key with its default. */

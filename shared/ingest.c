@@ -68,6 +68,8 @@ struct idset {
 
 struct ingest {
 	struct store *st;
+	ingest_file_cb on_file; /* each regular file stored (second pass), or NULL */
+	void *on_file_arg;
 	struct archive *a;
 	int64_t max_entries, max_unpacked;
 	int64_t entries, unpacked;
@@ -767,6 +769,8 @@ add_entry(struct ingest *ig, struct archive_entry *e)
 			return -1;
 		if (!ig->dry)
 			content_add(ig, &row);
+		if (!ig->dry && type == AE_IFREG && ig->on_file != NULL)
+			ig->on_file(ig->on_file_arg, path, len, archive_entry_perm(e), &row);
 		struct node *n = &ig->nodes[idx];
 		memcpy(n->id, row.sha1_git, 20);
 		n->size = row.length;
@@ -1068,12 +1072,22 @@ int
 ingest_archive(struct store *st, struct db *db, const char *path,
     const struct ingest_limits *limits, struct ingest_result *out, int *http_status, char **errstr)
 {
+	return ingest_archive_files(st, db, path, limits, NULL, NULL, out, http_status, errstr);
+}
+
+int
+ingest_archive_files(struct store *st, struct db *db, const char *path,
+    const struct ingest_limits *limits, ingest_file_cb on_file, void *on_file_arg,
+    struct ingest_result *out, int *http_status, char **errstr)
+{
 	struct ingest ig;
 	uint32_t root;
 	int64_t new_contents;
 
 	memset(&ig, 0, sizeof(ig));
 	ig.st = st;
+	ig.on_file = on_file;
+	ig.on_file_arg = on_file_arg;
 	buf_init(&ig.names);
 	if (limits != NULL) {
 		ig.max_entries = limits->max_entries;

@@ -7,6 +7,8 @@
 #include <stdint.h>
 
 #include "shared/db.h"
+#include "shared/objects.h"
+#include "shared/objects.h"
 #include "shared/store.h"
 
 struct ingest_limits {
@@ -36,5 +38,16 @@ struct ingest_result {
 int ingest_archive(struct store *st, struct db *db, const char *path,
     const struct ingest_limits *limits, struct ingest_result *out, int *http_status,
     char **errstr) BV_MUSTCHECK;
+
+/* A regular file of the archive once stored (second pass; its row is written to Postgres
+ * with the others when the whole archive succeeds): its cleaned path (len bytes, no
+ * NUL), its permission bits as the archive gives them, its row. For callers that report
+ * each file (the app stash's receipt). */
+typedef void (*ingest_file_cb)(
+    void *arg, const char *path, size_t len, unsigned int perm, const struct content_row *row);
+/* ingest_archive, calling on_file (when non-NULL) for each regular file. */
+int ingest_archive_files(struct store *st, struct db *db, const char *path,
+    const struct ingest_limits *limits, ingest_file_cb on_file, void *on_file_arg,
+    struct ingest_result *out, int *http_status, char **errstr) BV_MUSTCHECK;
 
 #endif

@@ -296,8 +296,10 @@ patch_locked(struct db *db, int64_t id, enum job_state to, const char *worker, c
 	case JOB_DONE: {
 		char *rtext = result ? json_dumps(result, JSON_COMPACT) : NULL;
 		const char *p[] = {ids, rtext, progress};
-		/* Cooks and requests end with a bundle (a request's is its Cachito bundle). */
-		if (strcmp(kind, "cook") == 0 || strcmp(kind, "request") == 0) {
+		/* Cooks, requests and app stash bundles end with a bundle (a request's is its
+		 * Cachito bundle). */
+		if (strcmp(kind, "cook") == 0 || strcmp(kind, "request") == 0 ||
+		    strcmp(kind, "stash_bundle") == 0) {
 			const char *sha;
 			json_int_t size;
 			char sizes[24];
@@ -648,8 +650,8 @@ jobstore_list_lru_bundles(struct db *db, int64_t idle_s, int64_t min_fresh_s, in
 	    "SELECT b.job_id, coalesce(j.dedup_key, ''), encode(b.sha256, 'hex'), b.size,"
 	    " extract(epoch from " BUNDLE_LAST_USE ")"
 	    " FROM bundles b JOIN jobs j ON j.id = b.job_id"
-	    " WHERE j.kind = 'cook' AND NOT b.sticky AND " BUNDLE_IDLE " AND " BUNDLE_NOT_FRESH
-	    " ORDER BY " BUNDLE_LAST_USE ", b.job_id LIMIT $3",
+	    " WHERE j.kind IN ('cook', 'stash_bundle') AND NOT b.sticky AND " BUNDLE_IDLE
+	    " AND " BUNDLE_NOT_FRESH " ORDER BY " BUNDLE_LAST_USE ", b.job_id LIMIT $3",
 	    3, p, false, errstr);
 	if (res == NULL)
 		return -1;
@@ -720,7 +722,7 @@ jobstore_bundles_usage(struct db *db, int64_t min_fresh_s, int64_t *total, int64
 	    "SELECT coalesce(sum(size), 0), coalesce(sum(size) FILTER (WHERE sticky), 0),"
 	    " coalesce(sum(size) FILTER (WHERE NOT sticky AND last_download_at IS NULL"
 	    "  AND created_at >= now() - make_interval(secs => $1::double precision)), 0)"
-	    " FROM bundles WHERE job_id IN (SELECT id FROM jobs WHERE kind = 'cook')",
+	    " FROM bundles WHERE job_id IN (SELECT id FROM jobs WHERE kind IN ('cook', 'stash_bundle'))",
 	    1, p, false, errstr);
 	if (res == NULL)
 		return -1;

@@ -120,7 +120,9 @@ int jobstore_notify_release(
     struct db *db, int64_t id, int64_t delay_ms, char **errstr) BV_MUSTCHECK;
 
 /* Expiry, quota and garbage collection (worker/expire.c, worker/gc.c, the sticky
- * routes). A bundle's last use is its last download, else its creation. */
+ * routes): the bundles of cooks and of app stash zips (requests expire with their
+ * requests, shared/requests.c). A bundle's last use is its last download, else its
+ * creation. */
 struct bundle_ref {
 	int64_t job_id;
 	char *dedup_key; /* "cook:directory:<hex>:tar.gz" ("" when none) */

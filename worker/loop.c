@@ -46,6 +46,7 @@ static const struct {
     {"cook", cook_run},
     {"load", load_run},
     {"request", request_run},
+    {"stash_bundle", stash_bundle_run},
 };
 
 /* Sleeps in 100 ms steps so that SIGTERM is seen soon. */

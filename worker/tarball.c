@@ -431,7 +431,14 @@ int
 tarball_add_file_fd(
     struct tarball *tb, const char *path, bool exec, uint64_t size, int fd, char **errstr)
 {
-	if (put_header(tb, path, AE_IFREG, exec ? 0755 : 0644, size, NULL, errstr) != 0)
+	return tarball_add_file_mode(tb, path, exec ? 0755 : 0644, size, fd, errstr);
+}
+
+int
+tarball_add_file_mode(struct tarball *tb, const char *path, unsigned int mode, uint64_t size,
+    int fd, char **errstr)
+{
+	if (put_header(tb, path, AE_IFREG, mode & 07777, size, NULL, errstr) != 0)
 		return -1;
 	if (size > TARBALL_READ_SIZE)
 		(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);

@@ -46,6 +46,10 @@ int tarball_add_dir(struct tarball *tb, const char *path, char **errstr) BV_MUST
  * reads); mode 0755 when exec, else 0644. A short read is an error, never padded. */
 int tarball_add_file_fd(struct tarball *tb, const char *path, bool exec, uint64_t size, int fd,
     char **errstr) BV_MUSTCHECK;
+/* The same with the permission bits given (the app stash's bundles keep the modes the
+ * client asked for). */
+int tarball_add_file_mode(struct tarball *tb, const char *path, unsigned int mode, uint64_t size,
+    int fd, char **errstr) BV_MUSTCHECK;
 /* A regular file from memory. */
 int tarball_add_file_mem(struct tarball *tb, const char *path, bool exec, const void *data,
     size_t size, char **errstr) BV_MUSTCHECK;

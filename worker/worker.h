@@ -170,6 +170,8 @@ enum job_outcome load_run(struct job_run *run, json_t **result, char **reason);
 /* request.c: a request job (kind "request"): one of Cachito's requests, from source to
  * bundle (docs/worker.md "Requests"). */
 enum job_outcome request_run(struct job_run *run, json_t **result, char **reason);
+/* stash.c: the zip of an app stash bundle (POST /app_stash/bundles). */
+enum job_outcome stash_bundle_run(struct job_run *run, json_t **result, char **reason);
 
 /* expire.c: expires bundles past bundle_ttl since their last use and evicts the least
  * recently used past store_quota; one worker at a time (EXPIRE_LOCK_KEY). */
