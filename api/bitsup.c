@@ -24,6 +24,7 @@ struct bitsup {
 	char *part_name;
 	struct buf value;
 	bool have_file; /* the file part was found */
+	char *filename; /* the file part's filename= ("" when none) */
 	bool file_done;
 	json_t *fields; /* plain fields: name -> value */
 	char *keep; /* a field kept in memory even when sent as a file part */
@@ -102,6 +103,7 @@ part_begin(void *arg, const struct multipart_part *p)
 	if (!u->have_file && p->filename != NULL &&
 	    (strcmp(p->name, u->field) == 0 || strcmp(p->name, "bits") == 0)) {
 		u->have_file = true;
+		u->filename = xstrdup(p->filename);
 		u->part = PART_FILE;
 	} else if (p->filename == NULL || (u->keep != NULL && strcmp(p->name, u->keep) == 0)) {
 		u->part = PART_FIELD;
@@ -182,6 +184,7 @@ bitsup_free(struct bitsup *u)
 	free(u->field);
 	free(u->part_name);
 	free(u->keep);
+	free(u->filename);
 	buf_free(&u->value);
 	json_decref(u->fields);
 	free(u->err_msg);
@@ -267,4 +270,10 @@ bitsup_keep_file_field(struct bitsup *u, const char *name)
 {
 	free(u->keep);
 	u->keep = xstrdup(name);
+}
+
+const char *
+bitsup_filename(const struct bitsup *u)
+{
+	return u->filename != NULL ? u->filename : "";
 }

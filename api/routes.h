@@ -141,6 +141,12 @@ int routes_stash_matches_prepare(struct call *c);
 void routes_stash_matches_work(struct call *c, struct pool_thread *t);
 int routes_stash_entries_prepare(struct call *c);
 void routes_stash_entries_work(struct call *c, struct pool_thread *t);
+/* POST /buildpacks, GET /buildpacks/{guid}/metadata (routes_buildpacks.c) */
+enum call_bits_body routes_buildpacks_post_headers(struct call *c);
+int routes_buildpacks_post_prepare(struct call *c);
+void routes_buildpacks_post_work(struct call *c, struct pool_thread *t);
+int routes_buildpacks_metadata_prepare(struct call *c);
+void routes_buildpacks_metadata_work(struct call *c, struct pool_thread *t);
 enum call_bits_body routes_stash_bundles_headers(struct call *c);
 int routes_stash_bundles_prepare(struct call *c);
 void routes_stash_bundles_work(struct call *c, struct pool_thread *t);
