@@ -665,6 +665,81 @@ START_TEST(test_buildpack_cache)
 }
 END_TEST
 
+/* POST a zip (made from dir) to /buildpacks as the "buildpack" file; the status. */
+static long
+post_buildpack(const char *dir)
+{
+	char *err = NULL, *zip;
+	size_t len = 0;
+	struct buf b;
+
+	ck_assert_int_eq(itest_sh("rm -f bp.zip && (cd %s && zip -qr ../bp.zip .)", dir), 0);
+	char *file = xasprintf("%s/bp.zip", IT.dir);
+	zip = read_file(file, &len, &err);
+	free(file);
+	ck_assert_msg(zip != NULL, "%s", err);
+	buf_init(&b);
+	mp_part(&b, "buildpack", "go_buildpack.zip", zip, len);
+	mp_end(&b);
+	long status = req("POST", "/buildpacks", b.data, b.len, MPTYPE, NULL);
+	buf_free(&b);
+	free(zip);
+	return status;
+}
+
+/* POST /buildpacks: the server's guid, the manifest's stack in the metadata, the bytes
+ * served back; the bits-service's 400s for a zip without a usable manifest. */
+START_TEST(test_buildpack_post)
+{
+	static const struct {
+		const char *manifest; /* NULL: none */
+		const char *desc;
+	} bad[] = {
+	    {NULL, "Invalid buildpack zip file: no manifest.yml found in zip"},
+	    {"language: go\n", "missing key \"stack\" in manifest.yml"},
+	    {"stack:\n  nested: x\n", "missing key \"stack\" in manifest.yml"},
+	    {"stack: [\n", "manifest.yml is an invalid YAML file"},
+	};
+
+	itest_sh("rm -rf bp && mkdir -p bp/bin && echo detect >bp/bin/detect && "
+		 "printf 'language: go\\nstack: cflinuxfs4\\ndependencies:\\n- stack: other\\n' "
+		 ">bp/manifest.yml");
+	ck_assert_int_eq(post_buildpack("bp"), 201);
+	const char *guid = json_string_value(json_object_get(R.json, "guid"));
+	ck_assert_msg(guid != NULL && strlen(guid) == 36 && guid[14] == '4', "guid %s", guid);
+	char *g = xstrdup(guid), *path = xasprintf("/buildpacks/%s/metadata", g);
+	char *sha1 = itest_sh_out("sha1sum bp.zip | cut -c1-40");
+	ck_assert_str_eq(json_string_value(json_object_get(R.json, "sha1")), sha1);
+	ck_assert_int_eq(st("GET", path, NULL, NULL), 200);
+	ck_assert_str_eq(json_string_value(json_object_get(R.json, "stack")), "cflinuxfs4");
+	ck_assert_str_eq(json_string_value(json_object_get(R.json, "key")), g);
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(R.json, "filename")), "go_buildpack.zip");
+	ck_assert_str_eq(json_string_value(json_object_get(R.json, "sha1")), sha1);
+	free(path);
+	path = xasprintf("/buildpacks/%s", g);
+	ck_assert_int_eq(st("GET", path, NULL, NULL), 200);
+	char *served = xasprintf("%s/served.zip", IT.dir), *werr = NULL;
+	ck_assert(write_file_atomic(served, R.body.data, R.body.len, 0644, &werr) == 0);
+	ck_assert_int_eq(itest_sh("cmp -s bp.zip served.zip"), 0);
+	/* A buildpack stored by PUT has no metadata. */
+	ck_assert_int_eq(put_status("/buildpacks/plain", "buildpack", "x"), 201);
+	expect(404, "GET", "/buildpacks/plain/metadata", NULL, NULL);
+	for (size_t i = 0; i < BV_NELEM(bad); i++) {
+		itest_sh("rm -f bp/manifest.yml");
+		if (bad[i].manifest != NULL)
+			itest_sh("printf '%%s' '%s' >bp/manifest.yml", bad[i].manifest);
+		ck_assert_int_eq(post_buildpack("bp"), 400);
+		ck_assert_str_eq(desc(&R), bad[i].desc);
+	}
+	expect(400, "POST", "/buildpacks", "{}", "Content-Type: application/json");
+	free(served);
+	free(path);
+	free(g);
+	free(sha1);
+}
+END_TEST
+
 START_TEST(test_limits)
 {
 	size_t big = 100 * 1024;
@@ -1018,6 +1093,7 @@ main(void)
 	tcase_add_test(tc, test_private_auth_modes);
 	tcase_add_test(tc, test_disk_full);
 	tcase_add_test(tc, test_big_file_memory);
+	tcase_add_test(tc, test_buildpack_post);
 	suite_add_tcase(s, tc);
 	return itest_run(s);
 }
