@@ -435,8 +435,8 @@ tarball_add_file_fd(
 }
 
 int
-tarball_add_file_mode(struct tarball *tb, const char *path, unsigned int mode, uint64_t size,
-    int fd, char **errstr)
+tarball_add_file_mode(
+    struct tarball *tb, const char *path, unsigned int mode, uint64_t size, int fd, char **errstr)
 {
 	if (put_header(tb, path, AE_IFREG, mode & 07777, size, NULL, errstr) != 0)
 		return -1;
