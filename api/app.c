@@ -469,6 +469,7 @@ on_headers(struct http_req *r, void *arg)
 	bits_headers(r, c);
 
 	if (c->route->access == ACCESS_BITS || c->route->access == ACCESS_BITS_SIGN) {
+		c->bits_public = bitsauth_is_public(a->bitsauth, r);
 		resp_init(&rs);
 		if (bitsauth_check(
 			a->bitsauth, r, c->role, c->route->access == ACCESS_BITS_SIGN, &rs) != 0) {

@@ -97,6 +97,13 @@ bitsauth_new(const struct config *cfg, char **errstr)
 	if (signurl_keys_check(&b->keys, errstr) != 0 ||
 	    parse_users(b, cfg->bits_signing_users, errstr) != 0)
 		goto fail;
+	if (b->mode == PRIVATE_NONE && cfg->bits_public_host[0] != '\0') {
+		/* One listener serves both hosts and a client picks its Host header: with a
+		 * public host the private one must ask for credentials. */
+		*errstr = xstrdup("bits_private_auth none cannot be used with bits_public_host: "
+				  "anyone who reaches the public host could name the private one");
+		goto fail;
+	}
 	if (b->mode == PRIVATE_BASIC && b->nusers == 0) {
 		*errstr = xstrdup("bits_private_auth is basic but bits_signing_users is empty");
 		goto fail;
@@ -119,25 +126,53 @@ bitsauth_free(struct bitsauth *b)
 	free(b);
 }
 
-/* Whether the Host header names want ("host" or "host:port"; without a port in want any
- * port matches). */
-static bool
-host_is(const char *host, const char *want)
+/* The length of a host name without its port and without one trailing dot ("a.b.:80" ->
+ * 3). */
+static size_t
+host_name_len(const char *s)
 {
-	size_t n;
+	size_t n = strlen(s);
+	const char *colon = s[0] == '[' ? strstr(s, "]:") : strrchr(s, ':');
+
+	if (colon != NULL)
+		n = (size_t)(colon - s) + (s[0] == '[' ? 1 : 0);
+	if (n > 0 && s[n - 1] == '.')
+		n--;
+	return n;
+}
+
+/* Whether the Host header names want: the same name in any letter case and with or
+ * without one trailing dot ("pub.example." is "pub.example"); the ports must match when
+ * want names one. */
+bool
+bitsauth_host_is(const char *host, const char *want)
+{
+	size_t hn, wn;
+	const char *hp, *wp;
 
 	if (host == NULL || want == NULL || want[0] == '\0')
 		return false;
-	if (strcasecmp(host, want) == 0)
-		return true;
-	n = strlen(want);
-	return strchr(want, ':') == NULL && strncasecmp(host, want, n) == 0 && host[n] == ':';
+	hn = host_name_len(host);
+	wn = host_name_len(want);
+	if (hn != wn || strncasecmp(host, want, hn) != 0)
+		return false;
+	if (strrchr(want, ':') == NULL || (want[0] == '[' && strstr(want, "]:") == NULL))
+		return true; /* no port in want: any port */
+	hp = host[0] == '[' ? strstr(host, "]:") : strrchr(host, ':');
+	wp = want[0] == '[' ? strstr(want, "]:") : strrchr(want, ':');
+	if (hp == NULL)
+		return false;
+	if (host[0] == '[')
+		hp++;
+	if (want[0] == '[')
+		wp++;
+	return strcmp(hp, wp) == 0;
 }
 
 bool
 bitsauth_is_public(const struct bitsauth *b, struct http_req *r)
 {
-	return host_is(http_req_header(r, "Host"), b->cfg->bits_public_host);
+	return bitsauth_host_is(http_req_header(r, "Host"), b->cfg->bits_public_host);
 }
 
 /* Whether an Authorization header holds the Basic credentials of a signing user. Every
@@ -170,6 +205,32 @@ basic_ok(const struct bitsauth *b, const char *auth)
 	return ok;
 }
 
+/* Whether a query string carries an HMAC signature (a "signature" parameter); otherwise a
+ * verified URL is an md5 one. */
+static bool
+has_signature(const char *q)
+{
+	for (const char *p = q; p != NULL && *p != '\0';) {
+		if (strncmp(p, "signature=", 10) == 0)
+			return true;
+		p = strchr(p, '&');
+		if (p != NULL)
+			p++;
+	}
+	return false;
+}
+
+/* md5 URLs do not bind the method: as nginx served them, they reach only the /signed/
+ * paths, and only to read or to put (never a DELETE, never another route). */
+static bool
+md5_allowed(struct http_req *r)
+{
+	const char *m = http_req_method(r);
+
+	return strncmp(http_req_path(r), "/signed/", 8) == 0 &&
+	    (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "PUT") == 0);
+}
+
 /* A 401 asking for HTTP Basic. */
 static int
 need_basic(struct resp *rs)
@@ -186,7 +247,7 @@ bitsauth_check(
 	const char *host = http_req_header(r, "Host");
 	const struct config *cfg = b->cfg;
 
-	if (host_is(host, cfg->bits_public_host)) {
+	if (bitsauth_host_is(host, cfg->bits_public_host)) {
 		if (sign) {
 			bitsup_error(rs, 404, 0, "Not Found: /sign is served on the private host");
 			return 404;
@@ -194,7 +255,11 @@ bitsauth_check(
 		switch (signurl_verify(&b->keys, http_req_method(r), http_req_path(r),
 		    http_req_query(r), (int64_t)time(NULL))) {
 		case SIGNURL_OK:
-			return 0;
+			if (has_signature(http_req_query(r)) || md5_allowed(r))
+				return 0;
+			bitsup_error(rs, 403, 0,
+			    "Forbidden: md5 URLs are served under /signed/, to GET or PUT only");
+			return 403;
 		case SIGNURL_EXPIRED:
 			bitsup_error(rs, 410, 0, "Gone: the signed URL has expired");
 			return 410;
@@ -207,7 +272,7 @@ bitsauth_check(
 			return 403;
 		}
 	}
-	if (cfg->bits_private_host[0] != '\0' && !host_is(host, cfg->bits_private_host)) {
+	if (cfg->bits_private_host[0] != '\0' && !bitsauth_host_is(host, cfg->bits_private_host)) {
 		bitsup_error(rs, 400, 0,
 		    "Invalid host '%s'. External clients should use hostname '%s'.",
 		    host != NULL ? call_echo(host) : "",

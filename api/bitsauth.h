@@ -23,6 +23,10 @@ struct http_req;
 struct bitsauth *bitsauth_new(const struct config *cfg, char **errstr) BV_MUSTCHECK;
 void bitsauth_free(struct bitsauth *b);
 
+/* Whether a Host header value names want (a configured host: "name" or "name:port"):
+ * the same name in any letter case, with or without one trailing dot; the port must
+ * match when want has one. */
+bool bitsauth_host_is(const char *host, const char *want);
 /* Whether r came to the public host. */
 bool bitsauth_is_public(const struct bitsauth *b, struct http_req *r);
 /* The access check of a Bits route (sign: the /sign route). 0 to go on, or the status

@@ -13,6 +13,8 @@
 
 /* The bits-service's code for a bad request (research bits-service.md §1.3). */
 #define BITS_CODE_BAD_REQUEST 290003
+/* Parts a form may have: the bits-service's forms have two or three. */
+#define BITSUP_MAX_PARTS 256
 
 struct bitsup {
 	struct store_writer *w;
@@ -28,7 +30,8 @@ struct bitsup {
 	bool file_done;
 	json_t *fields; /* plain fields: name -> value */
 	char *keep; /* a field kept in memory even when sent as a file part */
-	size_t field_bytes;
+	size_t field_bytes; /* plain fields' names and values kept */
+	int parts;
 	unsigned char magic[4];
 	size_t nmagic;
 	/* a failure inside a callback, for the sink's reply */
@@ -97,6 +100,12 @@ part_begin(void *arg, const struct multipart_part *p)
 {
 	struct bitsup *u = arg;
 
+	if (++u->parts > BITSUP_MAX_PARTS)
+		return fail(u, 400, xasprintf("the form has more than %d parts", BITSUP_MAX_PARTS));
+	/* Names count with the values: a form of many long names is memory too. */
+	if (u->field_bytes + strlen(p->name) > u->max_fields)
+		return fail(u, 413, xasprintf("the form's fields exceed %zu bytes", u->max_fields));
+	u->field_bytes += strlen(p->name);
 	free(u->part_name);
 	u->part_name = xstrdup(p->name);
 	buf_reset(&u->value);

@@ -80,6 +80,7 @@ struct call {
 	struct bitsup *upload; /* a streamed Bits upload (api/bitsup.c); freed by call_free */
 	int64_t body_limit; /* the headers function's limit for the body */
 	const struct bits_kind *bits_kind; /* a Bits route's resource kind (routes_bits.c) */
+	bool bits_public; /* the request came to bits_public_host (a signed URL) */
 	char *bits_key; /* its key: the captured segments joined by '/' */
 	size_t bits_want_len; /* 20 or 32: the upload must hash to bits_want (sha1, sha256) */
 	unsigned char bits_want[32];

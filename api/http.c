@@ -156,9 +156,11 @@ send_resp(struct http_req *r, struct resp *rs)
 	add_header(req, "X-Request-ID", r->id);
 	for (i = 0; i < rs->nheaders; i++)
 		add_header(req, rs->headers[i].name, rs->headers[i].value);
-	/* evhtp adds "Content-Type: text/plain" when none is set (research B.1.7). */
-	add_header(
-	    req, "Content-Type", rs->content_type != NULL ? rs->content_type : "application/json");
+	/* evhtp adds "Content-Type: text/plain" when none is set (research B.1.7); a 204 or
+	 * 304 has no content, so no type either (RFC 9110 §8.3). */
+	if (rs->status != 204 && rs->status != 304)
+		add_header(req, "Content-Type",
+		    rs->content_type != NULL ? rs->content_type : "application/json");
 	if (r->srv->draining) {
 		/* evhtp_request_set_keepalive(req, 0) is a no-op in 1.2.18 (research B.1.5). */
 		evhtp_request_disable_flag(req, EVHTP_REQ_FLAG_KEEPALIVE);
@@ -462,6 +464,30 @@ content_length_ok(evhtp_headers_t *hdrs, const char **why)
 	return true;
 }
 
+/* RFC 9112 §3.2: one Host header, and one at all in HTTP/1.1; the host decides who may do
+ * what on the Bits routes (api/bitsauth.c), so no request may leave it ambiguous. */
+static bool
+host_ok(evhtp_request_t *req, evhtp_headers_t *hdrs, const char **why)
+{
+	evhtp_kv_t *kv;
+	int n = 0;
+
+	TAILQ_FOREACH(kv, hdrs, next)
+	{
+		if (kv->key != NULL && strcasecmp(kv->key, "Host") == 0)
+			n++;
+	}
+	if (n > 1) {
+		*why = "more than one Host header";
+		return false;
+	}
+	if (n == 0 && evhtp_request_get_proto(req) == EVHTP_PROTO_11) {
+		*why = "an HTTP/1.1 request needs a Host header";
+		return false;
+	}
+	return true;
+}
+
 /* All headers are parsed: the request's context is made here, the request-level limits
  * are checked (header count and size, URL length, Content-Length), the application
  * routes and authenticates, and the body policy is set before any body byte arrives.
@@ -528,7 +554,7 @@ on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *arg)
 		send_early_error(r, 431, "request header fields too large");
 	} else if (strlen(r->path) + strlen(r->query) > URL_MAX) {
 		send_early_error(r, 414, "request URL too long");
-	} else if (!content_length_ok(hdrs, &why)) {
+	} else if (!content_length_ok(hdrs, &why) || !host_ok(req, hdrs, &why)) {
 		log_info_id(r->logid, "refused: %s", why);
 		send_early_error(r, 400, why);
 	} else {

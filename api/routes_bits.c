@@ -63,7 +63,8 @@ segment_ok(const char *s)
 {
 	size_t n = strlen(s);
 
-	if (n == 0 || n > 255 || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+	if (n == 0 || n > 255 || strcmp(s, ".") == 0 || strcmp(s, "..") == 0 ||
+	    !call_utf8_valid(s, n))
 		return false;
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
@@ -84,7 +85,7 @@ parse_key(struct call *c)
 		if (!segment_ok(c->m.values[i])) {
 			buf_free(&key);
 			bitsup_error(&c->resp, 400, CODE_BAD_REQUEST,
-			    "Invalid %s identifier: 1 to 255 printable bytes, not '.' or '..'",
+			    "Invalid %s identifier: 1 to 255 bytes of UTF-8 without control characters, not '.' or '..'",
 			    c->bits_kind->noun);
 			return false;
 		}
@@ -160,6 +161,13 @@ routes_bits_put_headers(struct call *c)
 		return CALL_BITS_REFUSE;
 	if ((b = routes_bits_check_limit(c, limit_of(c, c->bits_kind))) != CALL_BITS_NONE)
 		return b;
+	if (!multipart_is_form_data(c->content_type) && c->bits_public) {
+		/* A signed upload URL is for bytes: a copy through it would read any
+		 * resource the signer never meant to share. */
+		bitsup_error(&c->resp, 403, 0,
+		    "Forbidden: a copy (source_guid) is not allowed through a signed URL");
+		return CALL_BITS_REFUSE;
+	}
 	if (!multipart_is_form_data(c->content_type)) {
 		c->body_limit = c->cfg->max_json_size;
 		return CALL_BITS_JSON;
@@ -339,8 +347,16 @@ routes_bits_put_work(struct call *c, struct pool_thread *t)
 		return;
 	}
 	/* The GC's invariant: the blob is touched just before its row commits. */
-	if (store_touch(c->store, sha256, &err) != 0 ||
-	    bits_put(db, c->bits_kind->kind, c->bits_key, sha256, sha1, (int64_t)size, NULL,
+	if (store_touch(c->store, sha256, &err) != 0) {
+		/* A collector took the blob between its commit and now: the client retries. */
+		log_warn_id(c->logid, "bits upload: %s", err);
+		free(err);
+		bitsup_error(&c->resp, 503, 0,
+		    "Service Unavailable: the upload was collected "
+		    "before it was recorded; send it again");
+		return;
+	}
+	if (bits_put(db, c->bits_kind->kind, c->bits_key, sha256, sha1, (int64_t)size, NULL,
 		&created, &err) != 0) {
 		call_db_failed(c, "recording a bits resource", err);
 		free(err);
@@ -412,6 +428,8 @@ routes_bits_get_work(struct call *c, struct pool_thread *t)
 		resp_init(&c->resp);
 		c->resp.status = 304;
 		resp_headerf(&c->resp, "ETag", "\"%s\"", h1);
+		/* RFC 9110 §8.6: the length a 200 would have had, or none. */
+		resp_headerf(&c->resp, "Content-Length", "%lld", (long long)r.size);
 		return;
 	}
 	fd = store_open_blob(c->store, r.sha256, &size, &err);

@@ -238,8 +238,15 @@ routes_buildpacks_post_work(struct call *c, struct pool_thread *t)
 	hex_encode(sha256, 32, h256);
 	meta = json_pack("{s:s, s:s, s:s, s:s, s:s}", "filename", bitsup_filename(c->upload),
 	    "sha1", h1, "sha256", h256, "stack", stack, "key", c->bits_key);
-	if (store_touch(c->store, sha256, &err) != 0 ||
-	    bits_put(db, "buildpack", c->bits_key, sha256, sha1, (int64_t)size, meta, &created,
+	if (store_touch(c->store, sha256, &err) != 0) {
+		log_warn_id(c->logid, "buildpack upload: %s", err);
+		free(err);
+		bitsup_error(&c->resp, 503, 0,
+		    "Service Unavailable: the upload was collected "
+		    "before it was recorded; send it again");
+		goto out;
+	}
+	if (bits_put(db, "buildpack", c->bits_key, sha256, sha1, (int64_t)size, meta, &created,
 		&err) != 0) {
 		call_db_failed(c, "recording a buildpack", err);
 		free(err);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "api/auth.h"
+#include "api/bitsauth.h"
 #include "api/call.h"
 #include "api/http.h"
 #include "api/jobjson.h"
@@ -506,6 +507,83 @@ START_TEST(test_patch_check)
 }
 END_TEST
 
+/* The Bits host rule: case, one trailing dot, ports only when configured. */
+START_TEST(test_bits_host_is)
+{
+	static const struct {
+		const char *host, *want;
+		bool same;
+	} cases[] = {
+	    {"pub.example", "pub.example", true},
+	    {"PUB.Example.", "pub.example", true},
+	    {"pub.example:8080", "pub.example", true},
+	    {"pub.example.:8080", "pub.example:8080", true},
+	    {"pub.example:81", "pub.example:8080", false},
+	    {"pub.example", "pub.example:8080", false},
+	    {"pub.examplex", "pub.example", false},
+	    {"xpub.example", "pub.example", false},
+	    {"pub.example..", "pub.example", false},
+	    {"10.0.0.1", "pub.example", false},
+	    {"[::1]:80", "[::1]", true},
+	    {"[::1]:81", "[::1]:80", false},
+	    {"", "pub.example", false},
+	    {NULL, "pub.example", false},
+	    {"pub.example", "", false},
+	};
+
+	for (size_t i = 0; i < BV_NELEM(cases); i++)
+		ck_assert_msg(bitsauth_host_is(cases[i].host, cases[i].want) == cases[i].same,
+		    "%s vs %s", cases[i].host ? cases[i].host : "(null)", cases[i].want);
+}
+END_TEST
+
+/* bits_private_auth none beside a public host is refused at start: one listener serves
+ * both, and a client picks its Host header. Bad keys and users are refused too, without
+ * echoing a secret. */
+START_TEST(test_bits_auth_config)
+{
+	struct config cfg;
+	struct bitsauth *b;
+	char *err = NULL;
+
+	config_defaults(&cfg);
+	b = bitsauth_new(&cfg, &err);
+	ck_assert_ptr_nonnull(b);
+	bitsauth_free(b);
+	free(cfg.bits_private_auth);
+	cfg.bits_private_auth = xstrdup("none");
+	free(cfg.bits_public_host);
+	cfg.bits_public_host = xstrdup("pub.example");
+	ck_assert_ptr_null(bitsauth_new(&cfg, &err));
+	ck_assert_msg(strstr(err, "cannot be used with bits_public_host") != NULL, "%s", err);
+	free(err);
+	err = NULL;
+	free(cfg.bits_private_auth);
+	cfg.bits_private_auth = xstrdup("basic");
+	ck_assert_ptr_null(bitsauth_new(&cfg, &err)); /* basic without users */
+	free(err);
+	err = NULL;
+	free(cfg.bits_signing_users);
+	cfg.bits_signing_users = xstrdup("admin:s3cret-pw");
+	free(cfg.bits_signing_keys);
+	cfg.bits_signing_keys = xstrdup("k1:topsecret");
+	ck_assert_ptr_null(bitsauth_new(&cfg, &err)); /* keys without an active key */
+	ck_assert_msg(strstr(err, "topsecret") == NULL && strstr(err, "s3cret") == NULL, "%s", err);
+	free(err);
+	err = NULL;
+	free(cfg.bits_active_key_id);
+	cfg.bits_active_key_id = xstrdup("k1");
+	b = bitsauth_new(&cfg, &err);
+	ck_assert_msg(b != NULL, "%s", err);
+	bitsauth_free(b);
+	free(cfg.bits_private_auth);
+	cfg.bits_private_auth = xstrdup("open");
+	ck_assert_ptr_null(bitsauth_new(&cfg, &err));
+	free(err);
+	config_free(&cfg);
+}
+END_TEST
+
 static Suite *
 api_suite(void)
 {
@@ -526,6 +604,8 @@ api_suite(void)
 	tcase_add_test(tc, test_hide_paths);
 	tcase_add_loop_test(tc, test_content_length, 0, (int)BV_NELEM(clen_cases));
 	tcase_add_test(tc, test_connection_cap);
+	tcase_add_test(tc, test_bits_host_is);
+	tcase_add_test(tc, test_bits_auth_config);
 	tcase_add_loop_test(tc, test_patch_check, 0, (int)BV_NELEM(patch_cases));
 	suite_add_tcase(s, tc);
 	return s;
