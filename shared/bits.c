@@ -175,8 +175,10 @@ bits_stash_lookup(struct db *db, const unsigned char (*sha1)[20], size_t n,
 	res = db_exec(db,
 	    "SELECT s.i, encode(c.sha1_git, 'hex'), encode(c.sha256, 'hex'), c.length"
 	    " FROM unnest($1::text[]) WITH ORDINALITY AS s(h, i)"
-	    " CROSS JOIN LATERAL (SELECT sha1_git, sha256, length FROM contents"
-	    "  WHERE sha1 = decode(s.h, 'hex') LIMIT 1) c",
+	    " CROSS JOIN LATERAL ((SELECT sha1_git, sha256, length FROM contents"
+	    "   WHERE sha1 = decode(s.h, 'hex') LIMIT 1)"
+	    "  UNION ALL (SELECT NULL::bytea, sha256, size FROM bits_resources"
+	    "   WHERE sha1 = decode(s.h, 'hex') LIMIT 1) LIMIT 1) c",
 	    1, p, false, errstr);
 	buf_free(&a);
 	if (res == NULL)
@@ -187,7 +189,9 @@ bits_stash_lookup(struct db *db, const unsigned char (*sha1)[20], size_t n,
 			continue;
 		struct content_row *row = &rows[i - 1];
 		memcpy(row->sha1, sha1[i - 1], 20);
-		if (hex_decode(PQgetvalue(res, r, 1), row->sha1_git, 20) &&
+		/* A resource's blob has no git id: only sha256 and length are used. */
+		if ((PQgetisnull(res, r, 1) ||
+			hex_decode(PQgetvalue(res, r, 1), row->sha1_git, 20)) &&
 		    hex_decode(PQgetvalue(res, r, 2), row->sha256, 32) &&
 		    parse_int64(PQgetvalue(res, r, 3), &row->length))
 			found[i - 1] = true;

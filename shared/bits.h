@@ -44,9 +44,10 @@ int bits_delete(struct db *db, const char *kind, const char *key, char **errstr)
 int bits_delete_prefix(
     struct db *db, const char *kind, const char *prefix, int64_t *n, char **errstr) BV_MUSTCHECK;
 
-/* The app stash (research bits-service.md §1.5) is every stored content, looked up by
- * sha1 (index contents_sha1): for each of the n sha1s, found[i] and rows[i] (sha1_git,
- * sha256, length). 0 or -1. */
+/* The app stash (research bits-service.md §1.5) is every stored content and every Bits
+ * resource's blob, looked up by sha1 (indexes contents_sha1, bits_resources_sha1): for
+ * each of the n sha1s, found[i] and rows[i] (sha256, length; sha1_git zero for a
+ * resource's blob). 0 or -1. */
 int bits_stash_lookup(struct db *db, const unsigned char (*sha1)[20], size_t n,
     struct content_row *rows, bool *found, char **errstr) BV_MUSTCHECK;
 #endif
