@@ -28,6 +28,7 @@ struct bitsup {
 	bool have_file; /* the file part was found */
 	char *filename; /* the file part's filename= ("" when none) */
 	bool file_done;
+	bool file_optional; /* a form without the file is fine (CF v3 uploads of resources) */
 	json_t *fields; /* plain fields: name -> value */
 	char *keep; /* a field kept in memory even when sent as a file part */
 	size_t field_bytes; /* plain fields' names and values kept */
@@ -236,7 +237,7 @@ bitsup_finish(struct bitsup *u, struct resp *rs)
 		free(err);
 		return -1;
 	}
-	if (!u->have_file || !u->file_done) {
+	if (!u->file_optional && (!u->have_file || !u->file_done)) {
 		bitsup_error(rs, 400, BITS_CODE_BAD_REQUEST,
 		    "Could not retrieve form parameter '%s' or 'bits'", u->field);
 		return -1;
@@ -285,4 +286,16 @@ const char *
 bitsup_filename(const struct bitsup *u)
 {
 	return u->filename != NULL ? u->filename : "";
+}
+
+void
+bitsup_file_optional(struct bitsup *u)
+{
+	u->file_optional = true;
+}
+
+bool
+bitsup_has_file(const struct bitsup *u)
+{
+	return u->have_file && u->file_done;
 }

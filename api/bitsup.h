@@ -35,6 +35,10 @@ int bitsup_sink(void *arg, const void *data, size_t len, struct resp *rs);
 /* The body ended. 0, or -1 with a 400 in rs (a multipart body cut short, or without the
  * file field: "Could not retrieve form parameter '<field>' or 'bits'"). */
 int bitsup_finish(struct bitsup *u, struct resp *rs) BV_MUSTCHECK;
+/* The form may come without its file (bitsup_finish then accepts it). */
+void bitsup_file_optional(struct bitsup *u);
+/* Whether the form held the file (after bitsup_finish). */
+bool bitsup_has_file(const struct bitsup *u);
 /* The file part's filename= as sent ("" for a raw body): a name to show, never a path. */
 const char *bitsup_filename(const struct bitsup *u);
 /* A plain field's value as received (NUL-terminated; NULL when absent). */

@@ -355,14 +355,15 @@ bv_pg_stop() {
 # --- Redis -----------------------------------------------------------------------------
 
 # bv_redis_start DATA PORT MODE: redis-server on 127.0.0.1:PORT with its dump in
-# <DATA>/redis (saved every 15 min and at shutdown; MODE test: never saved).
+# <DATA>/redis (saved every 15 min and at shutdown; MODE test: never saved). 64 databases:
+# each integration test program has its own (tests/itest.h).
 bv_redis_start() {
 	local data=$1 port=$2 mode=$3 pid i save=(900 1)
 	local log=$data/log/redis.log pidfile=$data/run/redis.pid
 	[[ $mode == test ]] && save=("")
 	bv_say "starting Redis on 127.0.0.1:$port ($data/redis)"
 	setsid redis-server --bind 127.0.0.1 --port "$port" --dir "$data/redis" --save "${save[@]}" \
-		--appendonly no --daemonize no --protected-mode yes --pidfile "$pidfile" \
+		--appendonly no --daemonize no --protected-mode yes --pidfile "$pidfile" --databases 64 \
 		--logfile "" </dev/null >>"$log" 2>&1 9>&- &
 	pid=$!
 	BV_REDIS_PIDS+=("$pid")

@@ -785,7 +785,8 @@ jobstore_blobs_referenced(
 	    " WHERE EXISTS (SELECT 1 FROM contents c WHERE c.sha256 = decode(s.h, 'hex'))"
 	    " OR EXISTS (SELECT 1 FROM bundles b WHERE b.sha256 = decode(s.h, 'hex'))"
 	    " OR EXISTS (SELECT 1 FROM artifacts a WHERE a.sha256 = decode(s.h, 'hex'))"
-	    " OR EXISTS (SELECT 1 FROM bits_resources r WHERE r.sha256 = decode(s.h, 'hex'))",
+	    " OR EXISTS (SELECT 1 FROM bits_resources r WHERE r.sha256 = decode(s.h, 'hex'))"
+	    " OR EXISTS (SELECT 1 FROM cf_packages p WHERE p.sha256 = decode(s.h, 'hex'))",
 	    1, p, false, errstr);
 	buf_free(&a);
 	if (res == NULL)
@@ -805,7 +806,8 @@ jobstore_refs_empty(struct db *db, bool *empty, char **errstr)
 {
 	PGresult *res = db_exec(db,
 	    "SELECT NOT EXISTS (SELECT 1 FROM contents) AND NOT EXISTS (SELECT 1 FROM bundles)"
-	    " AND NOT EXISTS (SELECT 1 FROM artifacts) AND NOT EXISTS (SELECT 1 FROM bits_resources)",
+	    " AND NOT EXISTS (SELECT 1 FROM artifacts) AND NOT EXISTS (SELECT 1 FROM bits_resources)"
+	    " AND NOT EXISTS (SELECT 1 FROM cf_packages WHERE sha256 IS NOT NULL)",
 	    0, NULL, false, errstr);
 
 	if (res == NULL)

@@ -47,6 +47,7 @@ static const struct {
     {"load", load_run},
     {"request", request_run},
     {"stash_bundle", stash_bundle_run},
+    {"package_upload", package_upload_run},
 };
 
 /* Sleeps in 100 ms steps so that SIGTERM is seen soon. */

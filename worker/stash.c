@@ -78,15 +78,14 @@ entry(const json_t *e, const char **name, unsigned char sha256[32], int64_t *siz
 }
 
 enum job_outcome
-stash_bundle_run(struct job_run *run, json_t **result, char **reason)
+stash_zip(struct job_run *run, const json_t *files, unsigned char sha256[32],
+    unsigned char sha1[20], uint64_t *size, char **reason)
 {
 	struct zipper z = {.run = run};
-	const json_t *files = json_object_get(run->job->params, "files"), *e;
 	const struct config *cfg = run->w->cfg;
+	const json_t *e;
 	struct tarball *tb = NULL;
-	unsigned char sha256[32];
-	char *err = NULL, hex[65];
-	uint64_t size = 0;
+	char *err = NULL;
 	size_t i, n = json_array_size(files);
 	int level = (int)cfg->gzip_level > 9 ? 9 : (int)cfg->gzip_level;
 
@@ -98,7 +97,7 @@ stash_bundle_run(struct job_run *run, json_t **result, char **reason)
 	if ((z.sw = store_writer_new(run->w->store, &err)) == NULL) {
 		log_warn_id(run->log_id, "store: %s", err);
 		free(err);
-		*reason = xstrdup("the bundle could not be written to the store");
+		*reason = xstrdup("the zip could not be written to the store");
 		return JOB_OUTCOME_RETRY;
 	}
 	if ((tb = tarball_new_zip(level, sink, &z, &err)) == NULL)
@@ -125,8 +124,7 @@ stash_bundle_run(struct job_run *run, json_t **result, char **reason)
 			log_warn_id(run->log_id, "store: %s", err ? err : "size mismatch");
 			free(err);
 			err = NULL;
-			*reason = xasprintf(
-			    "the app stash file for '%s' is missing from the store", name);
+			*reason = xasprintf("the stored bytes of '%s' are missing", name);
 			goto out_failed;
 		}
 		int r = tarball_add_file_mode(tb, name, mode, got, fd, &err);
@@ -138,17 +136,14 @@ stash_bundle_run(struct job_run *run, json_t **result, char **reason)
 		goto fail;
 	tarball_free(tb);
 	tb = NULL;
-	size = store_writer_size(z.sw);
-	if (store_writer_commit(z.sw, sha256, NULL, &err) != 0) {
+	*size = store_writer_size(z.sw);
+	if (store_writer_commit(z.sw, sha256, sha1, &err) != 0) {
 		z.sw = NULL;
 		log_warn_id(run->log_id, "store: %s", err);
 		free(err);
-		*reason = xstrdup("the bundle could not be stored");
+		*reason = xstrdup("the zip could not be stored");
 		return JOB_OUTCOME_RETRY;
 	}
-	hex_encode(sha256, 32, hex);
-	*result = json_pack("{s:s, s:I, s:I}", "bundle_sha256", hex, "bundle_size",
-	    (json_int_t)size, "files", (json_int_t)n);
 	return JOB_OUTCOME_DONE;
 fail:
 	tarball_free(tb);
@@ -167,4 +162,21 @@ out_failed:
 	tarball_free(tb);
 	store_writer_abort(z.sw);
 	return JOB_OUTCOME_FAILED;
+}
+
+enum job_outcome
+stash_bundle_run(struct job_run *run, json_t **result, char **reason)
+{
+	const json_t *files = json_object_get(run->job->params, "files");
+	unsigned char sha256[32], sha1[20];
+	uint64_t size = 0;
+	char hex[65];
+	enum job_outcome o = stash_zip(run, files, sha256, sha1, &size, reason);
+
+	if (o != JOB_OUTCOME_DONE)
+		return o;
+	hex_encode(sha256, 32, hex);
+	*result = json_pack("{s:s, s:I, s:I}", "bundle_sha256", hex, "bundle_size",
+	    (json_int_t)size, "files", (json_int_t)json_array_size(files));
+	return JOB_OUTCOME_DONE;
 }

@@ -172,6 +172,13 @@ enum job_outcome load_run(struct job_run *run, json_t **result, char **reason);
 enum job_outcome request_run(struct job_run *run, json_t **result, char **reason);
 /* stash.c: the zip of an app stash bundle (POST /app_stash/bundles). */
 enum job_outcome stash_bundle_run(struct job_run *run, json_t **result, char **reason);
+/* stash.c: a zip of files ([[name, sha256 hex, size, mode], ...], in that order) from
+ * the store into the store: DONE with its sha256, sha1 and size, or a handler's outcome
+ * (*reason). Shared by the stash_bundle and package_upload jobs. */
+enum job_outcome stash_zip(struct job_run *run, const json_t *files, unsigned char sha256[32],
+    unsigned char sha1[20], uint64_t *size, char **reason);
+/* package.c: a CF v3 package's upload packed (POST /v3/packages/{guid}/upload). */
+enum job_outcome package_upload_run(struct job_run *run, json_t **result, char **reason);
 
 /* expire.c: expires bundles past bundle_ttl since their last use and evicts the least
  * recently used past store_quota; one worker at a time (EXPIRE_LOCK_KEY). */
