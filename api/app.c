@@ -169,6 +169,13 @@ static const struct call_route routes[] = {
 	routes_stash_entries_work, routes_stash_entries_headers},
     {"POST", "/app_stash/bundles", ACCESS_BITS, CALL_BODY_BITS, routes_stash_bundles_prepare,
 	routes_stash_bundles_work, routes_stash_bundles_headers},
+    /* The Droplet Archiver (routes_archiver.c; GET /droplets/{app}/{sha1} is the Bits GET) */
+    {"POST", "/droplets/{app}/{sha1}", ACCESS_ARCHIVER, CALL_BODY_BITS, NULL,
+	routes_archiver_post_work, routes_archiver_put_headers},
+    {"POST", "/sync/have", ACCESS_ARCHIVER, CALL_BODY_JSON, routes_archiver_have_prepare,
+	routes_archiver_have_work, NULL},
+    {"POST", "/sync/{app}/{sha1}", ACCESS_ARCHIVER, CALL_BODY_BITS, NULL, routes_archiver_sync_work,
+	routes_archiver_put_headers},
     /* The Ruby bits-service's /signed/<path> (md5+expires URLs, research §2.4): the same
      * resources, reached through the public host with the prefix kept in the signed path */
     {"PUT", "/signed/packages/{guid}", ACCESS_BITS, CALL_BODY_BITS, routes_bits_put_prepare,
@@ -490,6 +497,13 @@ on_headers(struct http_req *r, void *arg)
 		resp_init(&rs);
 		if (bitsauth_check(
 			a->bitsauth, r, c->role, c->route->access == ACCESS_BITS_SIGN, &rs) != 0) {
+			http_req_refuse(r, &rs);
+			return;
+		}
+		st = 0;
+	} else if (c->route->access == ACCESS_ARCHIVER) {
+		resp_init(&rs);
+		if (bitsauth_archiver_check(a->bitsauth, r, &rs) != 0) {
 			http_req_refuse(r, &rs);
 			return;
 		}

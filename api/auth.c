@@ -285,6 +285,7 @@ auth_check(const struct auth *a, enum auth_role role, enum auth_access access, c
 		break;
 	case ACCESS_BITS:
 	case ACCESS_BITS_SIGN:
+	case ACCESS_ARCHIVER:
 		break; /* decided by api/bitsauth.c, never here */
 	}
 	if (role == AUTH_ANONYMOUS || role == AUTH_PROXY_USER) {

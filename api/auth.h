@@ -37,7 +37,9 @@ enum auth_access {
 	/* The Bits routes: api/bitsauth.c decides by host (signed URLs, bearer, basic or none) */
 	ACCESS_BITS,
 	/* /sign: HTTP Basic against bits_signing_users, private host only (api/bitsauth.c) */
-	ACCESS_BITS_SIGN
+	ACCESS_BITS_SIGN,
+	/* The Droplet Archiver: HTTP Basic against archiver_users (api/bitsauth.c) */
+	ACCESS_ARCHIVER
 };
 
 struct auth;

@@ -27,8 +27,10 @@ struct bitsauth {
 	const struct config *cfg;
 	struct signurl_keys keys;
 	enum private_auth mode;
-	struct user *users;
+	struct user *users; /* bits_signing_users */
 	size_t nusers;
+	struct user *ausers; /* archiver_users */
+	size_t nausers;
 };
 
 /* sha256 of s[0..n). */
@@ -43,7 +45,7 @@ sha256(const char *s, size_t n, unsigned char out[32])
 
 /* "user:password,..." into b->users (only digests are kept). */
 static int
-parse_users(struct bitsauth *b, const char *csv, char **errstr)
+parse_users(struct user **users, size_t *nusers, const char *csv, const char *key, char **errstr)
 {
 	char *copy = xstrdup(csv), *save = NULL;
 	int rc = 0;
@@ -56,15 +58,14 @@ parse_users(struct bitsauth *b, const char *csv, char **errstr)
 			e[--n] = '\0';
 		char *colon = strchr(e, ':');
 		if (colon == NULL || colon == e || colon[1] == '\0') {
-			*errstr = xasprintf(
-			    "bits_signing_users: entry %zu is not user:password", b->nusers + 1);
+			*errstr = xasprintf("%s: entry %zu is not user:password", key, *nusers + 1);
 			rc = -1;
 			break;
 		}
-		b->users = xrealloc(b->users, (b->nusers + 1) * sizeof *b->users);
-		b->users[b->nusers].name = xstrndup(e, (size_t)(colon - e));
-		sha256(e, n, b->users[b->nusers].digest);
-		b->nusers++;
+		*users = xrealloc(*users, (*nusers + 1) * sizeof **users);
+		(*users)[*nusers].name = xstrndup(e, (size_t)(colon - e));
+		sha256(e, n, (*users)[*nusers].digest);
+		(*nusers)++;
 	}
 	OPENSSL_cleanse(copy, strlen(csv));
 	free(copy);
@@ -95,7 +96,10 @@ bitsauth_new(const struct config *cfg, char **errstr)
 	b->keys.legacy_secret = cfg->bits_secret;
 	b->keys.md5_secret = cfg->bits_md5_secret;
 	if (signurl_keys_check(&b->keys, errstr) != 0 ||
-	    parse_users(b, cfg->bits_signing_users, errstr) != 0)
+	    parse_users(&b->users, &b->nusers, cfg->bits_signing_users, "bits_signing_users",
+		errstr) != 0 ||
+	    parse_users(&b->ausers, &b->nausers, cfg->archiver_users, "archiver_users", errstr) !=
+		0)
 		goto fail;
 	if (b->mode == PRIVATE_NONE && cfg->bits_public_host[0] != '\0') {
 		/* One listener serves both hosts and a client picks its Host header: with a
@@ -123,6 +127,9 @@ bitsauth_free(struct bitsauth *b)
 	for (size_t i = 0; i < b->nusers; i++)
 		free(b->users[i].name);
 	free(b->users);
+	for (size_t i = 0; i < b->nausers; i++)
+		free(b->ausers[i].name);
+	free(b->ausers);
 	free(b);
 }
 
@@ -178,7 +185,7 @@ bitsauth_is_public(const struct bitsauth *b, struct http_req *r)
 /* Whether an Authorization header holds the Basic credentials of a signing user. Every
  * user is compared, so the time taken does not say which one matched. */
 static bool
-basic_ok(const struct bitsauth *b, const char *auth)
+basic_ok(const struct user *users, size_t nusers, const char *auth)
 {
 	unsigned char raw[512], d[32];
 	const char *v;
@@ -200,8 +207,8 @@ basic_ok(const struct bitsauth *b, const char *auth)
 		n--;
 	sha256((const char *)raw, (size_t)n, d);
 	OPENSSL_cleanse(raw, sizeof raw);
-	for (size_t i = 0; i < b->nusers; i++)
-		ok |= CRYPTO_memcmp(d, b->users[i].digest, 32) == 0;
+	for (size_t i = 0; i < nusers; i++)
+		ok |= CRYPTO_memcmp(d, users[i].digest, 32) == 0;
 	return ok;
 }
 
@@ -280,8 +287,15 @@ bitsauth_check(
 						     : cfg->bits_private_host);
 		return 400;
 	}
+	/* The Droplet Archiver's clients read droplets with its own credentials. */
+	if (!sign && b->nausers > 0 && strncmp(http_req_path(r), "/droplets/", 10) == 0 &&
+	    (strcmp(http_req_method(r), "GET") == 0 || strcmp(http_req_method(r), "HEAD") == 0) &&
+	    basic_ok(b->ausers, b->nausers, http_req_header(r, "Authorization")))
+		return 0;
 	if (sign || b->mode == PRIVATE_BASIC)
-		return basic_ok(b, http_req_header(r, "Authorization")) ? 0 : need_basic(rs);
+		return basic_ok(b->users, b->nusers, http_req_header(r, "Authorization"))
+		    ? 0
+		    : need_basic(rs);
 	if (b->mode == PRIVATE_NONE)
 		return 0;
 	if (role == AUTH_USER || role == AUTH_ADMIN)
@@ -322,4 +336,18 @@ bitsauth_sign(
 	free(root);
 	free(q);
 	return url;
+}
+
+int
+bitsauth_archiver_check(const struct bitsauth *b, struct http_req *r, struct resp *rs)
+{
+	if (bitsauth_is_public(b, r)) {
+		bitsup_error(rs, 403, 0, "Forbidden: the public host serves signed URLs only");
+		return 403;
+	}
+	if (basic_ok(b->ausers, b->nausers, http_req_header(r, "Authorization")))
+		return 0;
+	resp_error(rs, 401, "unauthorized: HTTP Basic credentials of archiver_users required");
+	resp_header(rs, "WWW-Authenticate", "Basic realm=\"droplet-archiver\"");
+	return 401;
 }

@@ -33,6 +33,9 @@ bool bitsauth_is_public(const struct bitsauth *b, struct http_req *r);
  * with the answer in rs: 400 unknown host, 401 (with WWW-Authenticate), 403, 410. */
 int bitsauth_check(
     const struct bitsauth *b, struct http_req *r, enum auth_role role, bool sign, struct resp *rs);
+/* The Droplet Archiver's routes (POST /droplets/{app}/{sha1}, /sync/...): HTTP Basic
+ * against archiver_users, never on the public host. 0, or the status (401, 403) with rs. */
+int bitsauth_archiver_check(const struct bitsauth *b, struct http_req *r, struct resp *rs);
 /* The signed URL for /sign: method "GET", "PUT" or "POST", path as the client will send
  * it. base is the public URL's base when bits_public_url is unset. New string, or NULL +
  * *errstr (no signing key configured). */

@@ -147,6 +147,12 @@ int routes_buildpacks_post_prepare(struct call *c);
 void routes_buildpacks_post_work(struct call *c, struct pool_thread *t);
 int routes_buildpacks_metadata_prepare(struct call *c);
 void routes_buildpacks_metadata_work(struct call *c, struct pool_thread *t);
+/* The Droplet Archiver (routes_archiver.c) */
+enum call_bits_body routes_archiver_put_headers(struct call *c);
+void routes_archiver_post_work(struct call *c, struct pool_thread *t);
+void routes_archiver_sync_work(struct call *c, struct pool_thread *t);
+int routes_archiver_have_prepare(struct call *c);
+void routes_archiver_have_work(struct call *c, struct pool_thread *t);
 /* CF v3 packages (routes_cfpkg.c) */
 int routes_cfpkg_create_prepare(struct call *c);
 int routes_cfpkg_create_legacy_prepare(struct call *c);

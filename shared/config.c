@@ -104,6 +104,11 @@ static const struct ckey keys[] = {
     K(bits_sign_expiry, C_SECS, "3600", 1, 604800, false),
     K(bits_app_stash_min_size, C_SIZE, "64K", 0, 64 * TIB, false),
     K(bits_app_stash_max_size, C_SIZE, "512M", 0, 64 * TIB, false),
+    K(archiver_users, C_STR, "", 0, 0, true),
+    K(archiver_sync_hosts, C_STR, "", 0, 0, false),
+    K(archiver_sync_user, C_STR, "", 0, 0, false),
+    K(archiver_sync_password, C_STR, "", 0, 0, true),
+    K(archiver_sync_interval, C_SECS, "300", 5, 86400, false),
 };
 
 /* The key's name by index; NULL past the end. */

@@ -93,6 +93,12 @@ struct config {
 	int64_t bits_sign_expiry; /* seconds a URL from /sign is valid */
 	int64_t bits_app_stash_min_size; /* files smaller are not matched from the app stash */
 	int64_t bits_app_stash_max_size; /* files larger are not matched */
+	/* the Droplet Archiver (docs/api.md "Droplet Archiver") */
+	char *archiver_users; /* secret: "user:password,...": HTTP Basic of its routes */
+	char *archiver_sync_hosts; /* peers, "host:port,...": every droplet is sent to each */
+	char *archiver_sync_user; /* the user this server presents to its peers */
+	char *archiver_sync_password; /* secret: its password */
+	int64_t archiver_sync_interval; /* seconds between reconciles with each peer */
 };
 
 /* Fills every key with its default. */

@@ -1,5 +1,6 @@
 /* httpc.c: JSON over HTTP with libcurl, for workers reporting to the API. One easy handle
  * per struct httpc keeps its connection alive between calls. */
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "shared/httpc.h"
 #include "shared/netguard.h"
@@ -76,6 +78,13 @@ int
 httpc_json(struct httpc *hc, const char *method, const char *url, const char *json_body,
     long *status, struct buf *resp, char **errstr)
 {
+	return httpc_json_basic(hc, method, url, NULL, json_body, status, resp, errstr);
+}
+
+int
+httpc_json_basic(struct httpc *hc, const char *method, const char *url, const char *userpwd,
+    const char *json_body, long *status, struct buf *resp, char **errstr)
+{
 	struct curl_slist *hdrs = NULL;
 	char errbuf[CURL_ERROR_SIZE] = "";
 	CURLcode rc;
@@ -91,8 +100,12 @@ httpc_json(struct httpc *hc, const char *method, const char *url, const char *js
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, resp);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-	if (hc->auth_header != NULL)
+	if (userpwd != NULL) {
+		curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		curl_easy_setopt(c, CURLOPT_USERPWD, userpwd);
+	} else if (hc->auth_header != NULL) {
 		hdrs = curl_slist_append(hdrs, hc->auth_header);
+	}
 	hdrs = curl_slist_append(hdrs, "Accept: application/json");
 	hdrs = curl_slist_append(hdrs, "Expect:");
 	if (json_body != NULL) {
@@ -105,6 +118,8 @@ httpc_json(struct httpc *hc, const char *method, const char *url, const char *js
 		buf_reset(resp);
 	rc = curl_easy_perform(c);
 	curl_slist_free_all(hdrs);
+	if (userpwd != NULL)
+		curl_easy_setopt(c, CURLOPT_USERPWD, NULL);
 	if (rc != CURLE_OK) {
 		/* The URL is ours (api_url), never a secret; the token is not in messages. */
 		*errstr = xasprintf(
@@ -255,4 +270,85 @@ httpc_get_stream(struct httpc *hc, const char *url, int64_t max_bytes, long stal
 		return HTTPC_TRANSPORT;
 	}
 	return HTTPC_DONE;
+}
+
+/* A file being sent. */
+struct upload {
+	int fd;
+	uint64_t left;
+	int err;
+};
+
+/* curl's reader: the next bytes of the file; a short file aborts the transfer. */
+static size_t
+read_file_part(char *out, size_t size, size_t nmemb, void *arg)
+{
+	struct upload *u = arg;
+	size_t want = size * nmemb;
+	ssize_t n;
+
+	if (u->left == 0)
+		return 0;
+	if (want > u->left)
+		want = (size_t)u->left;
+	do
+		n = read(u->fd, out, want);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0) {
+		u->err = n < 0 ? errno : EIO;
+		return CURL_READFUNC_ABORT;
+	}
+	u->left -= (uint64_t)n;
+	return (size_t)n;
+}
+
+int
+httpc_post_file(struct httpc *hc, const char *url, const char *userpwd, int fd, uint64_t size,
+    long stall_s, long *status, struct buf *resp, char **errstr)
+{
+	struct upload u = {fd, size, 0};
+	struct curl_slist *hdrs = NULL;
+	char errbuf[CURL_ERROR_SIZE] = "";
+	CURL *c = hc->curl;
+	CURLcode rc;
+
+	curl_easy_reset(c);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "POST");
+	curl_easy_setopt(c, CURLOPT_READFUNCTION, read_file_part);
+	curl_easy_setopt(c, CURLOPT_READDATA, &u);
+	curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)size);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 5L);
+	/* No total timeout for a file of any size: a transfer stalled below 1 byte/s for
+	 * stall_s seconds is dropped instead. */
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, stall_s);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, resp);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	if (userpwd != NULL) {
+		curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		curl_easy_setopt(c, CURLOPT_USERPWD, userpwd);
+	}
+	hdrs = curl_slist_append(hdrs, "Content-Type: application/octet-stream");
+	hdrs = curl_slist_append(hdrs, "Expect:");
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+	if (resp != NULL)
+		buf_reset(resp);
+	rc = curl_easy_perform(c);
+	curl_slist_free_all(hdrs);
+	/* The credentials must not stay on the handle for its next, unrelated call. */
+	curl_easy_setopt(c, CURLOPT_USERPWD, NULL);
+	if (rc != CURLE_OK) {
+		*errstr = xasprintf("POST %s: %s", url,
+		    u.err != 0      ? strerror(u.err)
+			: errbuf[0] ? errbuf
+				    : curl_easy_strerror(rc));
+		return -1;
+	}
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+	return 0;
 }

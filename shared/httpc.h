@@ -19,6 +19,11 @@ void httpc_free(struct httpc *hc);
 int httpc_json(struct httpc *hc, const char *method, const char *url, const char *json_body,
     long *status, struct buf *resp, char **errstr) BV_MUSTCHECK;
 
+/* httpc_json with HTTP Basic (userpwd "user:password"; NULL: the handle's token as
+ * usual), for the Droplet Archiver's peers. */
+int httpc_json_basic(struct httpc *hc, const char *method, const char *url, const char *userpwd,
+    const char *json_body, long *status, struct buf *resp, char **errstr) BV_MUSTCHECK;
+
 /* Guards hc's later httpc_get_stream calls: every connection they open (redirects
  * included, and whatever the name resolves to at that moment: no DNS-rebinding window)
  * must go to an address shared/netguard.h calls public; any other ends the transfer with
@@ -43,4 +48,11 @@ typedef int (*httpc_sink)(void *arg, const void *data, size_t len);
 typedef bool (*httpc_tick)(void *arg);
 enum httpc_stream httpc_get_stream(struct httpc *hc, const char *url, int64_t max_bytes,
     long stall_s, httpc_sink sink, httpc_tick tick, void *arg, long *status, char **errstr);
+/* POSTs size bytes read from fd (at its offset) to url, with HTTP Basic when userpwd
+ * ("user:password") is non-NULL; no total timeout, a transfer stalled for stall_s seconds
+ * is dropped. *status and the answer's body (resp may be NULL). 0 when an answer came, -1
+ * + *errstr (never holding the password). */
+int httpc_post_file(struct httpc *hc, const char *url, const char *userpwd, int fd, uint64_t size,
+    long stall_s, long *status, struct buf *resp, char **errstr) BV_MUSTCHECK;
+
 #endif

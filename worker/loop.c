@@ -34,6 +34,8 @@
 #define SWEEP_TMP_AGE_S 3600
 /* notify_url callbacks of finished jobs are looked for this often (notify.c). */
 #define NOTIFY_EVERY_MS 1000
+/* How often the due droplet replicas are looked for (worker/replicate.c). */
+#define REPLICATE_EVERY_MS 1000
 /* The reconciler re-checks its lock after this many jobs. */
 #define RECONCILE_CHUNK 100
 
@@ -544,6 +546,8 @@ worker_loop(struct worker *w)
 	/* main.c swept at start. */
 	uint64_t next_sweep = now_ms() + SWEEP_EVERY_MS;
 	uint64_t next_notify = 0;
+	/* The Droplet Archiver: sends often, reconciles soon after start then every interval. */
+	uint64_t next_replicate = 0, next_sync = now_ms() + 5000;
 	/* Expiry soon after start; the first collection one interval after it. */
 	uint64_t next_expire = 0, next_gc = now_ms() + (uint64_t)w->cfg->gc_interval * 1000;
 	uint64_t backoff = 0;
@@ -562,6 +566,14 @@ worker_loop(struct worker *w)
 		if (now >= next_notify) {
 			notify_run(w);
 			next_notify = now_ms() + NOTIFY_EVERY_MS;
+		}
+		if (now >= next_replicate) {
+			replicate_run(w);
+			next_replicate = now_ms() + REPLICATE_EVERY_MS;
+		}
+		if (now >= next_sync) {
+			reconcile_run(w);
+			next_sync = now_ms() + (uint64_t)w->cfg->archiver_sync_interval * 1000;
 		}
 		if (now >= next_sweep) {
 			sweep(w);

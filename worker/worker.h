@@ -27,6 +27,7 @@
 #define NOTIFY_LOCK_KEY 0x62766e6f74696679LL /* "bvnotify": sending notify_url callbacks */
 #define EXPIRE_LOCK_KEY 0x6276657870697265LL /* "bvexpire": bundle expiry and quota */
 #define GC_LOCK_KEY 0x62766763636f6c6cLL /* "bvgccoll": blob garbage collection */
+#define SYNC_LOCK_KEY 0x627673796e637263LL /* "bvsyncrc": the Droplet Archiver's reconcile */
 
 /* Set by SIGTERM/SIGINT: finish the current job, then leave. */
 extern volatile sig_atomic_t worker_stop;
@@ -179,6 +180,10 @@ enum job_outcome stash_zip(struct job_run *run, const json_t *files, unsigned ch
     unsigned char sha1[20], uint64_t *size, char **reason);
 /* package.c: a CF v3 package's upload packed (POST /v3/packages/{guid}/upload). */
 enum job_outcome package_upload_run(struct job_run *run, json_t **result, char **reason);
+/* replicate.c: the Droplet Archiver's duties: send the due droplets to their peers, and
+ * reconcile with each peer (docs/api.md "Droplet Archiver"). */
+void replicate_run(struct worker *w);
+void reconcile_run(struct worker *w);
 
 /* expire.c: expires bundles past bundle_ttl since their last use and evicts the least
  * recently used past store_quota; one worker at a time (EXPIRE_LOCK_KEY). */
