@@ -507,6 +507,64 @@ START_TEST(test_patch_check)
 }
 END_TEST
 
+/* Range headers (RFC 9110 §14), the forms the Bits and CF downloads accept. */
+START_TEST(test_range)
+{
+	static const struct {
+		const char *hdr;
+		uint64_t size;
+		int rc;
+		uint64_t start, len;
+	} cases[] = {
+	    {NULL, 100, 0, 0, 0},
+	    {"bytes=0-0", 100, 1, 0, 1},
+	    {"bytes=0-", 100, 1, 0, 100},
+	    {"bytes=10-19", 100, 1, 10, 10},
+	    {"bytes=90-500", 100, 1, 90, 10},
+	    {"bytes=-5", 100, 1, 95, 5},
+	    {"bytes=-500", 100, 1, 0, 100},
+	    {"BYTES=1-2", 100, 1, 1, 2},
+	    {"bytes= 1-2 ", 100, 1, 1, 2},
+	    {"bytes=100-", 100, -1, 0, 0},
+	    {"bytes=-0", 100, -1, 0, 0},
+	    {"bytes=0-0", 0, -1, 0, 0},
+	    {"bytes=5-1", 100, 0, 0, 0},
+	    {"bytes=0-1,5-6", 100, 0, 0, 0},
+	    {"items=0-1", 100, 0, 0, 0},
+	    {"bytes=a-b", 100, 0, 0, 0},
+	    {"bytes=-", 100, 0, 0, 0},
+	    {"bytes=0-18446744073709551615", 100, 1, 0, 100},
+	    {"bytes=0-18446744073709551616", 100, 0, 0, 0},
+	    {"bytes=18446744073709551615-", 100, -1, 0, 0},
+	};
+
+	for (size_t i = 0; i < BV_NELEM(cases); i++) {
+		uint64_t start = 0, len = 0;
+		int rc = resp_parse_range(cases[i].hdr, cases[i].size, &start, &len);
+		ck_assert_msg(
+		    rc == cases[i].rc, "%s: %d", cases[i].hdr ? cases[i].hdr : "(none)", rc);
+		if (rc == 1)
+			ck_assert_msg(start == cases[i].start && len == cases[i].len,
+			    "%s: %llu+%llu", cases[i].hdr, (unsigned long long)start,
+			    (unsigned long long)len);
+	}
+	/* Random bytes: never out of the body. */
+	unsigned int seed = 99;
+	for (int round = 0; round < 20000; round++) {
+		char h[24];
+		static const char pick[] = "bytes=0123456789-, ";
+		size_t n = (size_t)(rand_r(&seed) % 20);
+		for (size_t k = 0; k < n; k++)
+			h[k] = pick[rand_r(&seed) % (sizeof pick - 1)];
+		h[n] = '\0';
+		uint64_t size = (uint64_t)(rand_r(&seed) % 50), start = 0, len = 0;
+		if (resp_parse_range(h, size, &start, &len) == 1)
+			ck_assert_msg(len > 0 && start + len <= size, "%s (size %llu)", h,
+			    (unsigned long long)size);
+	}
+}
+END_TEST
+
 /* The Bits host rule: case, one trailing dot, ports only when configured. */
 START_TEST(test_bits_host_is)
 {
@@ -604,6 +662,7 @@ api_suite(void)
 	tcase_add_test(tc, test_hide_paths);
 	tcase_add_loop_test(tc, test_content_length, 0, (int)BV_NELEM(clen_cases));
 	tcase_add_test(tc, test_connection_cap);
+	tcase_add_test(tc, test_range);
 	tcase_add_test(tc, test_bits_host_is);
 	tcase_add_test(tc, test_bits_auth_config);
 	tcase_add_loop_test(tc, test_patch_check, 0, (int)BV_NELEM(patch_cases));
