@@ -731,6 +731,12 @@ on_request(struct http_req *r, void *arg)
 			json_error_t jerr;
 
 			c->json = json_loadb(body, body_len, JSON_REJECT_DUPLICATES, &jerr);
+			if (c->json == NULL && strncmp(c->route->pattern, "/v3/", 4) == 0) {
+				/* CF's routes answer in CF's shape. */
+				routes_cfpkg_bad_json(c);
+				http_req_reply(r, &c->resp);
+				return;
+			}
 			if (c->json == NULL) {
 				resp_error(&c->resp, 400,
 				    "invalid JSON body: %s (line %d, column %d)", jerr.text,

@@ -430,3 +430,26 @@ call_utf8_valid(const char *str, size_t n)
 	}
 	return true;
 }
+
+/* A path inside an archive a client names: relative, no "." or ".." component, no empty
+ * one, no control character or backslash, valid UTF-8, 1 to 4,096 bytes. */
+bool
+call_rel_path_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 4096 || s[0] == '/' || s[n - 1] == '/' || !call_utf8_valid(s, n))
+		return false;
+	for (const char *p = s; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == '\\')
+			return false;
+	for (const char *seg = s; seg != NULL;) {
+		const char *end = strchr(seg, '/');
+		size_t len = end != NULL ? (size_t)(end - seg) : strlen(seg);
+		if (len == 0 || (len == 1 && seg[0] == '.') ||
+		    (len == 2 && seg[0] == '.' && seg[1] == '.'))
+			return false;
+		seg = end != NULL ? end + 1 : NULL;
+	}
+	return true;
+}

@@ -153,6 +153,11 @@ void call_iso8601(double t, char *out);
 /* True when s[0..n) is well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF). */
 bool call_utf8_valid(const char *s, size_t n);
 
+/* A path inside an archive a client names (a bundle's or package's file): relative, no
+ * ".", ".." or empty component, no control character or backslash, valid UTF-8, 1 to
+ * 4,096 bytes. */
+bool call_rel_path_ok(const char *s);
+
 /* Decodes application/x-www-form-urlencoded text ('+' is a space, %XX a byte) into a new
  * string; NULL when malformed or when it would hold a NUL. */
 char *call_form_decode(const char *s, size_t len);

@@ -133,6 +133,11 @@ struct bits_kind {
  * when the body may come (c->body_limit set). */
 enum call_bits_body routes_bits_check_limit(struct call *c, int64_t limit);
 
+/* A package PUT with matched resources (routes_bitspkg.c): the resources checked into
+ * c->aux, then the assembly waited for and recorded. */
+int routes_bitspkg_prepare(struct call *c, const char *text);
+void routes_bitspkg_work(struct call *c, struct pool_thread *t, struct db *db);
+
 /* The app stash (routes_stash.c): POST /app_stash/matches, /app_stash/entries,
  * /app_stash/bundles. */
 enum call_bits_body routes_stash_json_headers(struct call *c);
@@ -166,6 +171,8 @@ int routes_cfpkg_upload_prepare(struct call *c);
 void routes_cfpkg_upload_work(struct call *c, struct pool_thread *t);
 void routes_cfpkg_download_work(struct call *c, struct pool_thread *t);
 void routes_cfpkg_delete_work(struct call *c, struct pool_thread *t);
+/* CF's 400 for a /v3 body that is not JSON (api/app.c answers it for those routes). */
+void routes_cfpkg_bad_json(struct call *c);
 enum call_bits_body routes_stash_bundles_headers(struct call *c);
 int routes_stash_bundles_prepare(struct call *c);
 void routes_stash_bundles_work(struct call *c, struct pool_thread *t);

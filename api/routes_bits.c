@@ -228,16 +228,18 @@ routes_bits_put_prepare(struct call *c)
 			return -1;
 		res = bitsup_field(c->upload, "resources");
 		if (res != NULL && strcmp(c->bits_kind->kind, "package") == 0) {
+			/* An empty list is a plain upload, as the bits-service takes it. */
 			json_t *list = json_loads(res, 0, NULL);
 			bool empty = json_is_array(list) && json_array_size(list) == 0;
 			json_decref(list);
-			if (!empty) {
-				bitsup_error(&c->resp, 422, 0,
-				    "The request is semantically invalid: resources in a package "
-				    "upload are not supported by this server yet; upload the whole "
-				    "zip");
+			if (!empty && c->bits_public) {
+				/* Resources read the stash by sha1: not for a signed URL. */
+				bitsup_error(&c->resp, 403, 0,
+				    "Forbidden: resources are not allowed through a signed URL");
 				return -1;
 			}
+			if (!empty)
+				return routes_bitspkg_prepare(c, res);
 		}
 		return 0;
 	}
@@ -321,6 +323,10 @@ routes_bits_put_work(struct call *c, struct pool_thread *t)
 		return;
 	if (c->upload == NULL) {
 		copy_work(c, db);
+		return;
+	}
+	if (c->aux != NULL) {
+		routes_bitspkg_work(c, t, db);
 		return;
 	}
 	if (c->bits_want_len > 0) {

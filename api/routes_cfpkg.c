@@ -24,6 +24,8 @@
 /* A resource's mode when it has none (CC's default). */
 #define DEFAULT_MODE 0744
 
+static bool uuid_ok(const char *g);
+
 /* CF's error document. */
 static void BV_PRINTF(5, 6)
     cf_error(struct call *c, int status, int code, const char *title, const char *fmt, ...)
@@ -261,6 +263,12 @@ routes_cfpkg_create_prepare(struct call *c)
 		return -1;
 	if (src == NULL)
 		return check_create(c, NULL);
+	if (!uuid_ok(src)) {
+		free(src);
+		return unprocessable(c,
+		    "Unable to use package. Ensure that the package exists and "
+		    "you have access to it.");
+	}
 	/* A copy: the body names the destination app only. */
 	static const char *const keys[] = {"relationships", NULL};
 	const char *app;
@@ -358,10 +366,9 @@ int
 routes_cfpkg_guid_prepare(struct call *c)
 {
 	const char *g = router_param(&c->m, "guid");
-	size_t n = g != NULL ? strlen(g) : 0;
 
 	/* Not a UUID: no package has it (Postgres would refuse it as a uuid). */
-	if (n != 36 || strspn(g, "0123456789abcdefABCDEF-") != 36) {
+	if (!uuid_ok(g)) {
 		not_found(c);
 		return -1;
 	}
@@ -605,29 +612,6 @@ routes_cfpkg_upload_headers(struct call *c)
 	return CALL_BITS_STREAM;
 }
 
-/* A resource's path: relative, no "..", "." or empty component, no backslash or control
- * character (CC's AppResourcesFilePathInvalid). */
-static bool
-resource_path_ok(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > 4096 || s[0] == '/' || s[n - 1] == '/' || !call_utf8_valid(s, n))
-		return false;
-	for (const char *p = s; *p != '\0'; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == '\\')
-			return false;
-	for (const char *seg = s; seg != NULL;) {
-		const char *end = strchr(seg, '/');
-		size_t len = end != NULL ? (size_t)(end - seg) : strlen(seg);
-		if (len == 0 || (len == 1 && seg[0] == '.') ||
-		    (len == 2 && seg[0] == '.' && seg[1] == '.'))
-			return false;
-		seg = end != NULL ? end + 1 : NULL;
-	}
-	return true;
-}
-
 /* The resources field (v2 {fn, sha1, size, mode} or v3 {path, checksum: {value},
  * size_in_bytes, mode}) into c->aux "resources": [[path, sha1, mode], ...]. 0 or -1. */
 static int
@@ -662,7 +646,7 @@ check_resources(struct call *c, const char *text)
 			    "The app upload is invalid: each resource needs a path and a sha1");
 			goto out;
 		}
-		if (!resource_path_ok(path) || json_object_get(seen, path) != NULL) {
+		if (!call_rel_path_ok(path) || json_object_get(seen, path) != NULL) {
 			cf_error(c, 400, 160004, "CF-AppResourcesFilePathInvalid",
 			    "The file path is not valid: %s", call_echo(path));
 			goto out;
@@ -856,4 +840,26 @@ routes_cfpkg_delete_work(struct call *c, struct pool_thread *t)
 	resp_header(&c->resp, "Location", href);
 	json_decref(o);
 	free(href);
+}
+
+/* The guid shape of a UUID (8-4-4-4-12 hex digits): anything else names no package. */
+static bool
+uuid_ok(const char *g)
+{
+	if (g == NULL || strlen(g) != 36)
+		return false;
+	for (int i = 0; i < 36; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+		if (dash ? g[i] != '-'
+			 : strchr("0123456789abcdefABCDEF", g[i]) == NULL || g[i] == '\0')
+			return false;
+	}
+	return true;
+}
+
+void
+routes_cfpkg_bad_json(struct call *c)
+{
+	cf_error(c, 400, 1001, "CF-MessageParseError",
+	    "Request invalid due to parse error: invalid request body");
 }

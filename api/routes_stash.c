@@ -314,29 +314,6 @@ routes_stash_bundles_headers(struct call *c)
 	return b;
 }
 
-/* A name a zip may hold: relative, no "." or ".." component, no empty one, no control
- * character or backslash, at most 4,096 bytes. */
-static bool
-bundle_name_ok(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > 4096 || s[0] == '/' || s[n - 1] == '/')
-		return false;
-	for (const char *p = s; *p != '\0'; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == '\\')
-			return false;
-	for (const char *seg = s; seg != NULL;) {
-		const char *end = strchr(seg, '/');
-		size_t len = end != NULL ? (size_t)(end - seg) : strlen(seg);
-		if (len == 0 || (len == 1 && seg[0] == '.') ||
-		    (len == 2 && seg[0] == '.' && seg[1] == '.'))
-			return false;
-		seg = end != NULL ? end + 1 : NULL;
-	}
-	return true;
-}
-
 /* A resource's mode: octal text (the bits-service's "644"), default 0744. */
 static unsigned int
 bundle_mode(const json_t *m)
@@ -404,7 +381,7 @@ routes_stash_bundles_prepare(struct call *c)
 			rc = semantically_invalid(c, "key `%s` missing or empty", "sha1");
 		else if (fn == NULL || *fn == '\0')
 			rc = semantically_invalid(c, "key `%s` missing or empty", "fn");
-		else if (!bundle_name_ok(fn))
+		else if (!call_rel_path_ok(fn))
 			rc = semantically_invalid(c,
 			    "file name '%s' is not a relative path inside the bundle (no '..', "
 			    "no absolute path, no empty or '.' component)",

@@ -72,6 +72,13 @@ entry(const json_t *e, const char **name, unsigned char sha256[32], int64_t *siz
 		*reason = xstrdup("bad job parameters: files must be [name, sha256, size, mode]");
 		return false;
 	}
+	/* The API checked the names; a zip entry that climbs out is refused here too. */
+	if ((*name)[0] == '\0' || (*name)[0] == '/' || strcmp(*name, "..") == 0 ||
+	    strncmp(*name, "../", 3) == 0 || strstr(*name, "/../") != NULL ||
+	    (strlen(*name) >= 3 && strcmp(*name + strlen(*name) - 3, "/..") == 0)) {
+		*reason = xasprintf("the file name '%.200s' is not a relative path", *name);
+		return false;
+	}
 	*size = json_integer_value(n);
 	*mode = (unsigned int)json_integer_value(m) & 07777;
 	return true;
