@@ -546,6 +546,63 @@ START_TEST(test_bundles)
 }
 END_TEST
 
+/* A bits-service package PUT with matched resources (research §1.3): the zip's files and
+ * the resources from the stash, assembled by a worker into the package; the bits-service's
+ * 422 for a sha1 the stash lacks, and names that climb out refused. */
+START_TEST(test_package_with_resources)
+{
+	static const char *const spec[] = {"extra/one.rb|app/app.rb|600"};
+	char *res = resources(spec, BV_NELEM(spec)), *zip;
+	size_t len = 0;
+	struct buf b;
+
+	zip = slurp("app.zip", &len);
+	buf_init(&b);
+	mp_part(&b, "resources", NULL, res, strlen(res));
+	mp_part(&b, "package", "app.zip", zip, len);
+	buf_adds(&b, "--" BOUNDARY "--\r\n");
+	itest_resp_free(&R);
+	itest_http(&R, "PUT", "/packages/assembled", IT_USER, b.data, b.len, MPTYPE);
+	ck_assert_msg(R.status == 201, "PUT: %ld %s", R.status, R.body.data);
+	itest_resp_free(&R);
+	itest_http(&R, "GET", "/packages/assembled", IT_USER, NULL, 0, NULL);
+	ck_assert_int_eq(R.status, 200);
+	save("assembled.zip");
+	ck_assert_int_eq(
+	    itest_sh("unzip -Z1 assembled.zip | grep -qx extra/one.rb && "
+		     "unzip -Z1 assembled.zip | grep -qx app/app.rb && "
+		     "unzip -p assembled.zip extra/one.rb | cmp -s - src/app/app.rb && "
+		     "unzip -Zl assembled.zip extra/one.rb | grep -q '^-rw-------'"),
+	    0);
+	buf_free(&b);
+
+	/* A sha1 the stash lacks, and a name that climbs out: 422, nothing stored. */
+	const char *bad[][2] = {
+	    {"[{\"fn\":\"x\",\"sha1\":\"0000000000000000000000000000000000000007\"}]",
+		"not all specified sha1s could be found in app-stash"},
+	    {"[{\"fn\":\"../x\",\"sha1\":\"0000000000000000000000000000000000000007\"}]",
+		"is not a relative path"},
+	};
+	for (size_t i = 0; i < BV_NELEM(bad); i++) {
+		buf_init(&b);
+		mp_part(&b, "resources", NULL, bad[i][0], strlen(bad[i][0]));
+		mp_part(&b, "package", "app.zip", zip, len);
+		buf_adds(&b, "--" BOUNDARY "--\r\n");
+		itest_resp_free(&R);
+		itest_http(&R, "PUT", "/packages/refused", IT_USER, b.data, b.len, MPTYPE);
+		buf_addc(&R.body, '\0');
+		ck_assert_msg(R.status == 422 && strstr(desc(), bad[i][1]) != NULL, "%ld %s",
+		    R.status, R.body.data);
+		buf_free(&b);
+	}
+	itest_resp_free(&R);
+	itest_http(&R, "GET", "/packages/refused", IT_USER, NULL, 0, NULL);
+	ck_assert_int_eq(R.status, 404);
+	free(zip);
+	free(res);
+}
+END_TEST
+
 START_TEST(test_bundle_many)
 {
 	size_t i;
@@ -685,6 +742,7 @@ main(void)
 	tcase_add_test(tc, test_bundle_many);
 	tcase_add_test(tc, test_bundle_big);
 	tcase_add_test(tc, test_bundle_waits);
+	tcase_add_test(tc, test_package_with_resources);
 	suite_add_tcase(s, tc);
 	return itest_run(s);
 }
