@@ -42,12 +42,19 @@ int
 archiver_queue_missing(struct db *db, const char *key, const char *peer, char **errstr)
 {
 	const char *q[] = {key, peer};
-	return db_run(db,
+	PGresult *res = db_exec(db,
 	    "INSERT INTO droplet_replicas (key, peer) VALUES ($1, $2)"
 	    " ON CONFLICT (key, peer) DO UPDATE SET state = 'pending', attempts = 0,"
 	    " next_at = now(), last_error = NULL, done_at = NULL"
 	    " WHERE droplet_replicas.state = 'done'",
-	    2, q, errstr);
+	    2, q, false, errstr);
+	int n;
+
+	if (res == NULL)
+		return -1;
+	n = atoi(PQcmdTuples(res));
+	PQclear(res);
+	return n > 0;
 }
 
 void

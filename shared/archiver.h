@@ -15,7 +15,8 @@
 /* Marks key pending (now) for each peer of the comma-separated list: a peer that had it
  * gets it again (the bytes under the key may have changed). 0 or -1. */
 int archiver_queue(struct db *db, const char *key, const char *peers, char **errstr) BV_MUSTCHECK;
-/* The same for one peer, unless a row for it is pending already. 0 or -1. */
+/* The same for one peer, unless a row for it is pending already: 1 queued, 0 it was
+ * pending, -1. */
 int archiver_queue_missing(
     struct db *db, const char *key, const char *peer, char **errstr) BV_MUSTCHECK;
 

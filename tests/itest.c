@@ -35,9 +35,9 @@ static void __attribute__((noreturn)) no_servers(const char *why)
 	exit(77);
 }
 
-/* A conninfo for dbname on the admin URL's server. */
-static char *
-conninfo_with_db(const char *url, const char *dbname)
+/* A conninfo for dbname on the admin URL's server (also for tests, itest.h). */
+char *
+itest_conninfo_with_db(const char *url, const char *dbname)
 {
 	char *err = NULL;
 	PQconninfoOption *opts = PQconninfoParse(url, &err), *o;
@@ -131,12 +131,12 @@ itest_init(const char *name, int redis_db)
 	alarm(600);
 
 	/* Our own database, made fresh. */
-	admin_db_url = conninfo_with_db(dburl, "postgres");
+	admin_db_url = itest_conninfo_with_db(dburl, "postgres");
 	snprintf(dbname, sizeof dbname, "bvtest_%s_%d", name, (int)getpid());
 	char *sql = xasprintf("CREATE DATABASE %s", dbname);
 	admin_sql(admin_db_url, sql);
 	free(sql);
-	IT.db_url = conninfo_with_db(dburl, dbname);
+	IT.db_url = itest_conninfo_with_db(dburl, dbname);
 
 	/* Our own Redis db number, emptied. */
 	IT.redis_db = redis_db;

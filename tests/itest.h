@@ -112,5 +112,8 @@ char *itest_make_repo(const char *name);
 json_t *itest_load(const char *url, int timeout_s);
 /* Stops the API (SIGTERM, then waits), so a test can start it again with other env. */
 void itest_stop_api(void);
+/* A libpq conninfo for dbname on the server of url (BITSVAULT_TEST_DATABASE_URL), for tests
+ * that run a second instance with its own database. New string. */
+char *itest_conninfo_with_db(const char *url, const char *dbname);
 
 #endif

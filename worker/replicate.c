@@ -195,13 +195,14 @@ reconcile_page(struct worker *w, const char *peer, json_t *keys, size_t *queued)
 	{
 		if (json_object_get(have, json_string_value(k)) != NULL)
 			continue;
-		if (archiver_queue_missing(w->db, json_string_value(k), peer, &err) != 0) {
+		int q = archiver_queue_missing(w->db, json_string_value(k), peer, &err);
+		if (q < 0) {
 			log_warn("reconcile with %s: %s", peer, err);
 			free(err);
 			err = NULL;
-			continue;
+		} else if (q > 0) {
+			(*queued)++;
 		}
-		(*queued)++;
 	}
 	json_decref(have);
 	json_decref(doc);
