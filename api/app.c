@@ -206,11 +206,7 @@ static const struct call_route routes[] = {
 	NULL},
     {"GET", "/sign/buildpack_cache/entries/{app}/{stack}", ACCESS_BITS_SIGN, CALL_BODY_NONE,
 	bits_sign_prepare, NULL, NULL},
-    {"GET", "/sign/app_stash/matches", ACCESS_BITS_SIGN, CALL_BODY_NONE, bits_sign_prepare, NULL,
-	NULL},
     {"GET", "/sign/app_stash/entries", ACCESS_BITS_SIGN, CALL_BODY_NONE, bits_sign_prepare, NULL,
-	NULL},
-    {"GET", "/sign/app_stash/bundles", ACCESS_BITS_SIGN, CALL_BODY_NONE, bits_sign_prepare, NULL,
 	NULL},
 };
 
@@ -494,6 +490,7 @@ on_headers(struct http_req *r, void *arg)
 
 	if (c->route->access == ACCESS_BITS || c->route->access == ACCESS_BITS_SIGN) {
 		c->bits_public = bitsauth_is_public(a->bitsauth, r);
+		c->bits_archiver = !c->bits_public && bitsauth_archiver_reader(a->bitsauth, r);
 		resp_init(&rs);
 		if (bitsauth_check(
 			a->bitsauth, r, c->role, c->route->access == ACCESS_BITS_SIGN, &rs) != 0) {

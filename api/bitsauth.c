@@ -287,10 +287,9 @@ bitsauth_check(
 						     : cfg->bits_private_host);
 		return 400;
 	}
-	/* The Droplet Archiver's clients read droplets with its own credentials. */
-	if (!sign && b->nausers > 0 && strncmp(http_req_path(r), "/droplets/", 10) == 0 &&
-	    (strcmp(http_req_method(r), "GET") == 0 || strcmp(http_req_method(r), "HEAD") == 0) &&
-	    basic_ok(b->ausers, b->nausers, http_req_header(r, "Authorization")))
+	/* The Droplet Archiver's clients read its droplets with its own credentials (the
+	 * route then serves only droplets the archiver stored: bitsauth_archiver_reader). */
+	if (!sign && bitsauth_archiver_reader(b, r))
 		return 0;
 	if (sign || b->mode == PRIVATE_BASIC)
 		return basic_ok(b->users, b->nusers, http_req_header(r, "Authorization"))
@@ -350,4 +349,12 @@ bitsauth_archiver_check(const struct bitsauth *b, struct http_req *r, struct res
 	resp_error(rs, 401, "unauthorized: HTTP Basic credentials of archiver_users required");
 	resp_header(rs, "WWW-Authenticate", "Basic realm=\"droplet-archiver\"");
 	return 401;
+}
+
+bool
+bitsauth_archiver_reader(const struct bitsauth *b, struct http_req *r)
+{
+	return b->nausers > 0 && strncmp(http_req_path(r), "/droplets/", 10) == 0 &&
+	    (strcmp(http_req_method(r), "GET") == 0 || strcmp(http_req_method(r), "HEAD") == 0) &&
+	    basic_ok(b->ausers, b->nausers, http_req_header(r, "Authorization"));
 }

@@ -33,6 +33,10 @@ bool bitsauth_is_public(const struct bitsauth *b, struct http_req *r);
  * with the answer in rs: 400 unknown host, 401 (with WWW-Authenticate), 403, 410. */
 int bitsauth_check(
     const struct bitsauth *b, struct http_req *r, enum auth_role role, bool sign, struct resp *rs);
+/* Whether r reads a droplet with the Droplet Archiver's credentials (HTTP Basic of
+ * archiver_users on a GET or HEAD of /droplets/...): such a read may only reach droplets
+ * the archiver stored (routes_bits.c checks the row). */
+bool bitsauth_archiver_reader(const struct bitsauth *b, struct http_req *r);
 /* The Droplet Archiver's routes (POST /droplets/{app}/{sha1}, /sync/...): HTTP Basic
  * against archiver_users, never on the public host. 0, or the status (401, 403) with rs. */
 int bitsauth_archiver_check(const struct bitsauth *b, struct http_req *r, struct resp *rs);

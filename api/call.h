@@ -81,6 +81,7 @@ struct call {
 	int64_t body_limit; /* the headers function's limit for the body */
 	const struct bits_kind *bits_kind; /* a Bits route's resource kind (routes_bits.c) */
 	bool bits_public; /* the request came to bits_public_host (a signed URL) */
+	bool bits_archiver; /* read with the Droplet Archiver's credentials: its droplets only */
 	char *bits_key; /* its key: the captured segments joined by '/' */
 	size_t bits_want_len; /* 20 or 32: the upload must hash to bits_want (sha1, sha256) */
 	unsigned char bits_want[32];

@@ -120,6 +120,10 @@ void routes_bits_get_work(struct call *c, struct pool_thread *t);
 void routes_bits_delete_work(struct call *c, struct pool_thread *t);
 void routes_bits_delete_dir_work(struct call *c, struct pool_thread *t);
 
+/* The most files a bundle or package may name (resources, and an application zip's files):
+ * its job carries the list, and Postgres keeps a job's params in one value. */
+#define BITS_MAX_FILES 100000
+
 /* A Bits resource kind: its path prefix, the multipart field named after it, its table
  * kind, its noun in messages. */
 struct bits_kind {
@@ -137,6 +141,9 @@ enum call_bits_body routes_bits_check_limit(struct call *c, int64_t limit);
  * c->aux, then the assembly waited for and recorded. */
 int routes_bitspkg_prepare(struct call *c, const char *text);
 void routes_bitspkg_work(struct call *c, struct pool_thread *t, struct db *db);
+/* A done job whose result blob is gone (collected, or the store lost it): expired, so the
+ * next identical request makes a new one instead of finding the dead one again. */
+void routes_bits_expire_job(struct call *c, struct db *db, int64_t job_id);
 
 /* The app stash (routes_stash.c): POST /app_stash/matches, /app_stash/entries,
  * /app_stash/bundles. */

@@ -108,8 +108,11 @@ store_droplet(struct call *c, struct pool_thread *t, bool replicate)
 	}
 	/* Postgres first: the droplet's row, then its replicas to send (the workers find
 	 * them there, so nothing is lost if Redis or a worker is away). */
-	if (bits_put(db, "droplet", c->bits_key, sha256, sha1, (int64_t)size, NULL, &created,
-		&err) != 0 ||
+	json_t *meta = json_pack("{s:b}", "archiver", 1);
+	int put =
+	    bits_put(db, "droplet", c->bits_key, sha256, sha1, (int64_t)size, meta, &created, &err);
+	json_decref(meta);
+	if (put != 0 ||
 	    (replicate && c->cfg->archiver_sync_hosts[0] != '\0' &&
 		archiver_queue(db, c->bits_key, c->cfg->archiver_sync_hosts, &err) != 0)) {
 		call_db_failed(c, "recording a droplet", err);

@@ -426,7 +426,13 @@ routes_bits_get_work(struct call *c, struct pool_thread *t)
 		    c->bits_kind->noun[0] - 32, c->bits_kind->noun + 1);
 		return;
 	}
+	/* The archiver's credentials read the archiver's droplets, not Cloud Controller's. */
+	bool archived = json_is_true(json_object_get(r.metadata, "archiver"));
 	bits_resource_clear(&r);
+	if (c->bits_archiver && !archived) {
+		bitsup_error(&c->resp, 404, CODE_NOT_FOUND, "Droplet not found");
+		return;
+	}
 	hex_encode(r.sha1, 20, h1);
 	/* The bits-service's ETag is the content's sha1; it honours its own If-None-Modify. */
 	if ((c->if_none_match != NULL && etag_listed(c->if_none_match, h1)) ||

@@ -42,6 +42,11 @@ routes_bitspkg_prepare(struct call *c, const char *text)
 		bitsup_error(&c->resp, 422, 0, INVALID "bits uploaded is not a valid zip file");
 		return -1;
 	}
+	if (json_array_size(list) > BITS_MAX_FILES) {
+		json_decref(list);
+		bitsup_error(&c->resp, 422, 0, INVALID "more than %d resources", BITS_MAX_FILES);
+		return -1;
+	}
 	c->aux = json_array();
 	json_array_foreach(list, i, e)
 	{
@@ -215,6 +220,7 @@ routes_bitspkg_work(struct call *c, struct pool_thread *t, struct db *db)
 	if (store_touch(c->store, sha256, &err) != 0) {
 		log_warn_id(c->logid, "package %s: %s", c->bits_key, err);
 		free(err);
+		routes_bits_expire_job(c, db, job->id);
 		bitsup_error(&c->resp, 503, 0,
 		    "Service Unavailable: the assembled package was collected; send it again");
 		goto out;
@@ -234,4 +240,23 @@ routes_bitspkg_work(struct call *c, struct pool_thread *t, struct db *db)
 	log_info_id(c->logid, "package %s assembled: %lld bytes", c->bits_key, (long long)size);
 out:
 	job_free(job);
+}
+
+void
+routes_bits_expire_job(struct call *c, struct db *db, int64_t job_id)
+{
+	struct job *expired = NULL;
+	char *err = NULL;
+	int status = 500;
+
+	log_warn_id(c->logid,
+	    "job %lld: done but its result is gone from the store; expired, so "
+	    "the next request makes it again",
+	    (long long)job_id);
+	if (jobstore_patch(db, job_id, JOB_EXPIRED, NULL, NULL, NULL, NULL,
+		(int)c->cfg->job_max_attempts, c->cfg->job_lease, &expired, &status, &err) != 0) {
+		log_warn_id(c->logid, "job %lld cannot be expired: %s", (long long)job_id, err);
+		free(err);
+	}
+	job_free(expired);
 }

@@ -625,6 +625,10 @@ check_resources(struct call *c, const char *text)
 		json_decref(list);
 		return unprocessable(c, "Resources must be valid JSON.");
 	}
+	if (json_array_size(list) > BITS_MAX_FILES) {
+		json_decref(list);
+		return unprocessable(c, "More than %d resources", BITS_MAX_FILES);
+	}
 	out = json_array();
 	seen = json_object();
 	json_array_foreach(list, i, e)
@@ -765,6 +769,11 @@ routes_cfpkg_upload_work(struct call *c, struct pool_thread *t)
 			    "different bits.");
 		return;
 	}
+	/* The answer shows PROCESSING_UPLOAD: read before a worker can have the job. */
+	if (get_package(c, db, &p)) {
+		reply_package(c, 200, &p);
+		cf_package_clear(&p);
+	}
 	if ((kv = call_kv(c, t)) != NULL && kv_enqueue(kv, job_id, &err) != 0) {
 		log_warn_id(c->logid, "job %lld not enqueued (the reconciler will): %s",
 		    (long long)job_id, err);
@@ -772,10 +781,6 @@ routes_cfpkg_upload_work(struct call *c, struct pool_thread *t)
 	}
 	log_info_id(c->logid, "package %s: upload of %llu bytes, job %lld", c->bits_key,
 	    (unsigned long long)size, (long long)job_id);
-	if (get_package(c, db, &p)) {
-		reply_package(c, 200, &p);
-		cf_package_clear(&p);
-	}
 }
 
 /* GET /v3/packages/{guid}/download */

@@ -151,6 +151,10 @@ routes_jobs_patch_work(struct call *c, struct pool_thread *t)
 		free(channel);
 	}
 	o = jobjson_job(job);
+	/* A progress report must stay cheap: the worker has the params (it reads the job from
+	 * Postgres), and an app stash bundle's can be megabytes. GET /jobs/{id} shows them. */
+	if (state != JOB_RUNNING)
+		json_object_del(o, "params");
 	resp_json(&c->resp, 200, o);
 	json_decref(o);
 	job_free(job);

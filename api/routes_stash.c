@@ -43,6 +43,13 @@ routes_stash_json_headers(struct call *c)
 	enum call_bits_body b;
 
 	c->bits_kind = &stash_kind;
+	if (c->bits_public) {
+		/* Matches and bundles read the stash by sha1: knowing a file's sha1 is not a
+		 * right to its bytes, so not through a signed URL. */
+		bitsup_error(&c->resp, 403, 0,
+		    "Forbidden: the app stash is not served through a signed URL");
+		return CALL_BITS_REFUSE;
+	}
 	if ((b = routes_bits_check_limit(c, stash_limit(c))) != CALL_BITS_NONE)
 		return b;
 	c->body_limit =
@@ -306,6 +313,11 @@ routes_stash_bundles_headers(struct call *c)
 {
 	enum call_bits_body b;
 
+	if (c->bits_public) {
+		bitsup_error(&c->resp, 403, 0,
+		    "Forbidden: the app stash is not served through a signed URL");
+		return CALL_BITS_REFUSE;
+	}
 	if (!multipart_is_form_data(c->content_type))
 		return routes_stash_json_headers(c);
 	b = routes_stash_entries_headers(c);
@@ -370,6 +382,10 @@ routes_stash_bundles_prepare(struct call *c)
 		    &c->resp, 422, 0, "Invalid body: not a JSON array of {fn, sha1, mode}");
 		return -1;
 	}
+	if (json_array_size(list) > BITS_MAX_FILES) {
+		json_decref(list);
+		return semantically_invalid(c, "more than %d files", BITS_MAX_FILES);
+	}
 	c->aux = json_array();
 	names = json_object();
 	json_array_foreach(list, i, e)
@@ -406,6 +422,8 @@ routes_stash_bundles_prepare(struct call *c)
 
 struct app_files {
 	json_t *files; /* [[name, sha256, size, mode], ...] */
+	json_t *seen; /* names so far */
+	char *bad; /* the first name that cannot go into the bundle, and why */
 };
 
 /* ingest's report of the application zip's files: the bundle's first entries. */
@@ -414,8 +432,16 @@ app_file_add(
     void *arg, const char *path, size_t len, unsigned int perm, const struct content_row *row)
 {
 	struct app_files *af = arg;
-	char sha256[65];
+	char sha256[65], *name = xstrndup(path, len);
 
+	/* The names are checked as the resources' are: an extractor may keep either of two
+	 * entries with one name, and a control character hides a name from a reader. */
+	if (af->bad == NULL && (!call_rel_path_ok(name) || json_object_get(af->seen, name) != NULL))
+		af->bad = xasprintf("the application zip's file '%s' is %s", call_echo(name),
+		    json_object_get(af->seen, name) != NULL ? "in it twice"
+							    : "not a plain relative path");
+	json_object_set_new(af->seen, name, json_true());
+	free(name);
 	hex_encode(row->sha256, 32, sha256);
 	json_array_append_new(af->files,
 	    json_pack("[s%, s, I, I]", path, len, sha256, (json_int_t)row->length,
@@ -430,7 +456,7 @@ application_files(struct call *c, struct db *db, json_t *files)
 	unsigned char sha256[32], sha1[20];
 	struct ingest_limits limits = {c->cfg->max_archive_entries, c->cfg->max_archive_unpacked};
 	struct ingest_result res;
-	struct app_files af = {files};
+	struct app_files af = {files, json_object(), NULL};
 	uint64_t size = 0, bsize = 0;
 	char *err = NULL, path[64];
 	int status = 0, fd;
@@ -444,12 +470,24 @@ application_files(struct call *c, struct db *db, json_t *files)
 		bitsup_error(&c->resp, full ? 507 : 500, 0, "%s",
 		    full ? "Insufficient Storage: no space left on the server"
 			 : "Internal Server Error: the upload could not be stored");
+		json_decref(af.seen);
 		return -1;
 	}
 	snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
 	int rc = ingest_archive_files(
 	    c->store, db, path, &limits, app_file_add, &af, &res, &status, &err);
 	close(fd);
+	json_decref(af.seen);
+	if (rc == 0 && af.bad != NULL) {
+		semantically_invalid(c, "%s", af.bad);
+		free(af.bad);
+		return -1;
+	}
+	free(af.bad);
+	if (rc == 0 && json_array_size(files) + json_array_size(c->aux) > BITS_MAX_FILES) {
+		semantically_invalid(c, "more than %d files", BITS_MAX_FILES);
+		return -1;
+	}
 	if (rc == 0)
 		return 0;
 	char *shown = call_hide_paths(c->cfg, err ? err : "", path);
@@ -583,6 +621,7 @@ routes_stash_bundles_work(struct call *c, struct pool_thread *t)
 	case JOB_DONE:
 		if (serve_bundle(c, job))
 			goto out;
+		routes_bits_expire_job(c, db, job->id);
 		bitsup_error(&c->resp, 503, 0,
 		    "Service Unavailable: the bundle expired before it was sent; ask again");
 		goto out;

@@ -8,9 +8,9 @@
 #include "shared/archiver.h"
 #include "shared/util.h"
 
-/* The droplets the archiver replicates: "<app>/<sha1>" keys (its own form; also the
- * Bits droplets stored with a sha1 in the path). */
-#define ARCHIVER_KEY "key ~ '^[^/]+/[0-9a-f]{40}$'"
+/* The droplets the archiver replicates and lists: those it stored itself (a Bits PUT of
+ * the same key replaces the row and its mark: Cloud Controller's droplets stay its own). */
+#define ARCHIVER_KEY "metadata->>'archiver' = 'true'"
 
 int
 archiver_queue(struct db *db, const char *key, const char *peers, char **errstr)
@@ -176,7 +176,8 @@ archiver_have(struct db *db, const json_t *keys, json_t **have, char **errstr)
 	buf_adds(&a, "}");
 	const char *p[] = {a.data};
 	res = db_exec(db,
-	    "SELECT key FROM bits_resources WHERE kind = 'droplet' AND key = ANY($1::text[])"
+	    "SELECT key FROM bits_resources WHERE kind = 'droplet' AND " ARCHIVER_KEY
+	    " AND key = ANY($1::text[])"
 	    " ORDER BY key COLLATE \"C\"",
 	    1, p, false, errstr);
 	buf_free(&a);

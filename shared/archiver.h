@@ -37,7 +37,7 @@ int archiver_failed(struct db *db, const char *key, const char *peer, const char
     int64_t delay_ms, char **errstr) BV_MUSTCHECK;
 /* The droplet is gone: its rows too. */
 int archiver_forget(struct db *db, const char *key, char **errstr) BV_MUSTCHECK;
-/* Up to limit droplet keys ("<app>/<40 hex>") after `after` ("" from the start), in byte
+/* Up to limit keys of droplets the archiver stored, after `after` ("" from the start), in byte
  * order: the droplets the archiver replicates. 0 with *keys (a JSON array), or -1. */
 
 int archiver_keys(

@@ -73,6 +73,27 @@ on_body(char *data, size_t size, size_t nmemb, void *arg)
 	return size * nmemb;
 }
 
+/* A peer's answer body, bounded: a reply past max bytes ends the transfer (a peer, or
+ * anyone on its path, cannot make the worker buffer without end). */
+struct capped {
+	struct buf *b;
+	size_t max;
+};
+
+static size_t
+on_body_capped(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct capped *c = arg;
+	size_t n = size * nmemb;
+
+	if (c->b == NULL)
+		return n;
+	if (c->b->len + n > c->max)
+		return 0;
+	buf_add(c->b, data, n);
+	return n;
+}
+
 /* One request. */
 int
 httpc_json(struct httpc *hc, const char *method, const char *url, const char *json_body,
@@ -85,6 +106,8 @@ int
 httpc_json_basic(struct httpc *hc, const char *method, const char *url, const char *userpwd,
     const char *json_body, long *status, struct buf *resp, char **errstr)
 {
+	/* A peer's answer (userpwd) is bounded; the API's own answers are not. */
+	struct capped cap = {resp, 16 * 1024 * 1024};
 	struct curl_slist *hdrs = NULL;
 	char errbuf[CURL_ERROR_SIZE] = "";
 	CURLcode rc;
@@ -97,8 +120,13 @@ httpc_json_basic(struct httpc *hc, const char *method, const char *url, const ch
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 5L);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, resp);
+	if (userpwd != NULL) {
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body_capped);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, &cap);
+	} else {
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, resp);
+	}
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 	if (userpwd != NULL) {
 		curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
@@ -307,6 +335,7 @@ httpc_post_file(struct httpc *hc, const char *url, const char *userpwd, int fd, 
     long stall_s, long *status, struct buf *resp, char **errstr)
 {
 	struct upload u = {fd, size, 0};
+	struct capped cap = {resp, 64 * 1024};
 	struct curl_slist *hdrs = NULL;
 	char errbuf[CURL_ERROR_SIZE] = "";
 	CURL *c = hc->curl;
@@ -326,8 +355,8 @@ httpc_post_file(struct httpc *hc, const char *url, const char *userpwd, int fd, 
 	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, stall_s);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, resp);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body_capped);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &cap);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
 	if (userpwd != NULL) {
 		curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);

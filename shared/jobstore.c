@@ -786,7 +786,9 @@ jobstore_blobs_referenced(
 	    " OR EXISTS (SELECT 1 FROM bundles b WHERE b.sha256 = decode(s.h, 'hex'))"
 	    " OR EXISTS (SELECT 1 FROM artifacts a WHERE a.sha256 = decode(s.h, 'hex'))"
 	    " OR EXISTS (SELECT 1 FROM bits_resources r WHERE r.sha256 = decode(s.h, 'hex'))"
-	    " OR EXISTS (SELECT 1 FROM cf_packages p WHERE p.sha256 = decode(s.h, 'hex'))",
+	    " OR EXISTS (SELECT 1 FROM cf_packages p WHERE p.sha256 = decode(s.h, 'hex'))"
+	    " OR EXISTS (SELECT 1 FROM jobs j WHERE j.state IN ('queued', 'running')"
+	    "  AND j.params->>'bits' = s.h)",
 	    1, p, false, errstr);
 	buf_free(&a);
 	if (res == NULL)

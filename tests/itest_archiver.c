@@ -502,6 +502,31 @@ START_TEST(test_replicate)
 	body_is_file("d1.bin");
 	wait_count(true, 1,
 	    "SELECT count(*) FROM droplet_replicas WHERE key = '%s' AND state = 'done'", key1);
+
+	/* A droplet Cloud Controller stored (Bits PUT, a user's token) is not the archiver's:
+	 * its credentials do not read it, /sync/have does not list it. */
+	const char *cc = "/droplets/ccguid/0123456789abcdef0123456789abcdef01234567";
+	ck_assert_int_eq(itest_sh("cp d1.bin cc.bin"), 0);
+	char *put = xasprintf("curl -s -o /dev/null -w '%%{http_code}' -X PUT -H "
+			      "'Authorization: Bearer %s' -F droplet=@cc.bin %s%s",
+	    IT_USER, IT.url, cc);
+	char *code = itest_sh_out("%s", put);
+	/* The path's sha1 is not the bytes': 400 (checked); store under the real sha1. */
+	ck_assert_str_eq(code, "400");
+	free(code);
+	free(put);
+	char *ccpath = xasprintf("/droplets/ccguid/%s", sum);
+	put = xasprintf("curl -s -o /dev/null -w '%%{http_code}' -X PUT -H "
+			"'Authorization: Bearer %s' -F droplet=@cc.bin %s%s",
+	    IT_USER, IT.url, ccpath);
+	code = itest_sh_out("%s", put);
+	ck_assert_str_eq(code, "201");
+	ck_assert_int_eq(req(IT.url, "GET", ccpath, ARCH_CRED, NULL, 0, NULL), 404);
+	ck_assert_int_eq(
+	    req(IT.url, "GET", ccpath, NULL, NULL, 0, "Authorization: Bearer " IT_USER), 200);
+	free(code);
+	free(put);
+	free(ccpath);
 	free(path);
 	free(sum);
 }
@@ -645,11 +670,12 @@ START_TEST(test_rows_done)
 			     key3),
 	    1);
 	ck_assert_int_eq(count_on(false, "SELECT count(*) FROM droplet_replicas%s", ""), 1);
-	/* Both hold the same three droplets. */
+	/* Both hold the same three archiver droplets (A also has Cloud Controller's one). */
 	for (int a = 0; a < 2; a++)
-		ck_assert_int_eq(
-		    count_on(
-			a == 1, "SELECT count(*) FROM bits_resources WHERE kind = 'droplet'%s", ""),
+		ck_assert_int_eq(count_on(a == 1,
+				     "SELECT count(*) FROM bits_resources WHERE kind = 'droplet'"
+				     " AND metadata->>'archiver' = 'true'%s",
+				     ""),
 		    3);
 }
 END_TEST

@@ -934,6 +934,19 @@ START_TEST(test_hosts_and_signing)
 	free(signed_put);
 	/* /sign is not served on the public host. */
 	ck_assert_int_eq(req("GET", "/sign/packages/pub?verb=get", NULL, 0, BASIC, NULL), 404);
+	/* The stash's matches and bundles read by sha1: never through a signed URL. */
+	const char *stash_body =
+	    "[{\"fn\":\"x\",\"sha1\":\"0000000000000000000000000000000000000001\","
+	    "\"size\":1}]";
+	const char *stash_paths[] = {"/app_stash/matches", "/app_stash/bundles"};
+	for (size_t k = 0; k < BV_NELEM(stash_paths); k++) {
+		char *u = xasprintf(
+		    "%s?%s", stash_paths[k], hmac_query("POST", stash_paths[k], now + 60));
+		ck_assert_int_eq(req("POST", u, stash_body, strlen(stash_body),
+				     "Content-Type: application/json", NULL),
+		    403);
+		free(u);
+	}
 
 	/* An unknown host: 400 naming the public one. */
 	host_hdr = "Host: evil.example";

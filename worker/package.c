@@ -16,14 +16,33 @@
 #include "shared/log.h"
 #include "worker/worker.h"
 
-/* ingest's report of each file of the upload: one entry of the package. */
+struct upload {
+	json_t *files;
+	json_t *seen; /* names so far */
+	char *bad; /* the first name that cannot go into the package */
+};
+
+/* ingest's report of each file of the upload: one entry of the package. A name with a
+ * control character or a backslash, or one given twice, is noted: an extractor may keep
+ * either of two entries with one name. */
 static void
 file_add(void *arg, const char *path, size_t len, unsigned int perm, const struct content_row *row)
 {
-	char sha256[65];
+	struct upload *u = arg;
+	char sha256[65], *name = xstrndup(path, len);
+	bool odd = strlen(name) != len;
 
+	for (const char *p = name; *p != '\0'; p++)
+		odd |= (unsigned char)*p < 0x20 || *p == 0x7f || *p == '\\';
+	if (u->bad == NULL && (odd || json_object_get(u->seen, name) != NULL))
+		u->bad = odd
+		    ? xstrdup("the uploaded bits hold a file name with a control character "
+			      "or a backslash")
+		    : xasprintf("the uploaded bits hold '%.200s' twice", name);
+	json_object_set_new(u->seen, name, json_true());
+	free(name);
 	hex_encode(row->sha256, 32, sha256);
-	json_array_append_new(arg,
+	json_array_append_new(u->files,
 	    json_pack("[s%, s, I, I]", path, len, sha256, (json_int_t)row->length,
 		(json_int_t)(perm & 07777)));
 }
@@ -51,9 +70,16 @@ upload_files(struct job_run *run, const char *hex, json_t *files, char **reason)
 		return JOB_OUTCOME_FAILED;
 	}
 	snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+	struct upload u = {files, json_object(), NULL};
 	int rc = ingest_archive_files(
-	    run->w->store, run->w->db, path, &limits, file_add, files, &res, &status, &err);
+	    run->w->store, run->w->db, path, &limits, file_add, &u, &res, &status, &err);
 	close(fd);
+	json_decref(u.seen);
+	if (rc == 0 && u.bad != NULL) {
+		*reason = u.bad;
+		return JOB_OUTCOME_FAILED;
+	}
+	free(u.bad);
 	if (rc == 0)
 		return JOB_OUTCOME_DONE;
 	if (status == 503 || (status == 500 && worker_db_transient(run->w))) {
