@@ -546,6 +546,81 @@ START_TEST(test_bundles)
 }
 END_TEST
 
+/* Runs `bitsvault-worker --gc` with gc_grace 0: everything nothing names goes. */
+static void
+collect_now(void)
+{
+	ck_assert_int_eq(
+	    itest_sh("BITSVAULT_DATA_DIR='%s' BITSVAULT_DATABASE_URL='%s' "
+		     "BITSVAULT_REDIS_URL='%s' BITSVAULT_LISTEN='%s' BITSVAULT_GC_GRACE=0 "
+		     "'%s/worker/bitsvault-worker' --gc >gc.out 2>>logs/gc.log",
+		IT.data_dir, IT.db_url, IT.redis_url, IT.listen, getenv("BV_TOP_BUILDDIR")),
+	    0);
+}
+
+/* Blobs the collector must keep, and results it took: an upload waiting for its worker
+ * (named only in its job's params) survives a collection; a done bundle whose blob is gone
+ * is made again on the next request instead of failing forever. */
+START_TEST(test_lost_blobs)
+{
+	/* 1. A package PUT with resources waits for a worker; a collection meanwhile. */
+	itest_stop_worker(worker, SIGTERM);
+	char *s = sha1_of("src/secret.txt");
+	char *res = xasprintf("[{\"fn\":\"kept/secret.txt\",\"sha1\":\"%s\",\"mode\":\"640\"}]", s);
+	char *path = xasprintf("%s/res.json", IT.dir);
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(res, f);
+	fclose(f);
+	free(path);
+	ck_assert_int_eq(
+	    itest_sh("(curl -s --max-time 120 -o gcput.out -w '%%{http_code}' -X PUT"
+		     " -H 'Authorization: Bearer %s' -F resources='<res.json' -F package=@app.zip"
+		     " '%s/packages/waits-for-gc' > gcput.tmp 2>&1 </dev/null;"
+		     " mv gcput.tmp gcput.status) >/dev/null 2>&1 &",
+		IT_USER, IT.url),
+	    0);
+	char *queued = NULL;
+	for (int i = 0; i < 100; i++) {
+		free(queued);
+		queued = itest_sql("SELECT count(*) FROM jobs WHERE kind = 'package_upload' AND"
+				   " state = 'queued' AND params ? 'bits'");
+		if (strcmp(queued, "0") != 0)
+			break;
+		usleep(100000);
+	}
+	ck_assert_str_ne(queued, "0");
+	free(queued);
+	collect_now();
+	worker = itest_start_worker("stash-w3");
+	char *st = NULL;
+	for (int i = 0; i < 3000 && itest_sh("test -e gcput.status") != 0; i++)
+		usleep(10000);
+	st = itest_sh_out("cat gcput.status");
+	ck_assert_msg(strcmp(st, "201") == 0, "PUT after a collection: %s %s", st,
+	    itest_sh_out("cat gcput.out"));
+	free(st);
+
+	/* 2. A bundle whose blob is lost: one 503, then made again. */
+	char *q = xasprintf("[{\"fn\":\"lost/secret.txt\",\"sha1\":\"%s\",\"mode\":\"600\"}]", s);
+	ck_assert_int_eq(bundle_json(q), 200);
+	int jobs = bundle_jobs();
+	char *blob = itest_sql("SELECT encode(b.sha256, 'hex') FROM bundles b JOIN jobs j ON"
+			       " j.id = b.job_id WHERE j.kind = 'stash_bundle' ORDER BY j.id DESC"
+			       " LIMIT 1");
+	ck_assert_int_eq(strlen(blob), 64);
+	ck_assert_int_eq(
+	    itest_sh("rm '%s/store/objects/%.2s/%.2s/%s'", IT.data_dir, blob, blob + 2, blob), 0);
+	ck_assert_int_eq(bundle_json(q), 503);
+	ck_assert_msg(bundle_json(q) == 200, "after the loss: %ld %s", R.status, R.body.data);
+	ck_assert_int_eq(bundle_jobs(), jobs + 1);
+	free(blob);
+	free(q);
+	free(res);
+	free(s);
+}
+END_TEST
+
 /* A bits-service package PUT with matched resources (research §1.3): the zip's files and
  * the resources from the stash, assembled by a worker into the package; the bits-service's
  * 422 for a sha1 the stash lacks, and names that climb out refused. */
@@ -743,6 +818,7 @@ main(void)
 	tcase_add_test(tc, test_bundle_big);
 	tcase_add_test(tc, test_bundle_waits);
 	tcase_add_test(tc, test_package_with_resources);
+	tcase_add_test(tc, test_lost_blobs);
 	suite_add_tcase(s, tc);
 	return itest_run(s);
 }
