@@ -86,8 +86,7 @@ put(struct bitsup *u, const void *data, size_t len)
 	}
 	if (store_writer_write(u->w, data, len, &err) == 0)
 		return 0;
-	bool full =
-	    errno == ENOSPC || errno == EDQUOT || (err != NULL && strstr(err, "no space") != NULL);
+	bool full = bitsup_disk_full(err);
 	log_error("bits upload: %s", err);
 	free(err);
 	/* Nothing is stored: the writer's temp file goes with bitsup_free. */
@@ -298,4 +297,24 @@ bool
 bitsup_has_file(const struct bitsup *u)
 {
 	return u->have_file && u->file_done;
+}
+
+bool
+bitsup_disk_full(const char *err)
+{
+	return errno == ENOSPC || errno == EDQUOT ||
+	    (err != NULL && strstr(err, "no space") != NULL);
+}
+
+void
+bitsup_store_failed(struct resp *rs, const char *logid, const char *what, char *err)
+{
+	bool full = bitsup_disk_full(err); /* before the log line can change errno */
+
+	log_error_id(logid, "%s: %s", what, err != NULL ? err : "?");
+	free(err);
+	/* Nothing is stored: the writer's temp file goes with the upload. */
+	bitsup_error(rs, full ? 507 : 500, 0, "%s",
+	    full ? "Insufficient Storage: no space left on the server"
+		 : "Internal Server Error: the upload could not be stored");
 }

@@ -52,6 +52,12 @@ void bitsup_peek(const struct bitsup *u, unsigned char sha256[32], unsigned char
 int bitsup_commit(struct bitsup *u, unsigned char sha256[32], unsigned char sha1[20],
     uint64_t *size, char **errstr) BV_MUSTCHECK;
 
+/* Whether a store failure (errno, or its message err) is a full disk. */
+bool bitsup_disk_full(const char *err);
+/* A store failure answered in the bits-service's words: 507 for a full disk, else 500;
+ * what: err logged (err freed). */
+void bitsup_store_failed(struct resp *rs, const char *logid, const char *what, char *err);
+
 /* The bits-service's error body {"description": msg, "code": code}; code 0 leaves it out. */
 void bitsup_error(struct resp *rs, int status, int code, const char *fmt, ...) BV_PRINTF(4, 5);
 

@@ -453,3 +453,15 @@ call_rel_path_ok(const char *s)
 	}
 	return true;
 }
+
+/* A random version 4 UUID (its variant nibble 8, 9, a or b). */
+void
+call_new_uuid(char out[37])
+{
+	char h[33];
+
+	random_hex(h, 16);
+	h[12] = '4';
+	h[16] = "89ab"[(h[16] >= 'a' ? h[16] - 'a' + 10 : h[16] - '0') & 3];
+	snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16, h + 20);
+}

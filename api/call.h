@@ -158,6 +158,8 @@ bool call_utf8_valid(const char *s, size_t n);
  * ".", ".." or empty component, no control character or backslash, valid UTF-8, 1 to
  * 4,096 bytes. */
 bool call_rel_path_ok(const char *s);
+/* A random version 4 UUID, the guid CF and the bits-service give new resources. */
+void call_new_uuid(char out[37]);
 
 /* Decodes application/x-www-form-urlencoded text ('+' is a space, %XX a byte) into a new
  * string; NULL when malformed or when it would hold a NUL. */

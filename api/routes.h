@@ -8,6 +8,7 @@
 #define BV_ROUTES_H
 
 #include "api/call.h"
+#include "shared/jobstore.h"
 #include "shared/requests.h"
 
 /* POST /directories and GET /directories/{id} */
@@ -136,6 +137,10 @@ struct bits_kind {
  * Content-Length is a 400 and one past it a 413 once the body is drained. CALL_BITS_NONE
  * when the body may come (c->body_limit set). */
 enum call_bits_body routes_bits_check_limit(struct call *c, int64_t limit);
+/* The bits-service's answer for a stored resource (c->bits_key): {"guid", "state": "READY",
+ * "type": "bits", "created_at", "sha1", "sha256"} with that status. */
+void routes_bits_stored(struct call *c, int status, const unsigned char sha1[20],
+    const unsigned char sha256[32], double created);
 
 /* A package PUT with matched resources (routes_bitspkg.c): the resources checked into
  * c->aux, then the assembly waited for and recorded. */
@@ -144,6 +149,14 @@ void routes_bitspkg_work(struct call *c, struct pool_thread *t, struct db *db);
 /* A done job whose result blob is gone (collected, or the store lost it): expired, so the
  * next identical request makes a new one instead of finding the dead one again. */
 void routes_bits_expire_job(struct call *c, struct db *db, int64_t job_id);
+/* The job of kind for params (created, or the live one of identical params: its key is
+ * key_prefix:<sha256 of the params>), a new one enqueued. The job (caller frees), or NULL
+ * with c->resp set. */
+struct job *routes_bits_job_start(struct call *c, struct pool_thread *t, struct db *db,
+    const char *kind, const char *key_prefix, const json_t *params, bool *created);
+/* A job not final yet: msg as a 503 with Retry-After, and the call parks until the job's
+ * notification while c->wait_deadline_ms lasts (api/app.c). */
+void routes_bits_job_wait(struct call *c, const struct job *job, const char *msg);
 
 /* The app stash (routes_stash.c): POST /app_stash/matches, /app_stash/entries,
  * /app_stash/bundles. */

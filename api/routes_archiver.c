@@ -60,7 +60,7 @@ routes_archiver_put_headers(struct call *c)
 	c->upload = bitsup_new(c->store, "droplet", NULL, 0, &err);
 	if (c->upload != NULL)
 		return CALL_BITS_STREAM;
-	bool full = errno == ENOSPC || errno == EDQUOT;
+	bool full = bitsup_disk_full(err);
 	log_error_id(c->logid, "droplet upload: %s", err);
 	free(err);
 	resp_error(&c->resp, full ? 507 : 500, "%s",
@@ -90,8 +90,7 @@ store_droplet(struct call *c, struct pool_thread *t, bool replicate)
 		return;
 	}
 	if (bitsup_commit(c->upload, sha256, sha1, &size, &err) != 0) {
-		bool full = errno == ENOSPC || errno == EDQUOT ||
-		    (err != NULL && strstr(err, "no space") != NULL);
+		bool full = bitsup_disk_full(err);
 		log_error_id(c->logid, "droplet upload: %s", err);
 		free(err);
 		resp_error(&c->resp, full ? 507 : 500, "%s",

@@ -141,12 +141,7 @@ open_upload(struct call *c, const char *boundary)
 	    c->store, c->bits_kind->field, boundary, (size_t)c->cfg->max_json_size, &err);
 	if (c->upload != NULL)
 		return CALL_BITS_STREAM;
-	bool full = errno == ENOSPC || errno == EDQUOT;
-	log_error_id(c->logid, "bits upload: %s", err);
-	free(err);
-	bitsup_error(&c->resp, full ? 507 : 500, 0, "%s",
-	    full ? "Insufficient Storage: no space left on the server"
-		 : "Internal Server Error: the upload could not be stored");
+	bitsup_store_failed(&c->resp, c->logid, "bits upload", err);
 	return CALL_BITS_REFUSE;
 }
 
@@ -259,10 +254,9 @@ routes_bits_put_prepare(struct call *c)
 	return 0;
 }
 
-/* The bits-service's answer to a stored resource. */
-static void
-stored(struct call *c, int status, const unsigned char sha1[20], const unsigned char sha256[32],
-    double created)
+void
+routes_bits_stored(struct call *c, int status, const unsigned char sha1[20],
+    const unsigned char sha256[32], double created)
 {
 	char h1[41], h256[65], when[32];
 	json_t *o;
@@ -306,7 +300,7 @@ copy_work(struct call *c, struct db *db)
 		    c->bits_kind->noun, call_echo(src));
 		return;
 	}
-	stored(c, 201, r.sha1, r.sha256, r.updated);
+	routes_bits_stored(c, 201, r.sha1, r.sha256, r.updated);
 	bits_resource_clear(&r);
 }
 
@@ -343,13 +337,7 @@ routes_bits_put_work(struct call *c, struct pool_thread *t)
 		}
 	}
 	if (bitsup_commit(c->upload, sha256, sha1, &size, &err) != 0) {
-		bool full = errno == ENOSPC || errno == EDQUOT ||
-		    (err != NULL && strstr(err, "no space") != NULL);
-		log_error_id(c->logid, "bits upload: %s", err);
-		free(err);
-		bitsup_error(&c->resp, full ? 507 : 500, 0, "%s",
-		    full ? "Insufficient Storage: no space left on the server"
-			 : "Internal Server Error: the upload could not be stored");
+		bitsup_store_failed(&c->resp, c->logid, "bits upload", err);
 		return;
 	}
 	/* The GC's invariant: the blob is touched just before its row commits. */
@@ -370,7 +358,7 @@ routes_bits_put_work(struct call *c, struct pool_thread *t)
 	}
 	log_info_id(c->logid, "%s %s stored: %llu bytes", c->bits_kind->noun, c->bits_key,
 	    (unsigned long long)size);
-	stored(c, 201, sha1, sha256, (double)time(NULL));
+	routes_bits_stored(c, 201, sha1, sha256, (double)time(NULL));
 }
 
 /* GET, HEAD and DELETE of one key. */

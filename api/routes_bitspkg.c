@@ -93,15 +93,13 @@ static int
 start(struct call *c, struct pool_thread *t, struct db *db)
 {
 	size_t n = json_array_size(c->aux), i;
-	unsigned char(*ids)[20] = xmalloc((n ? n : 1) * sizeof *ids), sha256[32], sha1[20], d[32];
+	unsigned char(*ids)[20] = xmalloc((n ? n : 1) * sizeof *ids), sha256[32], sha1[20];
 	struct content_row *rows = xcalloc(n ? n : 1, sizeof *rows);
 	bool *found = xcalloc(n ? n : 1, sizeof *found), created = false;
-	char *err = NULL, hex[65], *text = NULL, *key = NULL;
+	char *err = NULL, hex[65];
 	json_t *params = NULL;
 	struct job *job = NULL;
 	uint64_t size = 0;
-	unsigned int dl = 0;
-	struct kv *kv;
 	int rc = -1;
 
 	for (i = 0; i < n; i++) {
@@ -128,8 +126,7 @@ start(struct call *c, struct pool_thread *t, struct db *db)
 			goto out;
 		}
 	if (bitsup_commit(c->upload, sha256, sha1, &size, &err) != 0) {
-		bool full = errno == ENOSPC || errno == EDQUOT ||
-		    (err != NULL && strstr(err, "no space") != NULL);
+		bool full = bitsup_disk_full(err);
 		log_error_id(c->logid, "package upload: %s", err);
 		free(err);
 		bitsup_error(&c->resp, full ? 507 : 500, full ? 500000 : 0, "%s",
@@ -143,30 +140,16 @@ start(struct call *c, struct pool_thread *t, struct db *db)
 	}
 	hex_encode(sha256, 32, hex);
 	params = json_pack("{s:s, s:O}", "bits", hex, "resources", c->aux);
-	text = json_dumps(params, JSON_COMPACT);
-	if (EVP_Digest(text, strlen(text), d, &dl, EVP_sha256(), NULL) != 1)
-		abort();
-	hex_encode(d, 32, hex);
-	key = xasprintf("bits_package:%s", hex);
-	if (jobstore_create(db, "package_upload", key, params, &job, &created, &err) != 0) {
-		call_db_failed(c, "creating the package's job", err);
-		free(err);
+	if ((job = routes_bits_job_start(
+		 c, t, db, "package_upload", "bits_package", params, &created)) == NULL)
 		goto out;
-	}
-	if (created && (kv = call_kv(c, t)) != NULL && kv_enqueue(kv, job->id, &err) != 0) {
-		log_warn_id(c->logid, "job %lld not enqueued (the reconciler will): %s",
-		    (long long)job->id, err);
-		free(err);
-	}
 	c->job_id = job->id;
 	log_info_id(c->logid, "package %s: %zu resources to assemble, job %lld", c->bits_key, n,
-	    (long long)job->id);
+	    (long long)c->job_id);
 	rc = 0;
 out:
 	job_free(job);
 	json_decref(params);
-	free(text);
-	free(key);
 	free(ids);
 	free(rows);
 	free(found);
@@ -178,10 +161,9 @@ routes_bitspkg_work(struct call *c, struct pool_thread *t, struct db *db)
 {
 	struct job *job = NULL;
 	unsigned char sha256[32], sha1[20];
-	char *err = NULL, h1[41], h256[65], when[32];
+	char *err = NULL;
 	bool created = false;
 	int64_t size = 0;
-	json_t *o;
 
 	if (c->wait_deadline_ms == 0) {
 		c->wait_deadline_ms = now_ms() + ASSEMBLY_WAIT_S * 1000ull;
@@ -199,13 +181,8 @@ routes_bitspkg_work(struct call *c, struct pool_thread *t, struct db *db)
 		goto out;
 	}
 	if (job->state != JOB_DONE) {
-		bitsup_error(&c->resp, 503, 0,
+		routes_bits_job_wait(c, job,
 		    "Service Unavailable: the package is still being assembled; send it again");
-		resp_header(&c->resp, "Retry-After", "5");
-		if (now_ms() < c->wait_deadline_ms) {
-			c->wait_job_id = job->id;
-			c->wait_s = (int)((c->wait_deadline_ms - now_ms()) / 1000) + 1;
-		}
 		goto out;
 	}
 	const char *s256 = json_string_value(json_object_get(job->result, "package_sha256"));
@@ -230,13 +207,7 @@ routes_bitspkg_work(struct call *c, struct pool_thread *t, struct db *db)
 		free(err);
 		goto out;
 	}
-	hex_encode(sha1, 20, h1);
-	hex_encode(sha256, 32, h256);
-	call_iso8601((double)time(NULL), when);
-	o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "guid", c->bits_key, "state", "READY",
-	    "type", "bits", "created_at", when, "sha1", h1, "sha256", h256);
-	resp_json(&c->resp, 201, o);
-	json_decref(o);
+	routes_bits_stored(c, 201, sha1, sha256, (double)time(NULL));
 	log_info_id(c->logid, "package %s assembled: %lld bytes", c->bits_key, (long long)size);
 out:
 	job_free(job);
@@ -259,4 +230,45 @@ routes_bits_expire_job(struct call *c, struct db *db, int64_t job_id)
 		free(err);
 	}
 	job_free(expired);
+}
+
+struct job *
+routes_bits_job_start(struct call *c, struct pool_thread *t, struct db *db, const char *kind,
+    const char *key_prefix, const json_t *params, bool *created)
+{
+	char *text = json_dumps(params, JSON_COMPACT), *key, *err = NULL, hex[65];
+	unsigned char d[32];
+	unsigned int dl = 0;
+	struct job *job = NULL;
+	struct kv *kv;
+
+	if (EVP_Digest(text, strlen(text), d, &dl, EVP_sha256(), NULL) != 1)
+		abort();
+	free(text);
+	hex_encode(d, 32, hex);
+	key = xasprintf("%s:%s", key_prefix, hex);
+	if (jobstore_create(db, kind, key, params, &job, created, &err) != 0) {
+		free(key);
+		call_db_failed(c, "creating a job", err);
+		free(err);
+		return NULL;
+	}
+	free(key);
+	if (*created && (kv = call_kv(c, t)) != NULL && kv_enqueue(kv, job->id, &err) != 0) {
+		log_warn_id(c->logid, "job %lld not enqueued (the reconciler will): %s",
+		    (long long)job->id, err);
+		free(err);
+	}
+	return job;
+}
+
+void
+routes_bits_job_wait(struct call *c, const struct job *job, const char *msg)
+{
+	bitsup_error(&c->resp, 503, 0, "%s", msg);
+	resp_header(&c->resp, "Retry-After", "5");
+	if (now_ms() < c->wait_deadline_ms) {
+		c->wait_job_id = job->id;
+		c->wait_s = (int)((c->wait_deadline_ms - now_ms()) / 1000) + 1;
+	}
 }

@@ -28,18 +28,6 @@
 static const struct bits_kind buildpack_kind = {
     "/buildpacks/", "buildpack", "buildpack", "buildpack"};
 
-/* A random version 4 UUID, as the bits-service's keys. */
-static char *
-new_guid(void)
-{
-	char h[33];
-
-	random_hex(h, 16);
-	h[12] = '4';
-	h[16] = "89ab"[(h[16] >= 'a' ? h[16] - 'a' + 10 : h[16] - '0') & 3];
-	return xasprintf("%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16, h + 20);
-}
-
 /* POST /buildpacks: a multipart upload into a new key. */
 enum call_bits_body
 routes_buildpacks_post_headers(struct call *c)
@@ -49,7 +37,8 @@ routes_buildpacks_post_headers(struct call *c)
 
 	c->bits_kind = &buildpack_kind;
 	free(c->bits_key);
-	c->bits_key = new_guid();
+	c->bits_key = xmalloc(37);
+	call_new_uuid(c->bits_key);
 	int64_t limit = c->cfg->bits_buildpacks_max_body_size > 0
 	    ? c->cfg->bits_buildpacks_max_body_size
 	    : c->cfg->bits_max_body_size;
@@ -68,12 +57,7 @@ routes_buildpacks_post_headers(struct call *c)
 	free(boundary);
 	if (c->upload != NULL)
 		return CALL_BITS_STREAM;
-	bool full = errno == ENOSPC || errno == EDQUOT;
-	log_error_id(c->logid, "buildpack upload: %s", err);
-	free(err);
-	bitsup_error(&c->resp, full ? 507 : 500, 0, "%s",
-	    full ? "Insufficient Storage: no space left on the server"
-		 : "Internal Server Error: the upload could not be stored");
+	bitsup_store_failed(&c->resp, c->logid, "buildpack upload", err);
 	return CALL_BITS_REFUSE;
 }
 
@@ -207,9 +191,9 @@ routes_buildpacks_post_work(struct call *c, struct pool_thread *t)
 {
 	unsigned char sha256[32], sha1[20];
 	uint64_t size = 0, bsize;
-	char *err = NULL, *stack = NULL, h1[41], h256[65], when[32];
+	char *err = NULL, *stack = NULL, h1[41], h256[65];
 	const char *why = NULL;
-	json_t *meta = NULL, *o;
+	json_t *meta = NULL;
 	bool created = false;
 	int fd;
 	struct db *db = call_db(c, t);
@@ -218,13 +202,7 @@ routes_buildpacks_post_work(struct call *c, struct pool_thread *t)
 		return;
 	if (bitsup_commit(c->upload, sha256, sha1, &size, &err) != 0 ||
 	    (fd = store_open_blob(c->store, sha256, &bsize, &err)) < 0) {
-		bool full = errno == ENOSPC || errno == EDQUOT ||
-		    (err != NULL && strstr(err, "no space") != NULL);
-		log_error_id(c->logid, "buildpack upload: %s", err);
-		free(err);
-		bitsup_error(&c->resp, full ? 507 : 500, 0, "%s",
-		    full ? "Insufficient Storage: no space left on the server"
-			 : "Internal Server Error: the upload could not be stored");
+		bitsup_store_failed(&c->resp, c->logid, "buildpack upload", err);
 		return;
 	}
 	stack = zip_stack(fd, &why);
@@ -254,11 +232,7 @@ routes_buildpacks_post_work(struct call *c, struct pool_thread *t)
 	}
 	log_info_id(c->logid, "buildpack %s stored: stack %s, %llu bytes", c->bits_key, stack,
 	    (unsigned long long)size);
-	call_iso8601((double)time(NULL), when);
-	o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "guid", c->bits_key, "state", "READY",
-	    "type", "bits", "created_at", when, "sha1", h1, "sha256", h256);
-	resp_json(&c->resp, 201, o);
-	json_decref(o);
+	routes_bits_stored(c, 201, sha1, sha256, (double)time(NULL));
 out:
 	json_decref(meta);
 	free(stack);

@@ -291,18 +291,6 @@ routes_cfpkg_create_legacy_prepare(struct call *c)
 	return check_create(c, router_param(&c->m, "guid"));
 }
 
-/* A new package's guid (a random version 4 UUID). */
-static void
-new_guid(char out[37])
-{
-	char h[33];
-
-	random_hex(h, 16);
-	h[12] = '4';
-	h[16] = "89ab"[(h[16] >= 'a' ? h[16] - 'a' + 10 : h[16] - '0') & 3];
-	snprintf(out, 37, "%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16, h + 20);
-}
-
 void
 routes_cfpkg_create_work(struct call *c, struct pool_thread *t)
 {
@@ -315,7 +303,7 @@ routes_cfpkg_create_work(struct call *c, struct pool_thread *t)
 
 	if (db == NULL)
 		return;
-	new_guid(guid);
+	call_new_uuid(guid);
 	if (source == NULL) {
 		const char *type = json_string_value(json_object_get(c->aux, "type"));
 		if (cfpkg_create(db, guid, app, type,
@@ -599,7 +587,7 @@ routes_cfpkg_upload_headers(struct call *c)
 	c->upload = bitsup_new(c->store, "bits", boundary, (size_t)c->cfg->max_json_size, &err);
 	free(boundary);
 	if (c->upload == NULL) {
-		bool full = errno == ENOSPC || errno == EDQUOT;
+		bool full = bitsup_disk_full(err);
 		log_error_id(c->logid, "package upload: %s", err);
 		free(err);
 		cf_error(c, full ? 507 : 500, full ? 150007 : 10001,
@@ -732,8 +720,7 @@ routes_cfpkg_upload_work(struct call *c, struct pool_thread *t)
 							 : json_array());
 	if (bitsup_has_file(c->upload)) {
 		if (bitsup_commit(c->upload, sha256, sha1, &size, &err) != 0) {
-			bool full = errno == ENOSPC || errno == EDQUOT ||
-			    (err != NULL && strstr(err, "no space") != NULL);
+			bool full = bitsup_disk_full(err);
 			log_error_id(c->logid, "package upload: %s", err);
 			free(err);
 			cf_error(c, full ? 507 : 500, full ? 150007 : 10001,

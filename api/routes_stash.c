@@ -163,6 +163,53 @@ out:
 	free(found);
 }
 
+/* The uploaded zip (c->upload) stored and read through the archive ingest, each regular
+ * file reported to cb: the zip is a blob of its own (nothing names it: the collector
+ * takes it after gc_grace), read by path, twice. 0 with *res, or -1 with c->resp set. */
+static int
+ingest_upload(struct call *c, struct db *db, ingest_file_cb cb, void *arg,
+    struct ingest_result *res, uint64_t *size)
+{
+	unsigned char sha256[32], sha1[20];
+	struct ingest_limits limits = {c->cfg->max_archive_entries, c->cfg->max_archive_unpacked};
+	uint64_t bsize = 0;
+	char *err = NULL, path[64];
+	int status = 0, fd;
+
+	if (bitsup_commit(c->upload, sha256, sha1, size, &err) != 0) {
+		bitsup_store_failed(&c->resp, c->logid, "app stash upload", err);
+		return -1;
+	}
+	if ((fd = store_open_blob(c->store, sha256, &bsize, &err)) < 0) {
+		log_error_id(c->logid, "app stash upload: %s", err);
+		free(err);
+		bitsup_error(&c->resp, 500, 0, "Internal Server Error: the upload cannot be read");
+		return -1;
+	}
+	snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+	int rc = ingest_archive_files(c->store, db, path, &limits, cb, arg, res, &status, &err);
+	close(fd);
+	if (rc == 0)
+		return 0;
+	char *shown = call_hide_paths(c->cfg, err ? err : "", path);
+	if (status == 400)
+		bitsup_error(&c->resp, 400, CODE_BAD_REQUEST,
+		    "Bad Request: Not a valid zip file: %s", shown);
+	else if (status == 413)
+		bitsup_error(&c->resp, 413, 0, "%s", shown);
+	else if (status == 503)
+		call_db_failed(c, "storing app stash files", err);
+	else
+		bitsup_error(&c->resp, status == 507 ? 507 : 500, 0, "%s",
+		    status == 507 ? "Insufficient Storage: no space left on the server"
+				  : "Internal Server Error: the files could not be stored");
+	if (status != 400 && status != 413)
+		log_error_id(c->logid, "app stash files: %s", err ? err : "?");
+	free(shown);
+	free(err);
+	return -1;
+}
+
 /* POST /app_stash/entries: a multipart body whose "application" file is a zip. */
 enum call_bits_body
 routes_stash_entries_headers(struct call *c)
@@ -188,12 +235,7 @@ routes_stash_entries_headers(struct call *c)
 	free(boundary);
 	if (c->upload != NULL)
 		return CALL_BITS_STREAM;
-	bool full = errno == ENOSPC || errno == EDQUOT;
-	log_error_id(c->logid, "app stash upload: %s", err);
-	free(err);
-	bitsup_error(&c->resp, full ? 507 : 500, 0, "%s",
-	    full ? "Insufficient Storage: no space left on the server"
-		 : "Internal Server Error: the upload could not be stored");
+	bitsup_store_failed(&c->resp, c->logid, "app stash upload", err);
 	return CALL_BITS_REFUSE;
 }
 
@@ -240,59 +282,13 @@ receipt_add(
 void
 routes_stash_entries_work(struct call *c, struct pool_thread *t)
 {
-	unsigned char sha256[32], sha1[20];
-	struct ingest_limits limits = {c->cfg->max_archive_entries, c->cfg->max_archive_unpacked};
 	struct ingest_result res;
-	uint64_t size = 0, bsize = 0;
-	char *err = NULL, path[64];
+	uint64_t size = 0;
 	json_t *receipt = json_array();
-	int status = 0, fd;
 	struct db *db = call_db(c, t);
 
-	if (db == NULL)
+	if (db == NULL || ingest_upload(c, db, receipt_add, receipt, &res, &size) != 0)
 		goto out;
-	if (bitsup_commit(c->upload, sha256, sha1, &size, &err) != 0) {
-		bool full = errno == ENOSPC || errno == EDQUOT ||
-		    (err != NULL && strstr(err, "no space") != NULL);
-		log_error_id(c->logid, "app stash upload: %s", err);
-		free(err);
-		bitsup_error(&c->resp, full ? 507 : 500, 0, "%s",
-		    full ? "Insufficient Storage: no space left on the server"
-			 : "Internal Server Error: the upload could not be stored");
-		goto out;
-	}
-	/* The zip is a blob of its own now (nothing names it: the collector takes it after
-	 * gc_grace); ingest reads it by path, twice. */
-	if ((fd = store_open_blob(c->store, sha256, &bsize, &err)) < 0) {
-		log_error_id(c->logid, "app stash upload: %s", err);
-		free(err);
-		bitsup_error(&c->resp, 500, 0, "Internal Server Error: the upload cannot be read");
-		goto out;
-	}
-	snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-	int rc = ingest_archive_files(
-	    c->store, db, path, &limits, receipt_add, receipt, &res, &status, &err);
-	close(fd);
-	if (rc != 0) {
-		char *shown = call_hide_paths(c->cfg, err ? err : "", path);
-		if (status == 400)
-			bitsup_error(&c->resp, 400, CODE_BAD_REQUEST,
-			    "Bad Request: Not a valid zip file: %s", shown);
-		else if (status == 413)
-			bitsup_error(&c->resp, 413, 0, "%s", shown);
-		else if (status == 503)
-			call_db_failed(c, "storing app stash entries", err);
-		else
-			bitsup_error(&c->resp, status == 507 ? 507 : 500, 0, "%s",
-			    status == 507
-				? "Insufficient Storage: no space left on the server"
-				: "Internal Server Error: the entries could not be stored");
-		if (status != 400 && status != 413)
-			log_error_id(c->logid, "app stash entries: %s", err ? err : "?");
-		free(shown);
-		free(err);
-		goto out;
-	}
 	log_info_id(c->logid, "app stash: %zu files (%lld new) from a %llu-byte zip",
 	    json_array_size(receipt), (long long)res.new_contents, (unsigned long long)size);
 	resp_json(&c->resp, 201, receipt);
@@ -453,30 +449,11 @@ app_file_add(
 static int
 application_files(struct call *c, struct db *db, json_t *files)
 {
-	unsigned char sha256[32], sha1[20];
-	struct ingest_limits limits = {c->cfg->max_archive_entries, c->cfg->max_archive_unpacked};
 	struct ingest_result res;
 	struct app_files af = {files, json_object(), NULL};
-	uint64_t size = 0, bsize = 0;
-	char *err = NULL, path[64];
-	int status = 0, fd;
+	uint64_t size = 0;
+	int rc = ingest_upload(c, db, app_file_add, &af, &res, &size);
 
-	if (bitsup_commit(c->upload, sha256, sha1, &size, &err) != 0 ||
-	    (fd = store_open_blob(c->store, sha256, &bsize, &err)) < 0) {
-		bool full = errno == ENOSPC || errno == EDQUOT ||
-		    (err != NULL && strstr(err, "no space") != NULL);
-		log_error_id(c->logid, "app stash bundle: %s", err);
-		free(err);
-		bitsup_error(&c->resp, full ? 507 : 500, 0, "%s",
-		    full ? "Insufficient Storage: no space left on the server"
-			 : "Internal Server Error: the upload could not be stored");
-		json_decref(af.seen);
-		return -1;
-	}
-	snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-	int rc = ingest_archive_files(
-	    c->store, db, path, &limits, app_file_add, &af, &res, &status, &err);
-	close(fd);
 	json_decref(af.seen);
 	if (rc == 0 && af.bad != NULL) {
 		semantically_invalid(c, "%s", af.bad);
@@ -488,22 +465,7 @@ application_files(struct call *c, struct db *db, json_t *files)
 		semantically_invalid(c, "more than %d files", BITS_MAX_FILES);
 		return -1;
 	}
-	if (rc == 0)
-		return 0;
-	char *shown = call_hide_paths(c->cfg, err ? err : "", path);
-	if (status == 400)
-		bitsup_error(&c->resp, 400, CODE_BAD_REQUEST,
-		    "Bad Request: Not a valid zip file: %s", shown);
-	else if (status == 413)
-		bitsup_error(&c->resp, 413, 0, "%s", shown);
-	else if (status == 503)
-		call_db_failed(c, "storing the application's files", err);
-	else
-		bitsup_error(
-		    &c->resp, 500, 0, "Internal Server Error: the files could not be stored");
-	free(shown);
-	free(err);
-	return -1;
+	return rc;
 }
 
 /* The bundle of a done job, served: 1, or 0 when its blob is gone (expired, say). */
@@ -530,14 +492,12 @@ void
 routes_stash_bundles_work(struct call *c, struct pool_thread *t)
 {
 	json_t *files = NULL, *params = NULL;
-	unsigned char(*ids)[20] = NULL, digest[32];
+	unsigned char(*ids)[20] = NULL;
 	struct content_row *rows = NULL;
 	bool *found = NULL, created = false;
 	struct job *job = NULL;
 	size_t n = json_array_size(c->aux), i;
-	char *err = NULL, *text = NULL, *key = NULL, hex[65];
-	unsigned int dlen = 0;
-	struct kv *kv;
+	char *err = NULL, hex[65];
 	struct db *db = call_db(c, t);
 
 	if (db == NULL)
@@ -594,21 +554,9 @@ routes_stash_bundles_work(struct call *c, struct pool_thread *t)
 		json_decref(seen);
 		/* One job per distinct zip: the same request again reuses its bundle. */
 		params = json_pack("{s:O}", "files", files);
-		text = json_dumps(params, JSON_COMPACT);
-		if (EVP_Digest(text, strlen(text), digest, &dlen, EVP_sha256(), NULL) != 1)
-			abort();
-		hex_encode(digest, 32, hex);
-		key = xasprintf("stash_bundle:%s", hex);
-		if (jobstore_create(db, "stash_bundle", key, params, &job, &created, &err) != 0) {
-			call_db_failed(c, "creating the bundle's job", err);
-			free(err);
+		if ((job = routes_bits_job_start(
+			 c, t, db, "stash_bundle", "stash_bundle", params, &created)) == NULL)
 			goto out;
-		}
-		if (created && (kv = call_kv(c, t)) != NULL && kv_enqueue(kv, job->id, &err) != 0) {
-			log_warn_id(c->logid, "job %lld not enqueued (the reconciler will): %s",
-			    (long long)job->id, err);
-			free(err);
-		}
 		c->job_id = job->id;
 		log_info_id(c->logid, "app stash bundle: %zu files, job %lld (%s)",
 		    json_array_size(files), (long long)job->id, created ? "new" : "existing");
@@ -635,19 +583,12 @@ routes_stash_bundles_work(struct call *c, struct pool_thread *t)
 	}
 	/* Still building: wait for the job's notification (app.c parks the call), or, when
 	 * waiting is not possible or has lasted too long, ask the client to come back. */
-	bitsup_error(
-	    &c->resp, 503, 0, "Service Unavailable: the bundle is still being built; ask again");
-	resp_header(&c->resp, "Retry-After", "5");
-	if (now_ms() < c->wait_deadline_ms) {
-		c->wait_job_id = job->id;
-		c->wait_s = (int)((c->wait_deadline_ms - now_ms()) / 1000) + 1;
-	}
+	routes_bits_job_wait(
+	    c, job, "Service Unavailable: the bundle is still being built; ask again");
 out:
 	job_free(job);
 	json_decref(files);
 	json_decref(params);
-	free(text);
-	free(key);
 	free(ids);
 	free(rows);
 	free(found);

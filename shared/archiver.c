@@ -160,20 +160,9 @@ archiver_have(struct db *db, const json_t *keys, json_t **have, char **errstr)
 	PGresult *res;
 
 	buf_init(&a);
-	buf_addc(&a, '{');
-	json_array_foreach(keys, i, v)
-	{
-		if (i > 0)
-			buf_addc(&a, ',');
-		buf_addc(&a, '"');
-		for (const char *s = json_string_value(v); s != NULL && *s != '\0'; s++) {
-			if (*s == '"' || *s == '\\')
-				buf_addc(&a, '\\');
-			buf_addc(&a, *s);
-		}
-		buf_addc(&a, '"');
-	}
-	buf_adds(&a, "}");
+	db_array_begin(&a);
+	json_array_foreach(keys, i, v) db_array_text(&a, json_string_value(v));
+	db_array_end(&a);
 	const char *p[] = {a.data};
 	res = db_exec(db,
 	    "SELECT key FROM bits_resources WHERE kind = 'droplet' AND " ARCHIVER_KEY

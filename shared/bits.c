@@ -154,7 +154,6 @@ bits_stash_lookup(struct db *db, const unsigned char (*sha1)[20], size_t n,
     struct content_row *rows, bool *found, char **errstr)
 {
 	struct buf a;
-	char hex[41];
 	PGresult *res;
 
 	for (size_t i = 0; i < n; i++)
@@ -162,14 +161,10 @@ bits_stash_lookup(struct db *db, const unsigned char (*sha1)[20], size_t n,
 	if (n == 0)
 		return 0;
 	buf_init(&a);
-	buf_addc(&a, '{');
-	for (size_t i = 0; i < n; i++) {
-		hex_encode(sha1[i], 20, hex);
-		if (i > 0)
-			buf_addc(&a, ',');
-		buf_add(&a, hex, 40);
-	}
-	buf_adds(&a, "}");
+	db_array_begin(&a);
+	for (size_t i = 0; i < n; i++)
+		db_array_hex(&a, sha1[i], 20);
+	db_array_end(&a);
 	const char *p[] = {a.data};
 	/* One row per asked position; of several contents with one sha1 (a collision) any. */
 	res = db_exec(db,

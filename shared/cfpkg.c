@@ -132,7 +132,7 @@ cfpkg_get(struct db *db, const char *guid, struct cf_package *out, char **errstr
 	    out);
 }
 
-/* A filter as a text[] literal (NULL: none), its elements double-quoted and escaped. */
+/* A filter as a text[] literal (NULL: none). */
 static char *
 text_array(const json_t *list)
 {
@@ -143,20 +143,9 @@ text_array(const json_t *list)
 	if (list == NULL)
 		return NULL;
 	buf_init(&b);
-	buf_addc(&b, '{');
-	json_array_foreach(list, i, v)
-	{
-		if (i > 0)
-			buf_addc(&b, ',');
-		buf_addc(&b, '"');
-		for (const char *s = json_string_value(v); s != NULL && *s != '\0'; s++) {
-			if (*s == '"' || *s == '\\')
-				buf_addc(&b, '\\');
-			buf_addc(&b, *s);
-		}
-		buf_addc(&b, '"');
-	}
-	buf_adds(&b, "}");
+	db_array_begin(&b);
+	json_array_foreach(list, i, v) db_array_text(&b, json_string_value(v));
+	db_array_end(&b);
 	return buf_steal(&b, NULL);
 }
 

@@ -551,3 +551,45 @@ db_listener_ready(const struct db_listener *l)
 {
 	return l != NULL && l->listening;
 }
+
+/* ---- array literals -------------------------------------------------------------------- */
+
+void
+db_array_begin(struct buf *b)
+{
+	buf_reset(b);
+	buf_addc(b, '{');
+}
+
+void
+db_array_hex(struct buf *b, const unsigned char *bytes, size_t n)
+{
+	char *hex = xmalloc(2 * n + 1);
+
+	if (b->len > 1)
+		buf_addc(b, ',');
+	hex_encode(bytes, n, hex);
+	buf_add(b, hex, 2 * n);
+	free(hex);
+}
+
+void
+db_array_text(struct buf *b, const char *s)
+{
+	if (b->len > 1)
+		buf_addc(b, ',');
+	/* Quoted, so commas, braces, spaces and the word NULL are text; " and \ escaped. */
+	buf_addc(b, '"');
+	for (; s != NULL && *s != '\0'; s++) {
+		if (*s == '"' || *s == '\\')
+			buf_addc(b, '\\');
+		buf_addc(b, *s);
+	}
+	buf_addc(b, '"');
+}
+
+void
+db_array_end(struct buf *b)
+{
+	buf_addc(b, '}');
+}

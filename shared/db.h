@@ -62,4 +62,11 @@ struct db_listener *db_listener_new(struct event_base *base, const char *conninf
 void db_listener_free(struct db_listener *l);
 bool db_listener_ready(const struct db_listener *l);
 
+/* Array literals for $n::text[] parameters, built in a buf: begin, elements, end; the
+ * buf's data is then the parameter. Hex elements (ids, hashes) decode with decode(x,
+ * 'hex'); text elements are quoted and escaped, so any string stays one element. */
+void db_array_begin(struct buf *b);
+void db_array_hex(struct buf *b, const unsigned char *bytes, size_t n);
+void db_array_text(struct buf *b, const char *s);
+void db_array_end(struct buf *b);
 #endif

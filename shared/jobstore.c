@@ -762,7 +762,6 @@ jobstore_blobs_referenced(
     struct db *db, const unsigned char (*sha256)[32], size_t n, bool *referenced, char **errstr)
 {
 	struct buf a;
-	char hex[65];
 	PGresult *res;
 
 	for (size_t i = 0; i < n; i++)
@@ -770,15 +769,10 @@ jobstore_blobs_referenced(
 	if (n == 0)
 		return 0;
 	buf_init(&a);
-	buf_addc(&a, '{');
-	for (size_t i = 0; i < n; i++) {
-		hex_encode(sha256[i], 32, hex);
-		if (i > 0)
-			buf_addc(&a, ',');
-		buf_add(&a, hex, 64);
-	}
-	buf_addc(&a, '}');
-	buf_addc(&a, '\0');
+	db_array_begin(&a);
+	for (size_t i = 0; i < n; i++)
+		db_array_hex(&a, sha256[i], 32);
+	db_array_end(&a);
 	const char *p[] = {a.data};
 	res = db_exec(db,
 	    "SELECT s.i FROM unnest($1::text[]) WITH ORDINALITY AS s(h, i)"

@@ -12,26 +12,6 @@
 #define IDS_PER_QUERY 2000
 #define TEXT_PER_QUERY (8u << 20) /* bytes of hex per INSERT of directories */
 
-/* Starts an array literal. */
-static void
-array_begin(struct buf *b)
-{
-	buf_reset(b);
-	buf_addc(b, '{');
-}
-
-/* Adds an element (hex of bytes) to an array literal started with array_begin. */
-static void
-array_elem(struct buf *b, const unsigned char *bytes, size_t n)
-{
-	if (b->len > 1)
-		buf_addc(b, ',');
-	char *hex = xmalloc(2 * n + 1);
-	hex_encode(bytes, n, hex);
-	buf_add(b, hex, 2 * n);
-	free(hex);
-}
-
 /* Inserts contents not yet present. */
 int
 objects_put_contents(struct db *db, const struct content_row *rows, size_t n, char **errstr)
@@ -42,11 +22,11 @@ objects_put_contents(struct db *db, const struct content_row *rows, size_t n, ch
 	buf_init(&a1), buf_init(&a2), buf_init(&a3), buf_init(&a4);
 	for (size_t i = 0; i < n && rc == 0; i += IDS_PER_QUERY) {
 		size_t end = i + IDS_PER_QUERY < n ? i + IDS_PER_QUERY : n;
-		array_begin(&a1), array_begin(&a2), array_begin(&a3), array_begin(&a4);
+		db_array_begin(&a1), db_array_begin(&a2), db_array_begin(&a3), db_array_begin(&a4);
 		for (size_t j = i; j < end; j++) {
-			array_elem(&a1, rows[j].sha1_git, 20);
-			array_elem(&a2, rows[j].sha256, 32);
-			array_elem(&a3, rows[j].sha1, 20);
+			db_array_hex(&a1, rows[j].sha1_git, 20);
+			db_array_hex(&a2, rows[j].sha256, 32);
+			db_array_hex(&a3, rows[j].sha1, 20);
 			buf_printf(&a4, "%s%lld", a4.len > 1 ? "," : "", (long long)rows[j].length);
 		}
 		buf_addc(&a1, '}'), buf_addc(&a2, '}'), buf_addc(&a3, '}'), buf_addc(&a4, '}');
@@ -73,14 +53,14 @@ objects_put_directories(struct db *db, const struct directory_row *rows, size_t 
 	buf_init(&ids), buf_init(&raws);
 	while (i < n && rc == 0) {
 		size_t count = 0;
-		array_begin(&ids), array_begin(&raws);
+		db_array_begin(&ids), db_array_begin(&raws);
 		while (i < n && count < IDS_PER_QUERY && raws.len < TEXT_PER_QUERY) {
-			array_elem(&ids, rows[i].id, 20);
+			db_array_hex(&ids, rows[i].id, 20);
 			if (rows[i].raw_len == 0) {
 				/* the empty tree: an empty element */
 				buf_adds(&raws, raws.len > 1 ? ",\"\"" : "\"\"");
 			} else
-				array_elem(&raws, rows[i].raw, rows[i].raw_len);
+				db_array_hex(&raws, rows[i].raw, rows[i].raw_len);
 			i++, count++;
 		}
 		buf_addc(&ids, '}'), buf_addc(&raws, '}');
@@ -107,9 +87,9 @@ query_ids(struct db *db, const char *sql, const unsigned char (*ids)[20], size_t
 	buf_init(&a);
 	for (size_t i = 0; i < n && rc == 0; i += IDS_PER_QUERY) {
 		size_t end = i + IDS_PER_QUERY < n ? i + IDS_PER_QUERY : n;
-		array_begin(&a);
+		db_array_begin(&a);
 		for (size_t j = i; j < end; j++)
-			array_elem(&a, ids[j], 20);
+			db_array_hex(&a, ids[j], 20);
 		buf_addc(&a, '}');
 		const char *p[] = {a.data};
 		PGresult *res = db_exec(db, sql, 1, p, true, errstr);
@@ -196,7 +176,7 @@ array_bytes(struct buf *b, const unsigned char *bytes, size_t n)
 	if (n == 0)
 		buf_adds(b, b->len > 1 ? ",\"\"" : "\"\"");
 	else
-		array_elem(b, bytes, n);
+		db_array_hex(b, bytes, n);
 }
 
 /* Inserts revisions not yet present; parents travel as one text element of
@@ -211,11 +191,12 @@ objects_put_revisions(struct db *db, const struct revision_row *rows, size_t n, 
 	buf_init(&ids), buf_init(&dirs), buf_init(&parents), buf_init(&raws);
 	while (i < n && rc == 0) {
 		size_t count = 0;
-		array_begin(&ids), array_begin(&dirs), array_begin(&parents), array_begin(&raws);
+		db_array_begin(&ids), db_array_begin(&dirs), db_array_begin(&parents),
+		    db_array_begin(&raws);
 		while (i < n && count < IDS_PER_QUERY && raws.len < TEXT_PER_QUERY) {
 			const struct revision_row *r = &rows[i];
-			array_elem(&ids, r->id, 20);
-			array_elem(&dirs, r->directory, 20);
+			db_array_hex(&ids, r->id, 20);
+			db_array_hex(&dirs, r->directory, 20);
 			array_bytes(
 			    &parents, r->n_parents ? r->parents[0] : NULL, 20 * r->n_parents);
 			array_bytes(&raws, r->raw, r->raw_len);
@@ -267,8 +248,8 @@ objects_put_releases(struct db *db, const struct release_row *rows, size_t n, ch
 	buf_init(&ids), buf_init(&targets), buf_init(&types), buf_init(&names), buf_init(&raws);
 	while (i < n && rc == 0) {
 		size_t count = 0;
-		array_begin(&ids), array_begin(&targets), array_begin(&types);
-		array_begin(&names), array_begin(&raws);
+		db_array_begin(&ids), db_array_begin(&targets), db_array_begin(&types);
+		db_array_begin(&names), db_array_begin(&raws);
 		while (i < n && count < IDS_PER_QUERY && raws.len < TEXT_PER_QUERY) {
 			const struct release_row *r = &rows[i];
 			const char *word = target_type_word(r->target_kind);
@@ -277,8 +258,8 @@ objects_put_releases(struct db *db, const struct release_row *rows, size_t n, ch
 				rc = -1;
 				break;
 			}
-			array_elem(&ids, r->id, 20);
-			array_elem(&targets, r->target, 20);
+			db_array_hex(&ids, r->id, 20);
+			db_array_hex(&targets, r->target, 20);
 			buf_printf(&types, "%s%s", types.len > 1 ? "," : "", word);
 			array_bytes(&names, r->name, r->name_len);
 			array_bytes(&raws, r->raw, r->raw_len);

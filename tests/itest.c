@@ -656,3 +656,45 @@ itest_stop_api(void)
 	reap(IT.api, 20000);
 	IT.api = 0;
 }
+
+/* ---- multipart bodies and files of the test folder ----------------------------------- */
+
+void
+itest_mp_part(struct buf *b, const char *boundary, const char *name, const char *filename,
+    const void *data, size_t len)
+{
+	buf_printf(b, "--%s\r\nContent-Disposition: form-data; name=\"%s\"", boundary, name);
+	if (filename != NULL)
+		buf_printf(
+		    b, "; filename=\"%s\"\r\nContent-Type: application/octet-stream", filename);
+	buf_adds(b, "\r\n\r\n");
+	buf_add(b, data, len);
+	buf_adds(b, "\r\n");
+}
+
+void
+itest_mp_end(struct buf *b, const char *boundary)
+{
+	buf_printf(b, "--%s--\r\n", boundary);
+}
+
+char *
+itest_slurp(const char *name, size_t *len)
+{
+	char *path = xasprintf("%s/%s", IT.dir, name), *err = NULL;
+	char *data = read_file(path, len, &err);
+
+	ck_assert_msg(data != NULL, "%s", err);
+	free(path);
+	return data;
+}
+
+void
+itest_save(const struct itest_resp *r, const char *name)
+{
+	char *path = xasprintf("%s/%s", IT.dir, name), *err = NULL;
+
+	ck_assert_msg(
+	    write_file_atomic(path, r->body.data, r->body.len, 0644, &err) == 0, "%s", err);
+	free(path);
+}

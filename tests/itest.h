@@ -115,5 +115,13 @@ void itest_stop_api(void);
 /* A libpq conninfo for dbname on the server of url (BITSVAULT_TEST_DATABASE_URL), for tests
  * that run a second instance with its own database. New string. */
 char *itest_conninfo_with_db(const char *url, const char *dbname);
+/* A multipart/form-data part (filename NULL: a plain field) and the closing delimiter. */
+void itest_mp_part(struct buf *b, const char *boundary, const char *name, const char *filename,
+    const void *data, size_t len);
+void itest_mp_end(struct buf *b, const char *boundary);
+/* A file of the test folder, whole (caller frees); the test fails when it cannot be read. */
+char *itest_slurp(const char *name, size_t *len);
+/* An answer's body into a file of the test folder. */
+void itest_save(const struct itest_resp *r, const char *name);
 
 #endif

@@ -148,25 +148,6 @@ desc(const struct itest_resp *r)
 	return d != NULL ? d : "";
 }
 
-/* Appends a part to a multipart body; filename NULL makes a plain field. */
-static void
-mp_part(struct buf *b, const char *name, const char *filename, const void *data, size_t len)
-{
-	buf_printf(b, "--" BOUNDARY "\r\nContent-Disposition: form-data; name=\"%s\"", name);
-	if (filename != NULL)
-		buf_printf(
-		    b, "; filename=\"%s\"\r\nContent-Type: application/octet-stream", filename);
-	buf_adds(b, "\r\n\r\n");
-	buf_add(b, data, len);
-	buf_adds(b, "\r\n");
-}
-
-static void
-mp_end(struct buf *b)
-{
-	buf_adds(b, "--" BOUNDARY "--\r\n");
-}
-
 /* PUT path with a multipart body from spec: parts "F<name>=<data>" (a file) or
  * "V<name>=<data>" (a plain field) split by '|'; ctype NULL is MPTYPE. */
 static long
@@ -179,9 +160,10 @@ form(const char *path, const char *spec, const char *ctype)
 	for (char *p = strtok_r(copy, "|", &save); p != NULL; p = strtok_r(NULL, "|", &save)) {
 		char *eq = strchr(p, '=');
 		*eq = '\0';
-		mp_part(&b, p + 1, *p == 'F' ? "f.bin" : NULL, eq + 1, strlen(eq + 1));
+		itest_mp_part(
+		    &b, BOUNDARY, p + 1, *p == 'F' ? "f.bin" : NULL, eq + 1, strlen(eq + 1));
 	}
-	mp_end(&b);
+	itest_mp_end(&b, BOUNDARY);
 	long status = req("PUT", path, b.data, b.len, ctype != NULL ? ctype : MPTYPE, NULL);
 	buf_free(&b);
 	free(copy);
@@ -195,8 +177,8 @@ put_file(const char *path, const char *field, const void *data, size_t len)
 	struct buf b;
 
 	buf_init(&b);
-	mp_part(&b, field, "f.bin", data, len);
-	mp_end(&b);
+	itest_mp_part(&b, BOUNDARY, field, "f.bin", data, len);
+	itest_mp_end(&b, BOUNDARY);
 	long status = req("PUT", path, b.data, b.len, MPTYPE, NULL);
 	buf_free(&b);
 	return status;
@@ -357,7 +339,7 @@ START_TEST(test_bad_multipart)
 
 	/* Cut short: no closing boundary, or inside the part's headers. */
 	buf_init(&b);
-	mp_part(&b, "package", "f.zip", "hello", 5);
+	itest_mp_part(&b, BOUNDARY, "package", "f.zip", "hello", 5);
 	ck_assert_int_eq(req("PUT", "/packages/m1", b.data, b.len - 2, MPTYPE, NULL), 400);
 	ck_assert_int_eq(req("PUT", "/packages/m1", b.data, 30, MPTYPE, NULL), 400);
 	buf_free(&b);
@@ -371,9 +353,9 @@ START_TEST(test_bad_multipart)
 	    400);
 	/* No file field: a plain field of that name, a file under another name, nothing. */
 	buf_init(&b);
-	mp_part(&b, "package", NULL, "not a file", 10);
-	mp_part(&b, "application", "a.zip", "zzz", 3);
-	mp_end(&b);
+	itest_mp_part(&b, BOUNDARY, "package", NULL, "not a file", 10);
+	itest_mp_part(&b, BOUNDARY, "application", "a.zip", "zzz", 3);
+	itest_mp_end(&b, BOUNDARY);
 	ck_assert_int_eq(req("PUT", "/packages/m1", b.data, b.len, MPTYPE, NULL), 400);
 	ck_assert_int_eq(json_integer_value(json_object_get(R.json, "code")), 290003);
 	ck_assert_str_eq(desc(&R), "Could not retrieve form parameter 'package' or 'bits'");
@@ -679,8 +661,8 @@ post_buildpack(const char *dir)
 	free(file);
 	ck_assert_msg(zip != NULL, "%s", err);
 	buf_init(&b);
-	mp_part(&b, "buildpack", "go_buildpack.zip", zip, len);
-	mp_end(&b);
+	itest_mp_part(&b, BOUNDARY, "buildpack", "go_buildpack.zip", zip, len);
+	itest_mp_end(&b, BOUNDARY);
 	long status = req("POST", "/buildpacks", b.data, b.len, MPTYPE, NULL);
 	buf_free(&b);
 	free(zip);
@@ -753,8 +735,8 @@ START_TEST(test_limits)
 	/* Content-Length past the buildpack limit (64K): 413 after the body is drained, and
 	 * the connection still answers. */
 	buf_init(&b);
-	mp_part(&b, "buildpack", "b.zip", data, big);
-	mp_end(&b);
+	itest_mp_part(&b, BOUNDARY, "buildpack", "b.zip", data, big);
+	itest_mp_end(&b, BOUNDARY);
 	ck_assert_int_eq(
 	    req_on(c, "PUT", "/buildpacks/big", b.data, b.len, MPTYPE, NULL, false), 413);
 	ck_assert_int_eq(req_on(c, "GET", "/buildpacks/big", NULL, 0, NULL, NULL, false), 404);
@@ -766,8 +748,8 @@ START_TEST(test_limits)
 
 	/* Chunked (no Content-Length) with a limit: 400. */
 	buf_reset(&b);
-	mp_part(&b, "buildpack", "b.zip", data, 1000);
-	mp_end(&b);
+	itest_mp_part(&b, BOUNDARY, "buildpack", "b.zip", data, 1000);
+	itest_mp_end(&b, BOUNDARY);
 	ck_assert_int_eq(
 	    req_on(c, "PUT", "/buildpacks/chunked", b.data, b.len, MPTYPE, NULL, true), 400);
 	ck_assert_str_eq(desc(&R), "HTTP header does not contain Content-Length");
@@ -779,12 +761,12 @@ START_TEST(test_limits)
 
 	/* Exactly at the limit: stored. */
 	buf_reset(&b);
-	mp_part(&b, "buildpack", "b.zip", "", 0);
-	mp_end(&b);
+	itest_mp_part(&b, BOUNDARY, "buildpack", "b.zip", "", 0);
+	itest_mp_end(&b, BOUNDARY);
 	size_t fill = 64 * 1024 - b.len;
 	buf_reset(&b);
-	mp_part(&b, "buildpack", "b.zip", data, fill);
-	mp_end(&b);
+	itest_mp_part(&b, BOUNDARY, "buildpack", "b.zip", data, fill);
+	itest_mp_end(&b, BOUNDARY);
 	ck_assert_uint_eq(b.len, 64 * 1024);
 	ck_assert_int_eq(req("PUT", "/buildpacks/edge", b.data, b.len, MPTYPE, NULL), 201);
 	buf_free(&b);
@@ -992,8 +974,8 @@ START_TEST(test_private_auth_modes)
 	host_hdr = NULL;
 	assert_body("/packages/open", "open");
 	buf_init(&b);
-	mp_part(&b, "package", "c.zip", "chunked body", 12);
-	mp_end(&b);
+	itest_mp_part(&b, BOUNDARY, "package", "c.zip", "chunked body", 12);
+	itest_mp_end(&b, BOUNDARY);
 	c = curl_easy_init();
 	ck_assert_int_eq(
 	    req_on(c, "PUT", "/packages/chunky", b.data, b.len, MPTYPE, NULL, true), 201);

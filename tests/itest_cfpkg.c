@@ -106,37 +106,6 @@ create_bits(const char *app)
 	return guid;
 }
 
-/* Appends a part to a multipart body; filename NULL makes a plain field. */
-static void
-mp_part(struct buf *b, const char *name, const char *filename, const void *data, size_t len)
-{
-	buf_printf(b, "--" BOUNDARY "\r\nContent-Disposition: form-data; name=\"%s\"", name);
-	if (filename != NULL)
-		buf_printf(b, "; filename=\"%s\"\r\nContent-Type: application/zip", filename);
-	buf_adds(b, "\r\n\r\n");
-	buf_add(b, data, len);
-	buf_adds(b, "\r\n");
-}
-
-/* A file of IT.dir, whole (caller frees). */
-static char *
-slurp(const char *name, size_t *len)
-{
-	char *path = xasprintf("%s/%s", IT.dir, name);
-	FILE *f = fopen(path, "rb");
-	struct buf b;
-	char chunk[65536];
-	size_t n;
-
-	ck_assert_msg(f != NULL, "open %s", path);
-	buf_init(&b);
-	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-		buf_add(&b, chunk, n);
-	fclose(f);
-	free(path);
-	return buf_steal(&b, len);
-}
-
 /* POST /v3/packages/{guid}/upload: the zip file (NULL: none) as the file part "bits",
  * resources (NULL: none) as a plain field, or as a file part when res_file. */
 static long
@@ -148,14 +117,14 @@ upload(const char *guid, const char *zipfile, const char *resources, bool res_fi
 
 	buf_init(&b);
 	if (resources != NULL)
-		mp_part(&b, "resources", res_file ? "resources.json" : NULL, resources,
-		    strlen(resources));
+		itest_mp_part(&b, BOUNDARY, "resources", res_file ? "resources.json" : NULL,
+		    resources, strlen(resources));
 	if (zipfile != NULL) {
-		char *zip = slurp(zipfile, &len);
-		mp_part(&b, "bits", "application.zip", zip, len);
+		char *zip = itest_slurp(zipfile, &len);
+		itest_mp_part(&b, BOUNDARY, "bits", "application.zip", zip, len);
 		free(zip);
 	}
-	buf_adds(&b, "--" BOUNDARY "--\r\n");
+	itest_mp_end(&b, BOUNDARY);
 	long status = req_as(IT_USER, "POST", path, b.data, b.len, MPTYPE);
 	buf_free(&b);
 	free(path);
@@ -236,19 +205,6 @@ check_zip(const char *zip, const struct want *want, size_t n)
 	}
 }
 
-/* R's body into a file of IT.dir. */
-static void
-save(const char *name)
-{
-	char *path = xasprintf("%s/%s", IT.dir, name);
-	FILE *f = fopen(path, "wb");
-
-	ck_assert_msg(f != NULL, "open %s", path);
-	ck_assert_uint_eq(fwrite(R.body.data, 1, R.body.len, f), R.body.len);
-	ck_assert_int_eq(fclose(f), 0);
-	free(path);
-}
-
 static void
 setup(void)
 {
@@ -317,10 +273,10 @@ START_TEST(test_flow)
 	/* The resources the client found: stashed before (POST /app_stash/entries). */
 	struct buf b;
 	size_t zlen;
-	char *zip = slurp("res.zip", &zlen);
+	char *zip = itest_slurp("res.zip", &zlen);
 	buf_init(&b);
-	mp_part(&b, "application", "res.zip", zip, zlen);
-	buf_adds(&b, "--" BOUNDARY "--\r\n");
+	itest_mp_part(&b, BOUNDARY, "application", "res.zip", zip, zlen);
+	itest_mp_end(&b, BOUNDARY);
 	free(zip);
 	ck_assert_msg(req_as(IT_USER, "POST", "/app_stash/entries", b.data, b.len, MPTYPE) == 201,
 	    "stash: %ld %s", R.status, R.body.data);
@@ -392,7 +348,7 @@ START_TEST(test_flow)
 	 * (symlink and empty folder left out) in its order, then the resources. */
 	ck_assert_int_eq(req("GET", dl, NULL), 200);
 	ck_assert_str_eq(itest_header(&R, "Content-Type"), "application/zip");
-	save("pkg.zip");
+	itest_save(&R, "pkg.zip");
 	char *s256 = itest_sh_out("sha256sum < pkg.zip | cut -c1-64");
 	ck_assert_str_eq(s256, ready_sum);
 	free(s256);
@@ -453,7 +409,7 @@ START_TEST(test_flow)
 	char *cdl = xasprintf("/v3/packages/%s/download", str("guid"));
 	ck_assert_int_eq(req("GET", cdl, NULL), 200);
 	size_t plen;
-	char *pkg = slurp("pkg.zip", &plen);
+	char *pkg = itest_slurp("pkg.zip", &plen);
 	ck_assert(R.body.len == plen && memcmp(R.body.data, pkg, plen) == 0);
 	free(pkg);
 	free(cdl);

@@ -43,51 +43,6 @@ desc(void)
 	return d != NULL ? d : "";
 }
 
-/* Appends a part to a multipart body; filename NULL makes a plain field. */
-static void
-mp_part(struct buf *b, const char *name, const char *filename, const void *data, size_t len)
-{
-	buf_printf(b, "--" BOUNDARY "\r\nContent-Disposition: form-data; name=\"%s\"", name);
-	if (filename != NULL)
-		buf_printf(
-		    b, "; filename=\"%s\"\r\nContent-Type: application/octet-stream", filename);
-	buf_adds(b, "\r\n\r\n");
-	buf_add(b, data, len);
-	buf_adds(b, "\r\n");
-}
-
-/* A file of IT.dir, whole (caller frees). */
-static char *
-slurp(const char *name, size_t *len)
-{
-	char *path = xasprintf("%s/%s", IT.dir, name);
-	FILE *f = fopen(path, "rb");
-	struct buf b;
-	char chunk[65536];
-	size_t n;
-
-	ck_assert_msg(f != NULL, "open %s", path);
-	buf_init(&b);
-	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-		buf_add(&b, chunk, n);
-	fclose(f);
-	free(path);
-	return buf_steal(&b, len);
-}
-
-/* R's body into a file of IT.dir. */
-static void
-save(const char *name)
-{
-	char *path = xasprintf("%s/%s", IT.dir, name);
-	FILE *f = fopen(path, "wb");
-
-	ck_assert_msg(f != NULL, "open %s", path);
-	ck_assert_uint_eq(fwrite(R.body.data, 1, R.body.len, f), R.body.len);
-	ck_assert_int_eq(fclose(f), 0);
-	free(path);
-}
-
 /* POST path with a multipart body: the zip file (NULL: none) as a file part named
  * field, and resources (NULL: none) as a file part "resources". */
 static long
@@ -98,13 +53,14 @@ post_form(const char *path, const char *field, const char *zipfile, const char *
 
 	buf_init(&b);
 	if (resources != NULL)
-		mp_part(&b, "resources", "resources.json", resources, strlen(resources));
+		itest_mp_part(
+		    &b, BOUNDARY, "resources", "resources.json", resources, strlen(resources));
 	if (zipfile != NULL) {
-		char *zip = slurp(zipfile, &len);
-		mp_part(&b, field, "app.zip", zip, len);
+		char *zip = itest_slurp(zipfile, &len);
+		itest_mp_part(&b, BOUNDARY, field, "app.zip", zip, len);
 		free(zip);
 	}
-	buf_adds(&b, "--" BOUNDARY "--\r\n");
+	itest_mp_end(&b, BOUNDARY);
 	long status = post(path, b.data, b.len, MPTYPE);
 	buf_free(&b);
 	return status;
@@ -297,7 +253,7 @@ START_TEST(test_entries)
 
 	/* Not multipart; no application field. */
 	size_t zlen;
-	char *zip = slurp("app.zip", &zlen);
+	char *zip = itest_slurp("app.zip", &zlen);
 	ck_assert_int_eq(
 	    post("/app_stash/entries", zip, zlen, "Content-Type: application/zip"), 400);
 	ck_assert_str_eq(desc(), "Could not retrieve 'application' form parameter");
@@ -402,10 +358,10 @@ START_TEST(test_matches)
 	struct buf b;
 	size_t plen = 0;
 	ck_assert_int_eq(itest_sh("seq 9000 9100 > pkg.bin"), 0);
-	char *pkg = slurp("pkg.bin", &plen);
+	char *pkg = itest_slurp("pkg.bin", &plen);
 	buf_init(&b);
-	mp_part(&b, "package", "p.zip", pkg, plen);
-	buf_adds(&b, "--" BOUNDARY "--\r\n");
+	itest_mp_part(&b, BOUNDARY, "package", "p.zip", pkg, plen);
+	itest_mp_end(&b, BOUNDARY);
 	itest_resp_free(&R);
 	itest_http(&R, "PUT", "/packages/stash-pkg", IT_USER, b.data, b.len, MPTYPE);
 	ck_assert_msg(R.status == 201, "package: %ld", R.status);
@@ -459,12 +415,12 @@ START_TEST(test_bundles)
 	ck_assert_msg(bundle_json(body) == 200, "bundle: %ld %s", R.status, R.body.data);
 	uint64_t first = now_ms() - t0;
 	ck_assert_str_eq(itest_header(&R, "Content-Type"), "application/zip");
-	save("b1.zip");
+	itest_save(&R, "b1.zip");
 	check_zip("b1.zip", want, BV_NELEM(want));
 	ck_assert_int_eq(bundle_jobs(), jobs + 1);
 	/* The same request: the same bytes, from the same job. */
 	size_t len1 = 0;
-	char *b1 = slurp("b1.zip", &len1);
+	char *b1 = itest_slurp("b1.zip", &len1);
 	t0 = now_ms();
 	ck_assert_int_eq(bundle_json(body), 200);
 	uint64_t cached = now_ms() - t0;
@@ -490,7 +446,7 @@ START_TEST(test_bundles)
 	jobs = bundle_jobs();
 	ck_assert_msg(post_form("/app_stash/bundles", "application", "app2.zip", body) == 200,
 	    "multipart bundle: %ld %s", R.status, R.body.data);
-	save("b2.zip");
+	itest_save(&R, "b2.zip");
 	check_zip("b2.zip", want2, BV_NELEM(want2));
 	ck_assert_int_eq(bundle_jobs(), jobs + 1);
 	free(body);
@@ -631,18 +587,18 @@ START_TEST(test_package_with_resources)
 	size_t len = 0;
 	struct buf b;
 
-	zip = slurp("app.zip", &len);
+	zip = itest_slurp("app.zip", &len);
 	buf_init(&b);
-	mp_part(&b, "resources", NULL, res, strlen(res));
-	mp_part(&b, "package", "app.zip", zip, len);
-	buf_adds(&b, "--" BOUNDARY "--\r\n");
+	itest_mp_part(&b, BOUNDARY, "resources", NULL, res, strlen(res));
+	itest_mp_part(&b, BOUNDARY, "package", "app.zip", zip, len);
+	itest_mp_end(&b, BOUNDARY);
 	itest_resp_free(&R);
 	itest_http(&R, "PUT", "/packages/assembled", IT_USER, b.data, b.len, MPTYPE);
 	ck_assert_msg(R.status == 201, "PUT: %ld %s", R.status, R.body.data);
 	itest_resp_free(&R);
 	itest_http(&R, "GET", "/packages/assembled", IT_USER, NULL, 0, NULL);
 	ck_assert_int_eq(R.status, 200);
-	save("assembled.zip");
+	itest_save(&R, "assembled.zip");
 	ck_assert_int_eq(
 	    itest_sh("unzip -Z1 assembled.zip | grep -qx extra/one.rb && "
 		     "unzip -Z1 assembled.zip | grep -qx app/app.rb && "
@@ -660,9 +616,9 @@ START_TEST(test_package_with_resources)
 	};
 	for (size_t i = 0; i < BV_NELEM(bad); i++) {
 		buf_init(&b);
-		mp_part(&b, "resources", NULL, bad[i][0], strlen(bad[i][0]));
-		mp_part(&b, "package", "app.zip", zip, len);
-		buf_adds(&b, "--" BOUNDARY "--\r\n");
+		itest_mp_part(&b, BOUNDARY, "resources", NULL, bad[i][0], strlen(bad[i][0]));
+		itest_mp_part(&b, BOUNDARY, "package", "app.zip", zip, len);
+		itest_mp_end(&b, BOUNDARY);
 		itest_resp_free(&R);
 		itest_http(&R, "PUT", "/packages/refused", IT_USER, b.data, b.len, MPTYPE);
 		buf_addc(&R.body, '\0');
@@ -707,7 +663,7 @@ START_TEST(test_bundle_many)
 	printf("stash latency: bundle of 2000 small files: %llu ms (%zu bytes)\n",
 	    (unsigned long long)ms, R.body.len);
 	ck_assert_int_eq(bundle_jobs(), jobs + 1);
-	save("many-out.zip");
+	itest_save(&R, "many-out.zip");
 	free(body);
 	json_decref(ask);
 	/* Every file, in the order asked, with its bytes. */
@@ -737,7 +693,7 @@ START_TEST(test_bundle_big)
 	ck_assert_msg(bundle_json(q) == 200, "bundle: %ld %s", R.status, R.body.data);
 	printf("stash latency: bundle of one 100 MB file: %llu ms\n",
 	    (unsigned long long)(now_ms() - t0));
-	save("big.zip");
+	itest_save(&R, "big.zip");
 	itest_resp_free(&R);
 	memset(&R, 0, sizeof R);
 	static const struct want want[] = {{"deep/big.bin", "trees/big/big.bin", 0600}};
