@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -72,7 +73,23 @@ blob_path(const struct local *st, const unsigned char sha256[32], char **dir)
 	return xasprintf("%s/%.2s/%.2s/%s", st->objects, hex, hex + 2, hex);
 }
 
-/* Makes a temp file that store_clean_tmp recognises by its prefix. */
+/* Locks a temp file just made. A cleaner may have found it unlocked in between and
+ * removed it (or hold its lock now): false then, and the caller makes another. Where
+ * flock is not supported the file stays unlocked and only its age protects it. */
+static bool
+tmp_lock(int fd, const char *path)
+{
+	struct stat a, b;
+
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0)
+		return errno != EWOULDBLOCK;
+	return fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
+	    a.st_ino == b.st_ino;
+}
+
+/* Makes a temp file that store_clean_tmp recognises by its prefix, locked (flock) for as
+ * long as its writer holds it open: a temp file nobody holds a lock on is a dead writer's,
+ * whatever its age. */
 static int
 tmp_create(struct local *st, const char *prefix, char **path, char **errstr)
 {
@@ -83,10 +100,17 @@ tmp_create(struct local *st, const char *prefix, char **path, char **errstr)
 		random_hex(rnd, 8);
 		*path = xasprintf("%s/%s%ld-%s", st->tmp, prefix, (long)getpid(), rnd);
 		fd = open(*path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, FILE_MODE);
-		if (fd >= 0) {
+		if (fd >= 0 && tmp_lock(fd, *path)) {
 			/* The umask must not decide the blob's mode. */
 			(void)fchmod(fd, FILE_MODE);
 			return fd;
+		}
+		if (fd >= 0) {
+			/* A cleaner took it between our open and our lock: another name. */
+			close(fd);
+			free(*path);
+			*path = NULL;
+			continue;
 		}
 		int err = errno;
 		if (err != EEXIST) {
@@ -120,8 +144,24 @@ local_free(void *be)
 	free(st);
 }
 
+/* True when a temp file's writer is gone: nobody holds its lock (a writer that had not
+ * locked it yet finds it gone and makes another: tmp_lock). Where locks are not
+ * supported this is never true, and only age counts. */
+static bool
+tmp_orphaned(int dirfd, const char *name)
+{
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	bool free_lock = flock(fd, LOCK_EX | LOCK_NB) == 0;
+	close(fd);
+	return free_lock;
+}
+
 /* Only our own prefixes are removed: a stray file someone put in tmp/ is left alone. A
- * writer's temp file has the mtime of its last write, so an age limit spares live puts. */
+ * dead writer's file (unlocked) goes at once; past max_age_s any file goes (a writer's
+ * temp file has the mtime of its last write, so the age limit spares live puts even where
+ * locks do not work). */
 static int
 local_clean_tmp(void *be, int64_t max_age_s, char **errstr)
 {
@@ -144,7 +184,8 @@ local_clean_tmp(void *be, int64_t max_age_s, char **errstr)
 		if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
 		    !S_ISREG(sb.st_mode))
 			continue;
-		if (max_age_s > 0 && (int64_t)(now - sb.st_mtime) < max_age_s)
+		if (max_age_s > 0 && (int64_t)(now - sb.st_mtime) < max_age_s &&
+		    !tmp_orphaned(dirfd(d), de->d_name))
 			continue;
 		if (unlinkat(dirfd(d), de->d_name, 0) == 0)
 			removed++;

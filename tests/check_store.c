@@ -237,6 +237,44 @@ START_TEST(test_clean_tmp)
 }
 END_TEST
 
+/* A dead writer's temp file (nobody holds its lock) goes at once, young as it is; a live
+ * writer's stays however old. */
+START_TEST(test_clean_tmp_dead_writer)
+{
+	struct timespec ago[2] = {{.tv_sec = time(NULL) - 5}, {.tv_sec = time(NULL) - 5}};
+	char *err = NULL, path[400], *name;
+	struct store_writer *w;
+	struct dirent *de;
+	DIR *d;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/tmp/put-1-dead", root);
+	ck_assert_int_ge(fd = open(path, O_CREAT | O_WRONLY, 0644), 0);
+	close(fd);
+	ck_assert_int_eq(utimensat(AT_FDCWD, path, ago, 0), 0);
+	w = store_writer_new(st, &err);
+	ck_assert_ptr_nonnull(w);
+	ck_assert_int_eq(store_writer_write(w, "x", 1, &err), 0);
+	/* Age the live writer's file too: only its lock keeps it. */
+	snprintf(path, sizeof(path), "%s/tmp", root);
+	ck_assert_ptr_nonnull(d = opendir(path));
+	while ((de = readdir(d)) != NULL)
+		if (strncmp(de->d_name, "put-", 4) == 0 && strcmp(de->d_name, "put-1-dead") != 0) {
+			name = xasprintf("%s/%s", path, de->d_name);
+			ck_assert_int_eq(utimensat(AT_FDCWD, name, ago, 0), 0);
+			free(name);
+		}
+	closedir(d);
+	ck_assert_int_eq(count_tmp(), 2);
+
+	ck_assert_int_eq(store_clean_tmp(st, 3600, &err), 1); /* put-1-dead */
+	ck_assert_int_eq(count_tmp(), 1);
+	ck_assert_int_eq(store_writer_write(w, "y", 1, &err), 0);
+	store_writer_abort(w);
+	ck_assert_int_eq(count_tmp(), 0);
+}
+END_TEST
+
 START_TEST(test_open_exists_delete)
 {
 	unsigned char sha256[32], missing[32] = {0xab, 0xcd};
@@ -1065,6 +1103,7 @@ store_suite(void)
 	tcase_add_test(tc, test_empty_blob);
 	tcase_add_test(tc, test_abort_leaves_nothing);
 	tcase_add_test(tc, test_clean_tmp);
+	tcase_add_test(tc, test_clean_tmp_dead_writer);
 	tcase_add_test(tc, test_open_exists_delete);
 	tcase_add_test(tc, test_blob_url_local);
 	tcase_add_test(tc, test_space_and_probe);
