@@ -319,7 +319,7 @@ START_TEST(test_workers_killed_redis_lost)
 			uint64_t c0 = faults_ms();
 			itest_http(&r, "GET", "/status/short", NULL, NULL, 0, NULL);
 			ck_assert_msg(r.status == 503 && strstr(r.body.data, "redis") != NULL &&
-					  faults_ms() - c0 < 2000,
+				faults_ms() - c0 < 2000,
 			    "/status/short with Redis down: %ld %s", r.status, r.body.data);
 			itest_resp_free(&r);
 		}
@@ -347,7 +347,8 @@ START_TEST(test_workers_killed_redis_lost)
 		if (short_status != 200)
 			usleep(100000);
 	}
-	ck_assert_msg(short_status == 200, "/status/short after Redis came back: %ld", short_status);
+	ck_assert_msg(
+	    short_status == 200, "/status/short after Redis came back: %ld", short_status);
 	printf("%d jobs submitted in %llu ms\n", nitems, (unsigned long long)(faults_ms() - t0));
 
 	/* Every job ends (the killing goes on meanwhile). */
