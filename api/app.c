@@ -673,6 +673,36 @@ uploads_forget(struct app *a, struct call *c)
 	}
 }
 
+/* True when a JSON text nests arrays and objects deeper than max. Checked before jansson
+ * parses a body: its parser recurses once per level up to its compiled-in 2048, each
+ * level a stack frame and a half-built value, and max_json_depth is the operator's lower
+ * bound. Brackets inside strings do not count; anything malformed is left to jansson. */
+static bool
+json_too_deep(const char *s, size_t len, int64_t max)
+{
+	int64_t depth = 0;
+	bool in_str = false;
+
+	for (size_t i = 0; i < len; i++) {
+		char ch = s[i];
+
+		if (in_str) {
+			if (ch == '\\')
+				i++;
+			else if (ch == '"')
+				in_str = false;
+		} else if (ch == '"') {
+			in_str = true;
+		} else if (ch == '[' || ch == '{') {
+			if (++depth > max)
+				return true;
+		} else if (ch == ']' || ch == '}') {
+			depth--;
+		}
+	}
+	return false;
+}
+
 /* Loop thread: the reply goes out and the request resumes; a finished upload frees its
  * slot for the next one waiting. */
 static void
@@ -720,24 +750,32 @@ on_request(struct http_req *r, void *arg)
 	if (c->route->body == CALL_BODY_BITS && c->upload == NULL) {
 		/* A Bits route answers a bad body in its own words (its prepare). */
 		body = http_req_body(r, &body_len);
-		if (body_len > 0)
+		if (body_len > 0 && !json_too_deep(body, body_len, a->cfg->max_json_depth))
 			c->json = json_loadb(body, body_len, JSON_REJECT_DUPLICATES, NULL);
 	} else if (c->route->body == CALL_BODY_JSON) {
 		body = http_req_body(r, &body_len);
 		if (body_len > 0) {
+			bool deep = json_too_deep(body, body_len, a->cfg->max_json_depth);
 			json_error_t jerr;
 
-			c->json = json_loadb(body, body_len, JSON_REJECT_DUPLICATES, &jerr);
+			c->json =
+			    deep ? NULL : json_loadb(body, body_len, JSON_REJECT_DUPLICATES, &jerr);
 			if (c->json == NULL && strncmp(c->route->pattern, "/v3/", 4) == 0) {
 				/* CF's routes answer in CF's shape. */
 				routes_cfpkg_bad_json(c);
 				http_req_reply(r, &c->resp);
 				return;
 			}
-			if (c->json == NULL) {
+			if (deep)
+				resp_error(&c->resp, 400,
+				    "invalid JSON body: nested deeper than %lld levels "
+				    "(max_json_depth)",
+				    (long long)a->cfg->max_json_depth);
+			else if (c->json == NULL)
 				resp_error(&c->resp, 400,
 				    "invalid JSON body: %s (line %d, column %d)", jerr.text,
 				    jerr.line, jerr.column);
+			if (c->json == NULL) {
 				http_req_reply(r, &c->resp);
 				return;
 			}
@@ -859,6 +897,11 @@ app_new(const struct config *cfg, struct event_base *base, struct store *st, cha
 	if (a->pool == NULL)
 		goto fail;
 	opts.timeout_s = cfg->http_timeout;
+	opts.header_timeout_s = cfg->http_header_timeout;
+	opts.keepalive_timeout_s = cfg->http_keepalive_timeout;
+	opts.max_headers = cfg->max_headers;
+	opts.max_header_bytes = cfg->max_header_size;
+	opts.max_url = cfg->max_url_length;
 	opts.max_keepalive_requests = cfg->max_keepalive_requests;
 	opts.max_body =
 	    cfg->max_upload_size > cfg->max_json_size ? cfg->max_upload_size : cfg->max_json_size;
@@ -942,4 +985,12 @@ app_free(struct app *a)
 	free(a->spool_dir);
 	free(a->bound);
 	free(a);
+}
+
+/* The route table (api/main.c's --routes; tests check every route's access with it). */
+const struct call_route *
+app_routes(size_t *n)
+{
+	*n = BV_NELEM(routes);
+	return routes;
 }

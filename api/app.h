@@ -27,5 +27,9 @@ void app_shutdown(struct app *a);
 bool app_timed_out(const struct app *a);
 /* Frees everything (after the loop has returned and only if !app_timed_out). */
 void app_free(struct app *a);
+/* The route table (method, pattern, access per route), *n entries; HEAD is served
+ * wherever GET is. */
+struct call_route;
+const struct call_route *app_routes(size_t *n);
 
 #endif

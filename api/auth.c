@@ -316,3 +316,34 @@ auth_role_name(enum auth_role role)
 	}
 	return "invalid";
 }
+
+/* Access rule names for --routes (and the tests that walk the route table). */
+const char *
+auth_access_name(enum auth_access access)
+{
+	switch (access) {
+	case ACCESS_READ:
+		return "read";
+	case ACCESS_USER:
+		return "user";
+	case ACCESS_WORKER:
+		return "worker";
+	case ACCESS_WORKER_ADMIN:
+		return "worker-admin";
+	case ACCESS_ADMIN:
+		return "admin";
+	case ACCESS_COOK:
+		return "cook";
+	case ACCESS_REQUEST_CREATE:
+		return "request-create";
+	case ACCESS_CACHITO_WORKER:
+		return "cachito-worker";
+	case ACCESS_BITS:
+		return "bits";
+	case ACCESS_BITS_SIGN:
+		return "bits-sign";
+	case ACCESS_ARCHIVER:
+		return "archiver";
+	}
+	return "unknown";
+}

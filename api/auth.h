@@ -65,5 +65,9 @@ int auth_check(
     const struct auth *a, enum auth_role role, enum auth_access access, const char **msg);
 /* "anonymous", "user", "admin", "worker", "invalid", "proxy-user" (for the access log). */
 const char *auth_role_name(enum auth_role role);
+/* The access rule's name as bitsvault-api --routes prints it: "read", "user", "worker",
+ * "worker-admin", "admin", "cook", "request-create", "cachito-worker", "bits",
+ * "bits-sign", "archiver". */
+const char *auth_access_name(enum auth_access access);
 
 #endif

@@ -51,6 +51,11 @@ bitsup_error(struct resp *rs, int status, int code, const char *fmt, ...)
 	msg = xvasprintf(fmt, ap);
 	va_end(ap);
 	o = json_pack("{s:s}", "description", msg);
+	if (o == NULL) {
+		/* Not valid UTF-8 (a client's bytes quoted in the message): keep the status,
+		 * as resp_error does; resp_json would abort on NULL. Found by fuzz_request. */
+		o = json_pack("{s:s}", "description", "error message not representable");
+	}
 	if (code != 0)
 		json_object_set_new(o, "code", json_integer(code));
 	resp_json(rs, status, o);

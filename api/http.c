@@ -3,12 +3,15 @@
  * upstream issue it comes from. Everything runs on the one event-loop thread. */
 #include <errno.h>
 #include <netdb.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
 
 #include <event2/buffer.h>
@@ -27,18 +30,22 @@
 #define BODY_CAP_MARGIN (16 * 1024 * 1024)
 
 /* Request header limits. evhtp keeps every header in a list with no bound of its own (3
- * million small headers grew the process to 390 MB). Past the soft limits the headers are
- * dropped as they arrive and the request gets a 431 once its header section ends; past
- * the hard limits (a client that never ends it) the connection is dropped. */
-#define HEADERS_MAX 100
-#define HEADER_BYTES_MAX (64 * 1024)
+ * million small headers grew the process to 390 MB). Past the soft limits
+ * (opts.max_headers, opts.max_header_bytes) the headers are dropped as they arrive and the
+ * request gets a 431 once its header section ends; past the hard limits (a client that
+ * never ends it) the connection is dropped after a 431. The URL limit (opts.max_url) is
+ * checked once the header section is in: a request line past libevhtp's own 8 KiB parser
+ * buffer, or a single header line past it, is a parser error, answered from
+ * on_connection_fini (see parser_reply). */
 #define HEADERS_HARD_MAX 1000
 #define HEADER_BYTES_HARD_MAX (1024 * 1024)
-/* Path plus query. libevhtp's parser drops a request line past its 8 KiB buffer without
- * a reply, so the limit sits below that to leave room for a real 414. */
-#define URL_MAX 4096
+/* Bytes of a refused request still in the socket that are read and dropped before the
+ * parser-error reply, so that closing does not reset the connection under the reply. */
+#define PARSER_REPLY_DRAIN (256 * 1024)
 /* accept() failing (EMFILE and friends): how long the listener rests before retrying. */
 #define ACCEPT_RETRY_MS 200
+/* Seconds a 503 asks the client to wait before it tries again. */
+#define HTTP_RETRY_AFTER_S "2"
 
 enum body_mode { BODY_DISCARD, BODY_BUFFER, BODY_SPOOL, BODY_SINK };
 
@@ -49,6 +56,14 @@ struct http_conn {
 	size_t nheaders;
 	size_t header_bytes;
 	bool headers_over; /* past the soft limits: answer 431 */
+	bool headers_hard; /* past the hard limits: the parser is stopped, answer 431 */
+	/* Deadlines (see on_sweep). req is the request past its headers, if any. */
+	struct http_req *req;
+	bool served; /* a request ended: idle now means keep-alive */
+	uint64_t idle_ms; /* since the accept or the end of the last request */
+	uint64_t headers_ms; /* the current request's first byte was seen (0: not yet) */
+	uint64_t unacked; /* reply bytes not yet taken by the client, at the last sweep */
+	uint64_t progress_ms; /* when unacked last changed */
 	TAILQ_ENTRY(http_conn) entry;
 };
 
@@ -67,6 +82,8 @@ struct http_server {
 	uint64_t conns_refused;
 	/* accept() failing: the listener rests ACCEPT_RETRY_MS between tries */
 	struct event *accept_timer;
+	/* the deadlines' periodic check (on_sweep) */
+	struct event *sweep_timer;
 	bool accept_paused;
 	uint64_t accept_paused_ms;
 	uint64_t accept_failures;
@@ -74,6 +91,7 @@ struct http_server {
 
 struct http_req {
 	struct http_server *srv;
+	struct http_conn *hc; /* NULL once the connection is forgotten */
 	evhtp_request_t *req;
 	char id[65];
 	char logid[72]; /* "req=<id>" for log_*_id */
@@ -94,6 +112,8 @@ struct http_req {
 	uint64_t content_length; /* as declared; 0 when none */
 	bool has_content_length; /* the header was sent (0 included) */
 	uint64_t body_bytes;
+	uint64_t last_in_ms; /* the headers, or the last body byte, arrived */
+	bool complete; /* the whole request is in: the server's turn */
 
 	bool refused;
 	bool refuse_drain; /* answer the refusal once the body is read */
@@ -156,6 +176,10 @@ send_resp(struct http_req *r, struct resp *rs)
 	add_header(req, "X-Request-ID", r->id);
 	for (i = 0; i < rs->nheaders; i++)
 		add_header(req, rs->headers[i].name, rs->headers[i].value);
+	/* A 503 is a dependency away (Postgres, the store): clients and proxies that honour
+	 * Retry-After come back a little later rather than at once (RFC 9110 §10.2.3). */
+	if (rs->status == 503 && !has_header(rs, "Retry-After"))
+		add_header(req, "Retry-After", HTTP_RETRY_AFTER_S);
 	/* evhtp adds "Content-Type: text/plain" when none is set (research B.1.7); a 204 or
 	 * 304 has no content, so no type either (RFC 9110 §8.3). */
 	if (rs->status != 204 && rs->status != 304)
@@ -246,6 +270,22 @@ send_early_error(struct http_req *r, int status, const char *msg)
 	send_early(r, &rs);
 }
 
+static void send_early_errorf(struct http_req *r, int status, const char *fmt, ...) BV_PRINTF(3, 4);
+
+/* send_early_error with a formatted message. */
+static void
+send_early_errorf(struct http_req *r, int status, const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+
+	va_start(ap, fmt);
+	msg = xvasprintf(fmt, ap);
+	va_end(ap);
+	send_early_error(r, status, msg);
+	free(msg);
+}
+
 /* --- evhtp hooks ---------------------------------------------------------------- */
 
 /* Body fragments: counted, then kept, written to the spool file, or dropped. Whatever
@@ -259,6 +299,7 @@ on_read(evhtp_request_t *req, struct evbuffer *buf, void *arg)
 	size_t len = evbuffer_get_length(buf);
 
 	r->body_bytes += len;
+	r->last_in_ms = now_ms();
 	if (r->replied) {
 		evbuffer_drain(buf, len);
 		return EVHTP_RES_OK;
@@ -377,6 +418,13 @@ on_request_fini(evhtp_request_t *req, void *arg)
 		    (unsigned long long)(now_ms() - r->start_ms), r->role);
 	if (srv->cb.finished != NULL)
 		srv->cb.finished(r, srv->arg);
+	if (r->hc != NULL) {
+		/* The connection is idle from now on (or closing). */
+		r->hc->req = NULL;
+		r->hc->served = true;
+		r->hc->idle_ms = now_ms();
+		r->hc->headers_ms = 0;
+	}
 	req->cbarg = NULL;
 	resp_clear(&r->refusal);
 	buf_free(&r->body);
@@ -417,13 +465,17 @@ on_header(evhtp_request_t *req, evhtp_header_t *hdr, void *arg)
 {
 	struct http_conn *hc = arg;
 
+	const struct http_opts *o = &hc->srv->opts;
+
 	hc->nheaders++;
 	hc->header_bytes += hdr->klen + hdr->vlen + 4; /* ": " and CRLF */
-	if (hc->nheaders <= HEADERS_MAX && hc->header_bytes <= HEADER_BYTES_MAX)
+	if (hc->nheaders <= (size_t)o->max_headers &&
+	    hc->header_bytes <= (size_t)o->max_header_bytes)
 		return EVHTP_RES_OK;
 	if (hc->nheaders > HEADERS_HARD_MAX || hc->header_bytes > HEADER_BYTES_HARD_MAX) {
-		log_warn("dropping a connection: more than %d headers or %d bytes of headers",
+		log_warn("closing a connection: more than %d headers or %d bytes of headers",
 		    HEADERS_HARD_MAX, HEADER_BYTES_HARD_MAX);
+		hc->headers_hard = true; /* answered by parser_reply */
 		return EVHTP_RES_ERROR;
 	}
 	hc->headers_over = true;
@@ -510,8 +562,12 @@ on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *arg)
 	hc->headers_over = false;
 
 	r->srv = srv;
+	r->hc = hc;
 	r->req = req;
 	r->start_ms = now_ms();
+	r->last_in_ms = r->start_ms;
+	hc->req = r;
+	hc->headers_ms = 0;
 	r->role = "anonymous";
 	r->spool_fd = -1;
 	r->mode = BODY_DISCARD;
@@ -549,11 +605,17 @@ on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *arg)
 	if (headers_over) {
 		/* The headers past the limit are gone: the application must not see a
 		 * partial request. */
-		log_warn_id(r->logid, "more than %d headers or %d bytes of headers: 431",
-		    HEADERS_MAX, HEADER_BYTES_MAX);
-		send_early_error(r, 431, "request header fields too large");
-	} else if (strlen(r->path) + strlen(r->query) > URL_MAX) {
-		send_early_error(r, 414, "request URL too long");
+		log_warn_id(r->logid, "more than %lld headers or %lld bytes of headers: 431",
+		    (long long)srv->opts.max_headers, (long long)srv->opts.max_header_bytes);
+		send_early_errorf(r, 431,
+		    "request header fields too large: the limits are %lld fields and %lld bytes "
+		    "(max_headers, max_header_size)",
+		    (long long)srv->opts.max_headers, (long long)srv->opts.max_header_bytes);
+	} else if (strlen(r->path) + strlen(r->query) > (size_t)srv->opts.max_url) {
+		send_early_errorf(r, 414,
+		    "request URL too long: the limit is %lld bytes of path and query "
+		    "(max_url_length)",
+		    (long long)srv->opts.max_url);
 	} else if (!content_length_ok(hdrs, &why) || !host_ok(req, hdrs, &why)) {
 		log_info_id(r->logid, "refused: %s", why);
 		send_early_error(r, 400, why);
@@ -598,6 +660,7 @@ on_request(evhtp_request_t *req, void *arg)
 		evhtp_send_reply(req, 500);
 		return;
 	}
+	r->complete = true;
 	if (r->replied)
 		return; /* answered early (413, 401, 431, spool failure): the body was drained */
 	if (r->refused) {
@@ -607,13 +670,74 @@ on_request(evhtp_request_t *req, void *arg)
 	r->srv->cb.request(r, r->srv->arg);
 }
 
-/* Connection-level fini: forget the connection. */
+/* libevhtp drops a connection whose request its parser rejects without a word (research
+ * B.1.5, issue #161): a request line or a single header line past its 8 KiB buffer, a
+ * malformed request line, a bad Content-Length, or our hard header limits. The client
+ * deserves a status, so it is written here, straight to the socket, as evhtp frees the
+ * connection: 414 when the request line was cut, 431 for headers, 400 for the rest. The
+ * unread rest of the request is dropped first (up to PARSER_REPLY_DRAIN bytes), since
+ * closing a socket with unread input sends a reset that may destroy the reply in the
+ * client's buffer. Only for a request that did not reach on_headers: afterwards the
+ * request has its own answer. */
+static void
+parser_reply(struct http_conn *hc, evhtp_connection_t *conn)
+{
+	htparser *p = conn->parser;
+	evutil_socket_t fd = conn->bev != NULL ? bufferevent_getfd(conn->bev) : -1;
+	enum htpparse_error err = p != NULL ? htparser_get_error(p) : htparse_error_none;
+	const char *msg;
+	char buf[4096], out[512];
+	size_t drained = 0;
+	ssize_t n;
+	int status, len;
+
+	if (fd < 0 || hc->req != NULL || (err == htparse_error_none && !hc->headers_hard))
+		return;
+	if (err == htparse_error_user && !hc->headers_hard)
+		return; /* a hook of ours stopped it and answered, or chose silence */
+	if (hc->headers_hard) {
+		status = 431;
+		msg = "request header fields too large";
+	} else if (err == htparse_error_too_big &&
+	    (conn->request == NULL || conn->request->uri == NULL ||
+		conn->request->uri->path == NULL)) {
+		status = 414;
+		msg = "request URL too long: the request line is over 8 KiB";
+	} else if (err == htparse_error_too_big) {
+		status = 431;
+		msg = "request header fields too large: a header line is over 8 KiB";
+	} else {
+		status = 400;
+		msg = "malformed HTTP request";
+	}
+	log_info("refusing a request the HTTP parser rejected (%s): %d",
+	    hc->headers_hard ? "too many headers" : htparser_get_strerror(p), status);
+	while (drained < PARSER_REPLY_DRAIN && (n = recv(fd, buf, sizeof buf, MSG_DONTWAIT)) > 0)
+		drained += (size_t)n;
+	len = snprintf(out, sizeof out,
+	    "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nConnection: close\r\n"
+	    "Content-Length: %zu\r\n\r\n{\"error\":\"%s\"}",
+	    status,
+	    status == 400       ? "Bad Request"
+		: status == 414 ? "URI Too Long"
+				: "Request Header Fields Too Large",
+	    strlen(msg) + 12, msg);
+	/* A fresh socket's buffer takes a few hundred bytes at once; a client that does not
+	 * take them gets nothing, as before. */
+	if (len > 0 && send(fd, out, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
+		shutdown(fd, SHUT_WR);
+}
+
+/* Connection-level fini: answer a parser error, forget the connection. */
 static evhtp_res
 on_connection_fini(evhtp_connection_t *conn, void *arg)
 {
 	struct http_conn *hc = arg;
 	struct http_server *srv = hc->srv;
 
+	parser_reply(hc, conn);
+	if (hc->req != NULL)
+		hc->req->hc = NULL; /* its own fini runs next, when the connection is gone */
 	TAILQ_REMOVE(&srv->conns, hc, entry);
 	srv->nconns--;
 	free(hc);
@@ -655,6 +779,7 @@ on_accept(evhtp_connection_t *conn, void *arg)
 	hc = xcalloc(1, sizeof *hc);
 	hc->conn = conn;
 	hc->srv = srv;
+	hc->idle_ms = hc->progress_ms = now_ms();
 	TAILQ_INSERT_TAIL(&srv->conns, hc, entry);
 	srv->nconns++;
 	evhtp_connection_set_hook(conn, evhtp_hook_on_header, (evhtp_hook)on_header, hc);
@@ -700,6 +825,128 @@ on_accept_retry(evutil_socket_t fd, short what, void *arg)
 		evconnlistener_enable(srv->htp->server);
 }
 
+/* --- deadlines ------------------------------------------------------------------- */
+
+/* Reply bytes the client has not taken yet: what is queued in the connection's output
+ * buffer plus what the kernel holds unacknowledged (SIOCOUTQ). It falls only when the
+ * client reads, so it tells a slow reader (it falls, however slowly) from one that
+ * stopped (it does not). */
+static uint64_t
+unacked(evhtp_connection_t *conn)
+{
+	struct evbuffer *out = conn->bev != NULL ? bufferevent_get_output(conn->bev) : NULL;
+	uint64_t n = out != NULL ? evbuffer_get_length(out) : 0;
+	int q = 0;
+
+	if (conn->bev != NULL && ioctl(bufferevent_getfd(conn->bev), SIOCOUTQ, &q) == 0 && q > 0)
+		n += (uint64_t)q;
+	return n;
+}
+
+/* Closes a connection past one of its deadlines (evhtp frees the request first, whose
+ * finished callback drops any partial upload). */
+static void deadline_close(struct http_conn *hc, bool quiet, const char *fmt, ...) BV_PRINTF(3, 4);
+
+static void
+deadline_close(struct http_conn *hc, bool quiet, const char *fmt, ...)
+{
+	char peer[INET6_ADDRSTRLEN] = "", *why;
+	const struct sockaddr *sa = hc->conn->saddr;
+	va_list ap;
+
+	va_start(ap, fmt);
+	why = xvasprintf(fmt, ap);
+	va_end(ap);
+	if (sa != NULL && sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, peer, sizeof peer);
+	else if (sa != NULL && sa->sa_family == AF_INET6)
+		inet_ntop(
+		    AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, peer, sizeof peer);
+	if (hc->req != NULL)
+		log_info_id(hc->req->logid, "closing the connection from %s: %s", peer, why);
+	else if (quiet)
+		log_debug("closing the connection from %s: %s", peer, why);
+	else
+		log_info("closing the connection from %s: %s", peer, why);
+	free(why);
+	evhtp_connection_free(hc->conn); /* runs on_connection_fini: hc is gone */
+}
+
+/* Checks every connection's deadline. libevent's timeouts cannot express them: they
+ * restart on every read or write, so a client sending one header byte a second, or a
+ * reply the kernel accepts in bursts minutes apart for a slow but live reader, are judged
+ * wrong (research B.1.9). Instead, by phase:
+ * - no request yet on a new connection, or a request whose header section is being read:
+ *   header_timeout_s for the whole section (from the accept, or from the first byte seen
+ *   on a kept-alive connection);
+ * - idle keep-alive (a request ended, nothing since): keepalive_timeout_s;
+ * - a body being read: timeout_s without a body byte;
+ * - a reply going out: timeout_s without the client taking a byte of it (unacked);
+ * - the request complete and no reply yet (a pool call, a long-poll, an upload waiting
+ *   for its slot): none here, the server's own work bounds it.
+ * The first byte of a kept-alive connection's next request is noticed one sweep late at
+ * worst: the sweep runs every quarter of the shortest timeout, at most every second. */
+static void
+on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_server *srv = arg;
+	const struct http_opts *o = &srv->opts;
+	struct http_conn *hc, *next;
+	uint64_t now = now_ms(), out, last;
+
+	for (hc = TAILQ_FIRST(&srv->conns); hc != NULL; hc = next) {
+		struct http_req *r = hc->req;
+		evhtp_connection_t *conn = hc->conn;
+
+		next = TAILQ_NEXT(hc, entry);
+		if (conn->flags & EVHTP_CONN_FLAG_PAUSED)
+			continue; /* the server's turn (research B.1.6) */
+		out = unacked(conn);
+		if (out != hc->unacked) {
+			hc->unacked = out;
+			hc->progress_ms = now;
+		}
+		if (r != NULL) {
+			if (r->complete && !r->replied)
+				continue;
+			last = r->last_in_ms > hc->progress_ms ? r->last_in_ms : hc->progress_ms;
+			if (now - last < (uint64_t)o->timeout_s * 1000)
+				continue;
+			if (r->replied && out > 0)
+				deadline_close(hc, false,
+				    "the client took none of the reply for %lld s (http_timeout; "
+				    "%llu bytes left)",
+				    (long long)o->timeout_s, (unsigned long long)out);
+			else
+				deadline_close(hc, false,
+				    "no body byte for %lld s (http_timeout; %llu bytes received)",
+				    (long long)o->timeout_s, (unsigned long long)r->body_bytes);
+		} else if (conn->request != NULL) {
+			/* evhtp makes its request at a message's first byte. */
+			if (hc->headers_ms == 0)
+				hc->headers_ms = hc->served ? now : hc->idle_ms;
+			if (now - hc->headers_ms >= (uint64_t)o->header_timeout_s * 1000)
+				deadline_close(hc, false,
+				    "the header section took more than %lld s (http_header_timeout)",
+				    (long long)o->header_timeout_s);
+		} else if (out > 0) {
+			/* The tail of the last reply is still in the kernel. */
+			if (now - hc->progress_ms >= (uint64_t)o->timeout_s * 1000)
+				deadline_close(hc, false,
+				    "the client took none of the reply for %lld s (http_timeout; "
+				    "%llu bytes left)",
+				    (long long)o->timeout_s, (unsigned long long)out);
+		} else if (hc->served) {
+			if (now - hc->idle_ms >= (uint64_t)o->keepalive_timeout_s * 1000)
+				deadline_close(hc, true, "idle for %lld s (http_keepalive_timeout)",
+				    (long long)o->keepalive_timeout_s);
+		} else if (now - hc->idle_ms >= (uint64_t)o->header_timeout_s * 1000) {
+			deadline_close(hc, false, "no request within %lld s (http_header_timeout)",
+			    (long long)o->header_timeout_s);
+		}
+	}
+}
+
 /* --- server ---------------------------------------------------------------------- */
 
 /* Creates the evhtp context with our limits and timeouts. */
@@ -709,6 +956,7 @@ http_server_new(struct event_base *base, const struct http_opts *opts,
 {
 	struct http_server *s = xcalloc(1, sizeof *s);
 	struct timeval tv;
+	int64_t shortest;
 
 	s->base = base;
 	s->opts = *opts;
@@ -718,10 +966,8 @@ http_server_new(struct event_base *base, const struct http_opts *opts,
 	s->htp = evhtp_new(base, s);
 	if (s->htp == NULL)
 		abort(); /* only fails on OOM */
-	/* No timeouts and unlimited keep-alive are evhtp's defaults (research B.1.9). */
-	tv.tv_sec = opts->timeout_s;
-	tv.tv_usec = 0;
-	evhtp_set_timeouts(s->htp, &tv, &tv);
+	/* No timeouts and unlimited keep-alive are evhtp's defaults (research B.1.9). Its
+	 * timeouts stay off: on_sweep keeps the deadlines instead. */
 	evhtp_set_max_keepalive_requests(s->htp, (uint64_t)opts->max_keepalive_requests);
 	/* Safety net only: it cuts the connection without a reply (research B.1.5). */
 	evhtp_set_max_body_size(s->htp, (uint64_t)opts->max_body + 1 + BODY_CAP_MARGIN);
@@ -730,6 +976,19 @@ http_server_new(struct event_base *base, const struct http_opts *opts,
 	s->accept_timer = evtimer_new(base, on_accept_retry, s);
 	if (s->accept_timer == NULL)
 		abort(); /* only fails on OOM */
+	shortest = opts->timeout_s;
+	if (opts->header_timeout_s < shortest)
+		shortest = opts->header_timeout_s;
+	if (opts->keepalive_timeout_s < shortest)
+		shortest = opts->keepalive_timeout_s;
+	shortest = shortest * 1000 / 4;
+	shortest = shortest < 100 ? 100 : shortest > 1000 ? 1000 : shortest;
+	tv.tv_sec = shortest / 1000;
+	tv.tv_usec = (shortest % 1000) * 1000;
+	s->sweep_timer = event_new(base, -1, EV_PERSIST, on_sweep, s);
+	if (s->sweep_timer == NULL)
+		abort(); /* only fails on OOM */
+	evtimer_add(s->sweep_timer, &tv);
 	return s;
 }
 
@@ -902,11 +1161,14 @@ http_server_free(struct http_server *s, bool close_connections)
 		evhtp_unbind_socket(s->htp);
 	evhtp_free(s->htp);
 	event_free(s->accept_timer);
+	event_free(s->sweep_timer);
 	if (!close_connections || s->inflight != 0) {
 		/* Connections outlive the server only when the process is exiting anyway. */
 		while ((hc = TAILQ_FIRST(&s->conns)) != NULL) {
 			TAILQ_REMOVE(&s->conns, hc, entry);
 			evhtp_connection_unset_hook(hc->conn, evhtp_hook_on_connection_fini);
+			if (hc->req != NULL)
+				hc->req->hc = NULL;
 			free(hc);
 		}
 	}

@@ -2,9 +2,11 @@
  * one event loop: a request id for every request, a headers-phase callback where the
  * application routes and authenticates, body policies (buffered JSON with a limit, spooled
  * upload streamed to a file, or discarded), real 413 replies, request limits (431 past
- * 100 headers or 64 KiB of them, 414 past 4 KiB of URL, 400 for conflicting
- * Content-Lengths), a cap on open connections and a listener that rests when accept()
- * fails, replies sent from plain data (struct resp) including files with sendfile,
+ * opts.max_headers or opts.max_header_bytes, 414 past opts.max_url, 400 for conflicting
+ * Content-Lengths or a request the parser rejects), deadlines for slow or stalled clients
+ * (the header section, the body, the reply, idle keep-alive), a cap on open connections
+ * and a listener that rests when accept() fails, replies sent from plain data (struct
+ * resp) including files with sendfile,
  * pause/resume for work done elsewhere, and one access-log line per request with the
  * bytes really sent. Every function here must be called on the loop thread. */
 #ifndef BV_HTTP_H
@@ -40,7 +42,17 @@ struct http_callbacks {
 #define HTTP_MAX_CONNECTIONS 100000
 
 struct http_opts {
-	int64_t timeout_s; /* read/write inactivity */
+	/* A body that sends nothing, or a reply the client takes nothing of, this long:
+	 * the connection is closed (progress-based, so slow clients that keep going finish). */
+	int64_t timeout_s;
+	/* A request's whole header section, from its first byte (from the accept for a
+	 * new connection): a client that trickles headers (slowloris) is closed after it. */
+	int64_t header_timeout_s;
+	/* An idle keep-alive connection (no request under way) is closed after it. */
+	int64_t keepalive_timeout_s;
+	int64_t max_headers; /* header fields per request: more is a 431 */
+	int64_t max_header_bytes; /* bytes of header fields per request: more is a 431 */
+	int64_t max_url; /* bytes of path plus query: more is a 414 */
 	int64_t max_keepalive_requests; /* per connection */
 	int64_t max_body; /* largest body any route accepts (safety net) */
 	int64_t discard_limit; /* largest body accepted and dropped on other routes */

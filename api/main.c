@@ -1,4 +1,4 @@
-/* main.c: bitsvault-api [-c FILE] [--migrate-only]: loads the config, applies the
+/* main.c: bitsvault-api [-c FILE] [--migrate-only] [--routes]: loads the config, applies the
  * database migrations (waiting for Postgres to come up), cleans stale temp files, and
  * serves the HTTP API on one event loop until SIGTERM or SIGINT. */
 #include <errno.h>
@@ -13,6 +13,7 @@
 #include <event2/event.h>
 
 #include "api/app.h"
+#include "api/auth.h"
 #include "api/call.h"
 #include "api/http.h"
 #include "shared/config.h"
@@ -33,11 +34,33 @@ static void
 usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: %s [-c FILE] [--migrate-only]\n"
+	    "usage: %s [-c FILE] [--migrate-only] [--routes]\n"
 	    "  -c, --config FILE   JSON config file (else $BITSVAULT_CONFIG; BITSVAULT_* override)\n"
 	    "      --migrate-only  apply database migrations and exit\n"
+	    "      --routes        print the route table as JSON and exit\n"
 	    "  -h, --help          this help\n",
 	    PROGNAME);
+}
+
+/* --routes: [{"method", "pattern", "access", "body"}, ...] on stdout, in the table's order
+ * (HEAD is served wherever GET is), for tests and API descriptions. No config needed. */
+static int
+print_routes(void)
+{
+	static const char *const bodies[] = {"none", "json", "upload", "bits"};
+	size_t n;
+	const struct call_route *r = app_routes(&n);
+	json_t *a = json_array();
+	int rc;
+
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a,
+		    json_pack("{s:s, s:s, s:s, s:s}", "method", r[i].method, "pattern",
+			r[i].pattern, "access", auth_access_name(r[i].access), "body",
+			(size_t)r[i].body < BV_NELEM(bodies) ? bodies[r[i].body] : "?"));
+	rc = json_dumpf(a, stdout, JSON_INDENT(1)) == 0 && puts("") != EOF ? 0 : 1;
+	json_decref(a);
+	return rc;
 }
 
 /* SIGTERM/SIGINT arrive through the event loop (STYLE 8). */
@@ -154,6 +177,7 @@ main(int argc, char **argv)
 	static const struct option longopts[] = {
 	    {"config", required_argument, NULL, 'c'},
 	    {"migrate-only", no_argument, NULL, 'm'},
+	    {"routes", no_argument, NULL, 'r'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -175,6 +199,8 @@ main(int argc, char **argv)
 		case 'm':
 			migrate_only = true;
 			break;
+		case 'r':
+			return print_routes();
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -192,6 +218,7 @@ main(int argc, char **argv)
 	if (config_load(&cfg, cfgpath, &err) != 0) {
 		fprintf(stderr, "%s: config: %s\n", PROGNAME, err);
 		free(err);
+		config_free(&cfg); /* what was set before the bad key */
 		return 1;
 	}
 	if ((level = log_level_parse(cfg.log_level)) >= 0)

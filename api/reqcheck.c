@@ -326,8 +326,10 @@ check_new_properties(const json_t *body)
 char *
 reqjson_normpath(const char *path)
 {
-	const char *parts[256];
-	size_t n = 0;
+	/* As many components as the path has (it has at most strlen / 2 + 1): a fixed
+	 * array dropped the ones past it and then ".." took off the wrong ones (fuzz). */
+	size_t n = 0, len = strlen(path);
+	const char **parts = xmalloc((len / 2 + 1) * sizeof *parts);
 	struct buf b;
 	char *copy = xstrdup(path), *save = NULL, *tok;
 
@@ -338,8 +340,7 @@ reqjson_normpath(const char *path)
 			n--;
 			continue;
 		}
-		if (n < BV_NELEM(parts))
-			parts[n++] = tok;
+		parts[n++] = tok;
 	}
 	buf_init(&b);
 	if (path[0] == '/')
@@ -348,6 +349,7 @@ reqjson_normpath(const char *path)
 		buf_printf(&b, "%s%s", i > 0 ? "/" : "", parts[i]);
 	if (b.len == 0)
 		buf_addc(&b, '.');
+	free(parts);
 	free(copy);
 	return buf_steal(&b, NULL);
 }

@@ -438,7 +438,7 @@ routes_cfpkg_list_prepare(struct call *c)
 	static const char *const allowed[] = {
 	    "page", "per_page", "guids", "app_guids", "states", "types", "order_by", NULL};
 	const char *app = router_param(&c->m, "guid");
-	json_t *guids, *apps, *states, *types;
+	json_t *guids = NULL, *apps = NULL, *states = NULL, *types = NULL;
 	int64_t page, per_page;
 	char *order = NULL;
 
@@ -462,8 +462,14 @@ routes_cfpkg_list_prepare(struct call *c)
 	}
 	free(order);
 	if (!list_param(c, "guids", &guids) || !list_param(c, "app_guids", &apps) ||
-	    !list_param(c, "states", &states) || !list_param(c, "types", &types))
+	    !list_param(c, "states", &states) || !list_param(c, "types", &types)) {
+		/* A later parameter malformed: the lists read so far go (fuzz_request). */
+		json_decref(guids);
+		json_decref(apps);
+		json_decref(states);
+		json_decref(types);
 		return -1;
+	}
 	if (app != NULL) {
 		json_decref(apps);
 		apps = json_pack("[s]", app);

@@ -36,6 +36,7 @@ routes_dirs_upload_work(struct call *c, struct pool_thread *t)
 	memset(&res, 0, sizeof res);
 	limits.max_entries = c->cfg->max_archive_entries;
 	limits.max_unpacked = c->cfg->max_archive_unpacked;
+	limits.max_ratio = c->cfg->max_archive_ratio;
 	if (ingest_archive(c->store, db, c->spool_path, &limits, &res, &status, &err) != 0) {
 		char *safe = call_redact(c->cfg, err != NULL ? err : "archive ingest failed");
 

@@ -171,7 +171,8 @@ ingest_upload(struct call *c, struct db *db, ingest_file_cb cb, void *arg,
     struct ingest_result *res, uint64_t *size)
 {
 	unsigned char sha256[32], sha1[20];
-	struct ingest_limits limits = {c->cfg->max_archive_entries, c->cfg->max_archive_unpacked};
+	struct ingest_limits limits = {
+	    c->cfg->max_archive_entries, c->cfg->max_archive_unpacked, c->cfg->max_archive_ratio};
 	uint64_t bsize = 0;
 	char *err = NULL, path[64];
 	int status = 0, fd;

@@ -29,13 +29,20 @@ struct config {
 	/* HTTP limits */
 	int64_t max_upload_size; /* bytes, archive and file uploads */
 	int64_t max_json_size; /* bytes, JSON bodies */
-	int64_t http_timeout; /* seconds of read/write inactivity */
+	int64_t http_timeout; /* seconds without a body byte in, or a reply byte taken */
+	int64_t http_header_timeout; /* seconds for a whole header section */
+	int64_t http_keepalive_timeout; /* seconds a connection may idle between requests */
+	int64_t max_headers; /* header fields per request: more is a 431 */
+	int64_t max_header_size; /* bytes of header fields per request: more is a 431 */
+	int64_t max_url_length; /* bytes of path and query: more is a 414 */
+	int64_t max_json_depth; /* nesting of a JSON body: deeper is a 400 */
 	int64_t max_keepalive_requests;
 	int64_t shutdown_timeout; /* seconds to finish in-flight requests on SIGTERM */
 	int64_t api_threads; /* blocking pool threads, each with its own Postgres/Redis */
 	/* archive uploads */
 	int64_t max_archive_entries;
 	int64_t max_archive_unpacked; /* bytes, sum of the entries' sizes */
+	int64_t max_archive_ratio; /* unpacked bytes per archive byte; 0 = no limit */
 	/* jobs */
 	int64_t job_lease; /* seconds without progress before another worker claims */
 	int64_t job_max_attempts;
@@ -47,6 +54,7 @@ struct config {
 	/* notify_url callbacks */
 	int64_t notify_attempts; /* tries before a notification is given up */
 	int64_t notify_backoff_ms; /* first retry's delay; later ones x5, x30, x120, x600 */
+	bool notify_allow_private; /* notify_url may reach loopback, private, link-local */
 	/* git loading */
 	bool load_allow_file; /* file:// URLs (and nothing else local) may be loaded */
 	int64_t load_timeout; /* seconds a load may run before it fails */

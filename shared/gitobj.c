@@ -491,7 +491,8 @@ gitobj_snapshot_manifest(
 {
 	struct buf m;
 
-	qsort(b, n, sizeof *b, branch_cmp);
+	if (n > 0) /* qsort(NULL, 0) is undefined: the empty snapshot has no array */
+		qsort(b, n, sizeof *b, branch_cmp);
 	for (size_t i = 0; i < n; i++) {
 		if (b[i].name_len == 0 || (i > 0 && branch_cmp(&b[i - 1], &b[i]) == 0))
 			return false;
@@ -550,6 +551,10 @@ snapshot_iter_next(struct snapshot_iter *it, struct snapshot_branch *b)
 		goto bad;
 	p = nul + 1;
 	if (p == end || *p < '0' || *p > '9')
+		goto bad;
+	/* One spelling per manifest: "020:" is not "20:" (gitobj_snapshot_manifest writes
+	 * none), or two manifests of different ids would hold the same branches (fuzz). */
+	if (*p == '0' && p + 1 < end && p[1] != ':')
 		goto bad;
 	while (p < end && *p >= '0' && *p <= '9') {
 		if (tl > 1000000)

@@ -102,6 +102,8 @@ httpc_json(struct httpc *hc, const char *method, const char *url, const char *js
 	return httpc_json_basic(hc, method, url, NULL, json_body, status, resp, errstr);
 }
 
+static curl_socket_t guarded_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *addr);
+
 int
 httpc_json_basic(struct httpc *hc, const char *method, const char *url, const char *userpwd,
     const char *json_body, long *status, struct buf *resp, char **errstr)
@@ -142,6 +144,13 @@ httpc_json_basic(struct httpc *hc, const char *method, const char *url, const ch
 		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(json_body));
 	}
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+	hc->refused[0] = '\0';
+	if (hc->guard) {
+		/* Notifications to a user's URL: the same guard as downloads. */
+		curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, guarded_socket);
+		curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, hc);
+		curl_easy_setopt(c, CURLOPT_PROXY, "");
+	}
 	if (resp != NULL)
 		buf_reset(resp);
 	rc = curl_easy_perform(c);
@@ -150,8 +159,10 @@ httpc_json_basic(struct httpc *hc, const char *method, const char *url, const ch
 		curl_easy_setopt(c, CURLOPT_USERPWD, NULL);
 	if (rc != CURLE_OK) {
 		/* The URL is ours (api_url), never a secret; the token is not in messages. */
-		*errstr = xasprintf(
-		    "%s %s: %s", method, url, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		*errstr = xasprintf("%s %s: %s", method, url,
+		    hc->refused[0]  ? hc->refused
+			: errbuf[0] ? errbuf
+				    : curl_easy_strerror(rc));
 		return -1;
 	}
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
@@ -182,9 +193,8 @@ guarded_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *addr)
 		else if (addr->family == AF_INET6)
 			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&addr->addr)->sin6_addr, text,
 			    sizeof text);
-		snprintf(hc->refused, sizeof hc->refused,
-		    "refused to connect to %s: a %s address (load_allow_private is off)", text,
-		    cls);
+		snprintf(hc->refused, sizeof hc->refused, "refused to connect to %s: a %s address",
+		    text, cls);
 		return CURL_SOCKET_BAD;
 	}
 	return socket(addr->family, addr->socktype, addr->protocol);
@@ -292,9 +302,8 @@ httpc_get_stream(struct httpc *hc, const char *url, int64_t max_bytes, long stal
 	if (st.sink_stopped)
 		return HTTPC_SINK_STOPPED;
 	if (rc != CURLE_OK) {
-		*errstr = xstrdup(hc->refused[0] ? hc->refused
-			: errbuf[0]              ? errbuf
-						 : curl_easy_strerror(rc));
+		*errstr = hc->refused[0] ? xasprintf("%s (load_allow_private is off)", hc->refused)
+					 : xstrdup(errbuf[0] ? errbuf : curl_easy_strerror(rc));
 		return HTTPC_TRANSPORT;
 	}
 	return HTTPC_DONE;
@@ -365,6 +374,13 @@ httpc_post_file(struct httpc *hc, const char *url, const char *userpwd, int fd, 
 	hdrs = curl_slist_append(hdrs, "Content-Type: application/octet-stream");
 	hdrs = curl_slist_append(hdrs, "Expect:");
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+	hc->refused[0] = '\0';
+	if (hc->guard) {
+		/* Notifications to a user's URL: the same guard as downloads. */
+		curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, guarded_socket);
+		curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, hc);
+		curl_easy_setopt(c, CURLOPT_PROXY, "");
+	}
 	if (resp != NULL)
 		buf_reset(resp);
 	rc = curl_easy_perform(c);

@@ -24,7 +24,7 @@ int httpc_json(struct httpc *hc, const char *method, const char *url, const char
 int httpc_json_basic(struct httpc *hc, const char *method, const char *url, const char *userpwd,
     const char *json_body, long *status, struct buf *resp, char **errstr) BV_MUSTCHECK;
 
-/* Guards hc's later httpc_get_stream calls: every connection they open (redirects
+/* Guards hc's later httpc_get_stream and httpc_json calls: every connection they open (redirects
  * included, and whatever the name resolves to at that moment: no DNS-rebinding window)
  * must go to an address shared/netguard.h calls public; any other ends the transfer with
  * HTTPC_TRANSPORT and an *errstr naming the address and its class. Proxies from the

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <archive.h>
@@ -71,7 +72,8 @@ struct ingest {
 	ingest_file_cb on_file; /* each regular file stored (second pass), or NULL */
 	void *on_file_arg;
 	struct archive *a;
-	int64_t max_entries, max_unpacked;
+	int64_t max_entries, max_unpacked, max_ratio;
+	int64_t archive_size; /* bytes of the archive file, for max_ratio */
 	int64_t entries, unpacked;
 
 	struct node *nodes;
@@ -365,8 +367,8 @@ node_new(struct ingest *ig, uint32_t parent, const char *name, size_t len, unsig
     uint32_t *out)
 {
 	if (ig->max_entries > 0 && (int64_t)ig->nnodes > ig->max_entries)
-		return fail(
-		    ig, 413, "archive has more than %lld entries", (long long)ig->max_entries);
+		return fail(ig, 413, "archive has more than %lld entries (max_archive_entries)",
+		    (long long)ig->max_entries);
 	if (ig->nnodes >= NONE - 1)
 		return fail(ig, 413, "archive has too many entries");
 	if ((ig->nnodes + 1) * 2 > ig->mapcap)
@@ -531,13 +533,30 @@ fail_archive(struct ingest *ig, const char *what)
 	return fail(ig, status, "corrupt archive: %s", msg ? msg : "read error");
 }
 
+/* Counts more unpacked bytes against max_unpacked and max_ratio. Both are checked as the
+ * bytes are counted (a header's declared size first, when it has one), in the first pass
+ * that writes nothing: a bomb is refused after reading about as much as the limits allow,
+ * and its expanded bytes never reach the disk. */
 static int
 limit_bytes(struct ingest *ig, int64_t more)
 {
+	int64_t cap;
+
 	if (more < 0 || (ig->max_unpacked > 0 && more > ig->max_unpacked - ig->unpacked))
-		return fail(ig, 413, "archive unpacks to more than %lld bytes",
+		return fail(ig, 413,
+		    "archive unpacks to more than %lld bytes (max_archive_unpacked)",
 		    (long long)ig->max_unpacked);
 	ig->unpacked += more;
+	if (ig->max_ratio > 0 && ig->archive_size > 0 && ig->unpacked > INGEST_RATIO_FLOOR) {
+		cap = ig->archive_size > INT64_MAX / ig->max_ratio
+		    ? INT64_MAX
+		    : ig->archive_size * ig->max_ratio;
+		if (ig->unpacked > cap)
+			return fail(ig, 413,
+			    "archive unpacks to more than %lld times its size of %lld bytes "
+			    "(max_archive_ratio)",
+			    (long long)ig->max_ratio, (long long)ig->archive_size);
+	}
 	return 0;
 }
 
@@ -885,7 +904,8 @@ read_archive_in_locale(struct ingest *ig, const char *path)
 			return fail_archive(ig, NULL);
 		}
 		if (++ig->entries > ig->max_entries && ig->max_entries > 0)
-			return fail(ig, 413, "archive has more than %lld entries",
+			return fail(ig, 413,
+			    "archive has more than %lld entries (max_archive_entries)",
 			    (long long)ig->max_entries);
 		if (add_entry(ig, e) != 0)
 			return -1;
@@ -1081,6 +1101,7 @@ ingest_archive_files(struct store *st, struct db *db, const char *path,
     struct ingest_result *out, int *http_status, char **errstr)
 {
 	struct ingest ig;
+	struct stat sb;
 	uint32_t root;
 	int64_t new_contents;
 
@@ -1092,7 +1113,10 @@ ingest_archive_files(struct store *st, struct db *db, const char *path,
 	if (limits != NULL) {
 		ig.max_entries = limits->max_entries;
 		ig.max_unpacked = limits->max_unpacked;
+		ig.max_ratio = limits->max_ratio;
 	}
+	if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode))
+		ig.archive_size = (int64_t)sb.st_size;
 	/* Fail fast when Postgres is down, before storing any bytes. */
 	if (db != NULL) {
 		char *err = NULL;

@@ -14,7 +14,12 @@
 struct ingest_limits {
 	int64_t max_entries; /* entries in the archive */
 	int64_t max_unpacked; /* bytes, sum of regular files' sizes */
+	/* unpacked bytes per byte of the archive file (a zip or gzip bomb); archives that
+	 * unpack to at most INGEST_RATIO_FLOOR bytes are never refused for it */
+	int64_t max_ratio;
 };
+
+#define INGEST_RATIO_FLOOR (1024 * 1024)
 
 struct ingest_result {
 	unsigned char root[20]; /* sha1_git of the root tree */
@@ -29,7 +34,9 @@ struct ingest_result {
  * execute bit), symlinks (target as blob content), directories, hard links (same bytes
  * as their target). Refused with *http_status 400 and a message for the client: absolute
  * paths, ".." components, paths through a symlink, a path both file and directory,
- * devices/fifos/sockets, a corrupt or unknown archive; 413 past the limits. Empty
+ * devices/fifos/sockets, a corrupt or unknown archive; 413 past the limits (each message
+ * names its configuration key: max_archive_entries, max_archive_unpacked,
+ * max_archive_ratio). Empty
  * directories are left out, as git does. A leading "./" is ignored. On a server-side
  * failure *http_status is 500 (or 507 when the disk is full, 503 when Postgres is down).
  * db == NULL skips Postgres (tests and dry runs): blobs are stored and ids computed, no

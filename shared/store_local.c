@@ -315,7 +315,7 @@ local_writer_commit(
 	char hex[65];
 	char *final = NULL, *dir = NULL;
 	struct stat sb;
-	int rc = -1, err = 0;
+	int rc = -1, err = 0, lockfd = -1;
 
 	hex_encode(sha256, 32, hex);
 	final = blob_path(st, sha256, &dir);
@@ -334,6 +334,10 @@ local_writer_commit(
 		*errstr = errno_msg(err, "cannot fsync", w->tmp_path);
 		goto out;
 	}
+	/* A duplicate keeps the temp file locked (the lock is the open file's, not the
+	 * descriptor's) until it has its final name: no cleaner may take it between the
+	 * close and the rename. */
+	lockfd = fcntl(w->fd, F_DUPFD_CLOEXEC, 0);
 	/* close can report a deferred write error (NFS, quotas). */
 	if (close(w->fd) != 0) {
 		w->fd = -1;
@@ -361,6 +365,8 @@ local_writer_commit(
 	}
 	rc = 0;
 out:
+	if (lockfd >= 0)
+		close(lockfd);
 	writer_drop(w);
 	free(final);
 	free(dir);
@@ -755,8 +761,8 @@ local_probe(void *be, char **errstr)
 		*errstr = errno_msg(err, "cannot write", path);
 		break;
 	}
+	unlink(path); /* while still locked: a cleaner never meets it unlocked */
 	close(fd);
-	unlink(path);
 	free(path);
 	errno = err;
 	return err == 0 ? 0 : -1;
@@ -814,9 +820,11 @@ local_create_id(void *be, const char *want, char id[33], char **errstr)
 		close(fd);
 		goto out;
 	}
+	/* Linked while still open (locked), so that no cleaner takes the temp file first. */
+	int linked = link(tmp, st->id_path), link_err = errno;
 	close(fd);
-	if (link(tmp, st->id_path) != 0 && errno != EEXIST) {
-		err = errno;
+	if (linked != 0 && link_err != EEXIST) {
+		err = link_err;
 		*errstr = errno_msg(err, "cannot create", st->id_path);
 		goto out;
 	}

@@ -8,6 +8,7 @@
 
 #include "api/auth.h"
 #include "api/bitsauth.h"
+#include "api/bitsup.h"
 #include "api/call.h"
 #include "api/http.h"
 #include "api/jobjson.h"
@@ -642,6 +643,26 @@ START_TEST(test_bits_auth_config)
 }
 END_TEST
 
+/* Found by tests/fuzz/fuzz_request: a Bits error quoting a client's bytes that are not
+ * UTF-8 (a package's "resources" field, cut at 200 bytes) made resp_json abort the whole
+ * server. The status stays, the message becomes a generic one, the body is JSON. */
+START_TEST(test_bitsup_error_utf8)
+{
+	struct resp rs;
+	json_t *v;
+
+	resp_init(&rs);
+	bitsup_error(&rs, 422, 0, "payload could not be parsed: '%.200s'", "not json \xe2\x82");
+	ck_assert_int_eq(rs.status, 422);
+	v = json_loadb(rs.body, rs.body_len, 0, NULL);
+	ck_assert_ptr_nonnull(v);
+	ck_assert_str_eq(json_string_value(json_object_get(v, "description")),
+	    "error message not representable");
+	json_decref(v);
+	resp_clear(&rs);
+}
+END_TEST
+
 static Suite *
 api_suite(void)
 {
@@ -665,6 +686,7 @@ api_suite(void)
 	tcase_add_test(tc, test_range);
 	tcase_add_test(tc, test_bits_host_is);
 	tcase_add_test(tc, test_bits_auth_config);
+	tcase_add_test(tc, test_bitsup_error_utf8);
 	tcase_add_loop_test(tc, test_patch_check, 0, (int)BV_NELEM(patch_cases));
 	suite_add_tcase(s, tc);
 	return s;

@@ -102,6 +102,63 @@ START_TEST(test_bad_values)
 }
 END_TEST
 
+/* The limits and timeouts of issue 6: their defaults, a value inside the bounds, and one
+ * past each bound, refused naming the key. */
+START_TEST(test_limits)
+{
+	static const struct {
+		const char *env, *good, *low, *high, *key;
+	} cases[] = {
+	    {"BITSVAULT_HTTP_TIMEOUT", "2", "0", "3601", "'http_timeout'"},
+	    {"BITSVAULT_HTTP_HEADER_TIMEOUT", "3", "0", "3601", "'http_header_timeout'"},
+	    {"BITSVAULT_HTTP_KEEPALIVE_TIMEOUT", "4", "0", "3601", "'http_keepalive_timeout'"},
+	    {"BITSVAULT_MAX_HEADERS", "20", "7", "1001", "'max_headers'"},
+	    {"BITSVAULT_MAX_HEADER_SIZE", "2K", "1023", "2M", "'max_header_size'"},
+	    {"BITSVAULT_MAX_URL_LENGTH", "512", "255", "8193", "'max_url_length'"},
+	    {"BITSVAULT_MAX_JSON_DEPTH", "8", "1", "2049", "'max_json_depth'"},
+	    {"BITSVAULT_MAX_JSON_SIZE", "4K", "1023", "65M", "'max_json_size'"},
+	    {"BITSVAULT_MAX_UPLOAD_SIZE", "1M", "1023", "2T", "'max_upload_size'"},
+	    {"BITSVAULT_MAX_ARCHIVE_ENTRIES", "10", "0", "100000001", "'max_archive_entries'"},
+	    {"BITSVAULT_MAX_ARCHIVE_UNPACKED", "1M", "1023", "65T", "'max_archive_unpacked'"},
+	    {"BITSVAULT_MAX_ARCHIVE_RATIO", "0", "-1", "1000001", "'max_archive_ratio'"},
+	    {"BITSVAULT_MAX_BUNDLE_SIZE", "1K", "1023", "65T", "'max_bundle_size'"},
+	};
+	struct config cfg;
+	char *err = NULL;
+
+	clear_env();
+	ck_assert_int_eq(config_load(&cfg, NULL, &err), 0);
+	ck_assert_int_eq(cfg.http_timeout, 60);
+	ck_assert_int_eq(cfg.http_header_timeout, 20);
+	ck_assert_int_eq(cfg.http_keepalive_timeout, 30);
+	ck_assert_int_eq(cfg.max_headers, 100);
+	ck_assert_int_eq(cfg.max_header_size, 64 * 1024);
+	ck_assert_int_eq(cfg.max_url_length, 4096);
+	ck_assert_int_eq(cfg.max_json_depth, 64);
+	ck_assert_int_eq(cfg.max_archive_ratio, 200);
+	config_free(&cfg);
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		const char *bad[] = {cases[i].low, cases[i].high};
+
+		clear_env();
+		setenv(cases[i].env, cases[i].good, 1);
+		ck_assert_msg(config_load(&cfg, NULL, &err) == 0, "%s=%s: %s", cases[i].env,
+		    cases[i].good, err);
+		config_free(&cfg);
+		for (size_t j = 0; j < 2; j++) {
+			setenv(cases[i].env, bad[j], 1);
+			ck_assert_msg(config_load(&cfg, NULL, &err) == -1, "%s=%s accepted",
+			    cases[i].env, bad[j]);
+			ck_assert_msg(strstr(err, cases[i].key) != NULL, "%s", err);
+			free(err);
+			err = NULL;
+			config_free(&cfg);
+		}
+		unsetenv(cases[i].env);
+	}
+}
+END_TEST
+
 /* A secret's bad value is not echoed back. */
 START_TEST(test_secret_not_echoed)
 {
@@ -174,6 +231,7 @@ main(void)
 	tcase_add_test(tc, test_defaults);
 	tcase_add_test(tc, test_file_and_env);
 	tcase_add_test(tc, test_bad_values);
+	tcase_add_test(tc, test_limits);
 	tcase_add_test(tc, test_secret_not_echoed);
 	tcase_add_test(tc, test_file_errors);
 	tcase_add_test(tc, test_example_file);

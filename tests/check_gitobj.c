@@ -440,6 +440,36 @@ START_TEST(test_object_parsers_fuzz)
 }
 END_TEST
 
+/* Found by tests/fuzz/fuzz_gitobj: a manifest has one spelling. A target length with a
+ * leading zero ("020:") was read as 20, so a manifest the writer never makes parsed to the
+ * same branches as the canonical one; and the empty snapshot (no array) is well defined. */
+START_TEST(test_snapshot_canonical)
+{
+	static const unsigned char padded[] = "revision a\000020:aaaaaaaaaaaaaaaaaaaa";
+	static const unsigned char zero[] = "dangling a\0000:";
+	struct snapshot_iter it;
+	struct snapshot_branch br;
+	unsigned char *m, id[20];
+	size_t len;
+	char hex[41];
+
+	snapshot_iter_init(&it, padded, sizeof padded - 1);
+	ck_assert_int_eq(snapshot_iter_next(&it, &br), -1);
+	snapshot_iter_init(&it, padded, sizeof padded - 1 - 1);
+	ck_assert_int_eq(snapshot_iter_next(&it, &br), -1);
+	snapshot_iter_init(&it, zero, sizeof zero - 1);
+	ck_assert_int_eq(snapshot_iter_next(&it, &br), 1);
+	ck_assert_uint_eq(br.target_len, 0);
+	ck_assert_int_eq(snapshot_iter_next(&it, &br), 0);
+
+	ck_assert(gitobj_snapshot_manifest(NULL, 0, &m, &len, id));
+	ck_assert_uint_eq(len, 0);
+	hex_encode(id, 20, hex);
+	ck_assert_str_eq(hex, "1a8893e6a86f444e8be8e7bda6cb34fb1735a00e");
+	free(m);
+}
+END_TEST
+
 START_TEST(test_swhid_parse_table)
 {
 	static const struct {
@@ -641,6 +671,7 @@ gitobj_suite(void)
 	tcase_add_test(tc, test_snapshot_ids);
 	tcase_add_test(tc, test_parse_commit_and_tag);
 	tcase_add_test(tc, test_object_parsers_fuzz);
+	tcase_add_test(tc, test_snapshot_canonical);
 	suite_add_tcase(s, tc);
 	return s;
 }

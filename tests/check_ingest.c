@@ -208,7 +208,7 @@ static int
 ingest(const char *name, int64_t max_entries, int64_t max_unpacked, struct ingest_result *res,
     char **err)
 {
-	struct ingest_limits lim = {max_entries, max_unpacked};
+	struct ingest_limits lim = {max_entries, max_unpacked, 0};
 	char path[400];
 	int status = 0, rc;
 

@@ -18,10 +18,23 @@
 
 #include <curl/curl.h>
 
+#include "shared/config.h"
 #include "tests/itest.h"
 
 struct itest IT;
 static char *admin_db_url;
+static int time_factor(void);
+
+const char *__asan_default_options(void);
+/* Under ASan (tests/sanitize.sh) the test driver itself is not leak-checked: a failed check
+ * jumps out of its test with the memory it held, and the leak check is for the servers it
+ * spawns (they run with the environment's ASAN_OPTIONS, leak check on). Memory errors and
+ * UBSan still stop the driver. Read by the ASan runtime; unused in other builds. */
+const char *
+__asan_default_options(void)
+{
+	return "detect_leaks=0";
+}
 
 /* Skips (77) or fails (1) when the servers are missing, as the environment asks. */
 static void __attribute__((noreturn)) no_servers(const char *why)
@@ -128,7 +141,7 @@ itest_init(const char *name, int redis_db)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGALRM, on_alarm);
-	alarm(600);
+	alarm(600 * time_factor());
 
 	/* Our own database, made fresh. */
 	admin_db_url = itest_conninfo_with_db(dburl, "postgres");
@@ -163,9 +176,166 @@ itest_init(const char *name, int redis_db)
 	itest_sh("mkdir -p data trees logs");
 }
 
+/* ---- secrets never reach logs: what itest_teardown scans for ------------------------ */
+
+/* Shorter values (user names, key ids) are not looked for: they are not secrets. */
+#define SECRET_MIN 8
+static struct {
+	char *value;
+	char name[48]; /* what is printed instead of the value */
+} secrets[96];
+static int nsecrets;
+
+/* Remembers one secret value (len bytes) under name, once. */
+static void
+add_secret(const char *name, const char *v, size_t len)
+{
+	if (len < SECRET_MIN || nsecrets == (int)BV_NELEM(secrets))
+		return;
+	for (int i = 0; i < nsecrets; i++)
+		if (strlen(secrets[i].value) == len && memcmp(secrets[i].value, v, len) == 0)
+			return;
+	secrets[nsecrets].value = xstrndup(v, len);
+	snprintf(secrets[nsecrets].name, sizeof secrets[0].name, "%s", name);
+	nsecrets++;
+}
+
+/* A comma-separated list of "token", "name:token", "user:password" or "id:secret": each
+ * entry, and the part after its first ':'. */
+static void
+add_secret_list(const char *name, const char *v)
+{
+	for (const char *p = v; *p != '\0';) {
+		size_t len = strcspn(p, ","), n = len;
+		const char *e = p, *colon;
+
+		while (n > 0 && (*e == ' ' || *e == '\t'))
+			e++, n--;
+		while (n > 0 && (e[n - 1] == ' ' || e[n - 1] == '\t'))
+			n--;
+		add_secret(name, e, n);
+		if ((colon = memchr(e, ':', n)) != NULL)
+			add_secret(name, colon + 1, n - (size_t)(colon + 1 - e));
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+}
+
+/* A conninfo or postgresql:// URL: the whole of it and its password. */
+static void
+add_secret_conninfo(const char *name, const char *conninfo)
+{
+	char *err = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
+
+	add_secret(name, conninfo, strlen(conninfo));
+	for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; o++)
+		if (strcmp(o->keyword, "password") == 0 && o->val != NULL)
+			add_secret("database password", o->val, strlen(o->val));
+	PQconninfoFree(opts);
+	PQfreemem(err);
+}
+
+/* KEY=VALUE given to itest_env: a secret when the configuration says so
+ * (config_key_secret) or its name speaks of a token, secret, password or keys. */
+static void
+note_secret(const char *kv)
+{
+	const char *eq = strchr(kv, '=');
+	char key[96], lower[96];
+	size_t n;
+
+	if (eq == NULL || (n = (size_t)(eq - kv)) >= sizeof key)
+		return;
+	memcpy(key, kv, n);
+	key[n] = '\0';
+	for (size_t i = 0; i <= n; i++)
+		lower[i] = (char)(key[i] >= 'A' && key[i] <= 'Z' ? key[i] + 32 : key[i]);
+	const char *cfgkey = strncmp(lower, "bitsvault_", 10) == 0 ? lower + 10 : lower;
+	if (strstr(key, "DATABASE_URL") != NULL)
+		add_secret_conninfo(cfgkey, eq + 1);
+	else if (config_key_secret(cfgkey) || strstr(key, "TOKEN") != NULL ||
+	    strstr(key, "SECRET") != NULL || strstr(key, "PASSWORD") != NULL ||
+	    strstr(key, "_KEYS") != NULL)
+		add_secret_list(cfgkey, eq + 1);
+}
+
+/* Prints line (len bytes) with every secret replaced by its name. */
+static void
+print_redacted(const char *file, long lineno, const char *line, size_t len)
+{
+	struct buf b;
+
+	buf_init(&b);
+	for (size_t i = 0; i < len;) {
+		int hit = -1;
+		for (int k = 0; k < nsecrets && hit < 0; k++) {
+			size_t sl = strlen(secrets[k].value);
+			if (sl <= len - i && memcmp(line + i, secrets[k].value, sl) == 0)
+				hit = k;
+		}
+		if (hit >= 0) {
+			buf_printf(&b, "[%s]", secrets[hit].name);
+			i += strlen(secrets[hit].value);
+		} else {
+			buf_addc(&b, line[i] == '\n' ? ' ' : line[i]);
+			i++;
+		}
+	}
+	fprintf(stderr, "%s: SECRET IN LOG %s:%ld: %s\n", IT.name, file, lineno,
+	    b.data != NULL ? b.data : "");
+	buf_free(&b);
+}
+
+/* Scans every file under logs/ (what the API, the workers and the test's other processes
+ * wrote) for the secrets of this run: the three tokens, the database's password and
+ * conninfo, and every secret set with itest_env. The number of lines holding one. */
+static int
+scan_logs_for_secrets(void)
+{
+	char *list, *save = NULL, *line = NULL;
+	size_t cap = 0;
+	int found = 0;
+
+	add_secret("admin_token", IT_ADMIN, strlen(IT_ADMIN));
+	add_secret("worker_token", IT_WORKER, strlen(IT_WORKER));
+	add_secret("user_tokens", IT_USER, strlen(IT_USER));
+	if (IT.db_url != NULL)
+		add_secret_conninfo("database_url", IT.db_url);
+	if (getenv("BITSVAULT_TEST_DATABASE_URL") != NULL)
+		add_secret_conninfo("database_url", getenv("BITSVAULT_TEST_DATABASE_URL"));
+	list = itest_sh_out("find logs -type f 2>/dev/null | sort");
+	for (char *f = strtok_r(list, "\n", &save); f != NULL; f = strtok_r(NULL, "\n", &save)) {
+		char *path = xasprintf("%s/%s", IT.dir, f);
+		FILE *fp = fopen(path, "r");
+		ssize_t len;
+		long lineno = 0;
+
+		while (fp != NULL && (len = getline(&line, &cap, fp)) > 0) {
+			lineno++;
+			for (int k = 0; k < nsecrets; k++) {
+				if (memmem(line, (size_t)len, secrets[k].value,
+					strlen(secrets[k].value)) == NULL)
+					continue;
+				if (found++ < 20)
+					print_redacted(f, lineno, line, (size_t)len);
+				break;
+			}
+		}
+		if (fp != NULL)
+			fclose(fp);
+		free(path);
+	}
+	free(line);
+	free(list);
+	return found;
+}
+
 void
 itest_env(const char *kv)
 {
+	note_secret(kv);
 	if (IT.nextra < (int)BV_NELEM(IT.extra_env))
 		snprintf(IT.extra_env[IT.nextra++], sizeof IT.extra_env[0], "%s", kv);
 }
@@ -194,14 +364,66 @@ child_env(void)
 	free(mig);
 }
 
-/* fork + exec of a built binary with its output in logs/<log>.log. */
+/* How much slower than a plain build the servers run: BITSVAULT_TEST_TIME_FACTOR, else 10
+ * under a BITSVAULT_TEST_WRAPPER (valgrind), else 1. Start, stop and wait timeouts scale. */
+static int
+time_factor(void)
+{
+	const char *f = getenv("BITSVAULT_TEST_TIME_FACTOR");
+	const char *w = getenv("BITSVAULT_TEST_WRAPPER");
+
+	if (f != NULL && atoi(f) >= 1)
+		return atoi(f) > 100 ? 100 : atoi(f);
+	return w != NULL && *w != '\0' ? 10 : 1;
+}
+
+bool
+itest_instrumented(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	return true;
+#else
+	const char *w = getenv("BITSVAULT_TEST_WRAPPER");
+	return w != NULL && *w != '\0';
+#endif
+}
+
+/* fork + exec of a built binary with its output in logs/<log>.log. With
+ * BITSVAULT_TEST_WRAPPER (words split on blanks, e.g. "valgrind --leak-check=full ...") the
+ * binary runs under that command; BV_ITEST_PROC=<test>-<log> names the process for it
+ * (valgrind's --log-file=...%q{BV_ITEST_PROC}...). */
 static pid_t
 spawn(const char *binary, const char *log, const char *arg)
 {
 	char *path = xasprintf("%s/%s", getenv("BV_TOP_BUILDDIR"), binary);
 	char *logpath = xasprintf("%s/logs/%s.log", IT.dir, log);
-	pid_t pid = fork();
+	char *proc = xasprintf("%s-%s", IT.name, log);
+	const char *wrapper = getenv("BITSVAULT_TEST_WRAPPER");
+	char *words = xstrdup(wrapper != NULL ? wrapper : "");
+	char *argv[40], *save = NULL;
+	int argc = 0;
 
+	for (char *w = strtok_r(words, " \t", &save); w != NULL && argc < 36;
+	     w = strtok_r(NULL, " \t", &save))
+		argv[argc++] = w;
+	argv[argc++] = path;
+	if (arg != NULL)
+		argv[argc++] = (char *)arg;
+	argv[argc] = NULL;
+
+	/* BITSVAULT_TEST_LOG_DIR keeps the servers' output past the teardown (tests/sanitize.sh
+	 * scans it: gcc's UBSan writes its reports to stderr only): the log lives there and
+	 * logs/<log>.log links to it. */
+	const char *keep = getenv("BITSVAULT_TEST_LOG_DIR");
+	struct stat lst;
+	if (keep != NULL && *keep != '\0' && lstat(logpath, &lst) != 0) {
+		char *kept = xasprintf("%s/%s.log", keep, proc);
+		if (symlink(kept, logpath) != 0)
+			fprintf(stderr, "%s: symlink %s: %s\n", IT.name, logpath, strerror(errno));
+		free(kept);
+	}
+
+	pid_t pid = fork();
 	if (pid == 0) {
 		int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
 		if (fd >= 0) {
@@ -210,11 +432,14 @@ spawn(const char *binary, const char *log, const char *arg)
 			close(fd);
 		}
 		child_env();
-		execl(path, path, arg, (char *)NULL);
+		setenv("BV_ITEST_PROC", proc, 1);
+		execvp(argv[0], argv);
 		_exit(127);
 	}
 	free(path);
 	free(logpath);
+	free(proc);
+	free(words);
 	return pid;
 }
 
@@ -222,7 +447,7 @@ void
 itest_start_api(void)
 {
 	IT.api = spawn("api/bitsvault-api", "api", NULL);
-	for (int i = 0; i < 300; i++) {
+	for (int i = 0; i < 300 * time_factor(); i++) {
 		struct itest_resp r;
 		itest_http(&r, "GET", "/status", NULL, NULL, 0, NULL);
 		long st = r.status;
@@ -237,7 +462,7 @@ itest_start_api(void)
 		usleep(50000);
 	}
 	itest_sh("tail -n 30 logs/api.log >&2");
-	ck_abort_msg("bitsvault-api did not answer within 15 s");
+	ck_abort_msg("bitsvault-api did not answer within %d s", 15 * time_factor());
 }
 
 int
@@ -255,11 +480,12 @@ itest_start_worker(const char *name)
 	return i;
 }
 
-/* Waits for a child up to ms, then SIGKILLs it. */
+/* Waits for a child up to ms (times the time factor), then SIGKILLs it. */
 static void
 reap(pid_t pid, int ms)
 {
 	int st;
+	ms *= time_factor();
 	for (int waited = 0; waited < ms; waited += 20) {
 		if (waitpid(pid, &st, WNOHANG) == pid)
 			return;
@@ -296,17 +522,26 @@ itest_teardown(void)
 			reap(IT.workers[i], 10000);
 	if (IT.api > 0)
 		reap(IT.api, 10000);
+	/* Every program is a check that secrets never reach the logs: its processes are
+	 * gone, so their logs are whole. A hit fails the program and keeps the folder. */
+	int leaks = IT.dir[0] != '\0' ? scan_logs_for_secrets() : 0;
+	if (leaks > 0)
+		fprintf(stderr,
+		    "%s: FAIL: %d log line(s) hold a secret (above, redacted); kept %s\n", IT.name,
+		    leaks, IT.dir);
 	if (admin_db_url != NULL) {
 		char *sql = xasprintf(
 		    "DROP DATABASE IF EXISTS bvtest_%s_%d WITH (FORCE)", IT.name, (int)getpid());
 		admin_sql(admin_db_url, sql);
 		free(sql);
 	}
-	if (IT.dir[0] != '\0' && getenv("BITSVAULT_TEST_KEEP") == NULL) {
+	if (IT.dir[0] != '\0' && getenv("BITSVAULT_TEST_KEEP") == NULL && leaks == 0) {
 		/* Logs go to the test's own log first, so a failure can be read in CI. */
 		itest_sh("for f in logs/*.log; do echo \"--- $f\"; tail -n 40 \"$f\"; done >&2");
 		itest_sh("rm -rf '%s'", IT.dir);
 	}
+	if (leaks > 0)
+		exit(EXIT_FAILURE);
 }
 
 /* Collects a response body. */
@@ -521,7 +756,7 @@ json_t *
 itest_wait_status(const char *path, int timeout_s)
 {
 	json_t *last = NULL;
-	uint64_t end = now_ms() + (uint64_t)timeout_s * 1000;
+	uint64_t end = now_ms() + (uint64_t)timeout_s * 1000 * time_factor();
 
 	while (now_ms() < end) {
 		struct itest_resp r;

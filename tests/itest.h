@@ -59,6 +59,9 @@ void itest_start_api(void);
 int itest_start_worker(const char *name);
 /* Sends sig to a worker and waits for it to exit. */
 void itest_stop_worker(int i, int sig);
+/* True when the servers run instrumented (ASan build, or under BITSVAULT_TEST_WRAPPER such
+ * as valgrind): their memory and speed figures are not the product's, tests skip bounds. */
+bool itest_instrumented(void);
 /* Stops everything, drops the database, removes the folder (kept when the run failed). */
 void itest_teardown(void);
 

@@ -1076,7 +1076,8 @@ START_TEST(test_big_file_memory)
 	long kb = atol(out);
 	free(out);
 	fprintf(stderr, "itest_bits: API VmHWM after 300 MB up and down: %ld KiB\n", kb);
-	ck_assert_msg(kb > 0 && kb < 64 * 1024, "API VmHWM %ld KiB", kb);
+	/* ASan's quarantine and valgrind hold freed memory: the bound is the product's only. */
+	ck_assert_msg(kb > 0 && (kb < 64 * 1024 || itest_instrumented()), "API VmHWM %ld KiB", kb);
 	itest_sh("rm -f big.bin big.out up.json");
 	assert_no_tmp();
 }

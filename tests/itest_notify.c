@@ -367,6 +367,8 @@ setup(void)
 {
 	itest_init("notify", 5);
 	itest_env("BITSVAULT_NOTIFY_BACKOFF_MS=100");
+	/* The receiver is on loopback: a private address, refused by default. */
+	itest_env("BITSVAULT_NOTIFY_ALLOW_PRIVATE=true");
 	receiver_start();
 	itest_start_api();
 	itest_start_worker("notify-w1");

@@ -487,8 +487,8 @@ sink(void *arg, const void *data, size_t len, char **errstr)
 	char *err = NULL;
 
 	if (store_writer_size(c->sw) + len > (uint64_t)c->max_size) {
-		*errstr = xasprintf(
-		    "bundle exceeds the size limit of %lld bytes", (long long)c->max_size);
+		*errstr = xasprintf("bundle exceeds the size limit of %lld bytes (max_bundle_size)",
+		    (long long)c->max_size);
 		return -1;
 	}
 	if (store_writer_write(c->sw, data, len, &err) != 0) {

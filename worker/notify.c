@@ -149,10 +149,20 @@ send_one(struct worker *w, const struct job_notification *n)
 		}
 		return;
 	}
-	if (notify_hc == NULL)
+	if (notify_hc == NULL) {
 		notify_hc = httpc_new(NULL, NOTIFY_TIMEOUT_S);
+		/* A user's URL must not make the worker reach its own host or an internal
+		 * service (SSRF): every address curl connects to is checked. */
+		httpc_set_guard(notify_hc, !w->cfg->notify_allow_private);
+	}
 	if (httpc_json(notify_hc, "POST", n->url, body, &status, NULL, &err) != 0) {
-		attempt_failed(w, n, transport_reason(err, n->url));
+		const char *why = transport_reason(err, n->url);
+		char *reason = strncmp(why, "refused to connect to ", 22) == 0
+		    ? xasprintf("%s (notify_allow_private is off)", why)
+		    : xstrdup(why);
+
+		attempt_failed(w, n, reason);
+		free(reason);
 		free(err);
 	} else if (status < 200 || status > 299) {
 		char why[48];

@@ -52,7 +52,8 @@ static enum job_outcome
 upload_files(struct job_run *run, const char *hex, json_t *files, char **reason)
 {
 	const struct config *cfg = run->w->cfg;
-	struct ingest_limits limits = {cfg->max_archive_entries, cfg->max_archive_unpacked};
+	struct ingest_limits limits = {
+	    cfg->max_archive_entries, cfg->max_archive_unpacked, cfg->max_archive_ratio};
 	struct ingest_result res;
 	unsigned char sha256[32];
 	uint64_t size = 0;

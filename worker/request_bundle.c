@@ -237,7 +237,8 @@ bundle_write(struct job_run *run, struct rtree *t, struct gitdir *git, struct bu
 		goto out;
 	}
 	tarball_set_tick(w.tb, tick, &w);
-	qsort(files, nfiles, sizeof *files, by_path);
+	if (nfiles > 1) /* files is NULL when there are none: qsort's pointer must not be */
+		qsort(files, nfiles, sizeof *files, by_path);
 
 	buf_init(&path);
 	buf_adds(&path, "app");

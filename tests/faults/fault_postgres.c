@@ -26,7 +26,8 @@ static uint64_t down_from, down_until; /* the outage, ms (down_until 0: still do
 static int calls, calls_503, calls_bad, slow_calls, late_503, bad_503_body;
 static uint64_t last_503_after_up; /* ms after the restart of the last 503 */
 
-/* One call, retried on 503 as a client would; a 503 must come with a JSON reason. */
+/* One call, retried on 503 as a client would; a 503 must come with a JSON reason and a
+ * Retry-After. */
 static long
 call(struct itest_resp *r, const char *method, const char *path, const char *file)
 {
@@ -47,7 +48,8 @@ call(struct itest_resp *r, const char *method, const char *path, const char *fil
 		if (r->status == 503) {
 			calls_503++;
 			if (r->json == NULL ||
-			    json_string_value(json_object_get(r->json, "error")) == NULL)
+			    json_string_value(json_object_get(r->json, "error")) == NULL ||
+			    itest_header(r, "Retry-After") == NULL)
 				bad_503_body++;
 			if (down_until != 0 && t0 > down_until) {
 				if (t0 - down_until > last_503_after_up)
@@ -133,7 +135,8 @@ START_TEST(test_postgres_restart)
 	    (unsigned long long)last_503_after_up);
 
 	ck_assert_msg(calls_503 > 0, "no call saw the outage");
-	ck_assert_msg(bad_503_body == 0, "%d 503s had no JSON reason", bad_503_body);
+	ck_assert_msg(
+	    bad_503_body == 0, "%d 503s had no JSON reason or no Retry-After", bad_503_body);
 	ck_assert_msg(calls_bad == 0, "%d calls had other errors (above)", calls_bad);
 	ck_assert_msg(slow_calls == 0, "%d calls hung past %d ms", slow_calls, MAX_CALL_MS);
 	ck_assert_msg(late_503 == 0, "503s went on 15 s after Postgres was back");
