@@ -2,6 +2,7 @@
  * unmaintained (research B.1.1); each workaround below names the research section or the
  * upstream issue it comes from. Everything runs on the one event-loop thread. */
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include <sys/ioctl.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <arpa/inet.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
@@ -46,6 +48,10 @@
 #define ACCEPT_RETRY_MS 200
 /* Seconds a 503 asks the client to wait before it tries again. */
 #define HTTP_RETRY_AFTER_S "2"
+/* Lingering close: how long a refused client may go on sending, and how many such
+ * sockets are kept at once (past that they are closed at once, as before). */
+#define LINGER_MS 5000
+#define LINGER_MAX 256
 
 enum body_mode { BODY_DISCARD, BODY_BUFFER, BODY_SPOOL, BODY_SINK };
 
@@ -64,7 +70,19 @@ struct http_conn {
 	uint64_t headers_ms; /* the current request's first byte was seen (0: not yet) */
 	uint64_t unacked; /* reply bytes not yet taken by the client, at the last sweep */
 	uint64_t progress_ms; /* when unacked last changed */
+	bool linger; /* closed by us while the client may still send: linger at the close */
+	uint64_t nrequests; /* requests whose headers arrived on this connection */
 	TAILQ_ENTRY(http_conn) entry;
+};
+
+/* A closed connection's socket, kept to read what its client still sends (lingering
+ * close, see linger_start). */
+struct lingering {
+	struct http_server *srv;
+	evutil_socket_t fd;
+	struct event *ev;
+	uint64_t until_ms;
+	TAILQ_ENTRY(lingering) entry;
 };
 
 struct http_server {
@@ -87,6 +105,8 @@ struct http_server {
 	bool accept_paused;
 	uint64_t accept_paused_ms;
 	uint64_t accept_failures;
+	TAILQ_HEAD(, lingering) lingers;
+	size_t nlingers;
 };
 
 struct http_req {
@@ -185,7 +205,11 @@ send_resp(struct http_req *r, struct resp *rs)
 	if (rs->status != 204 && rs->status != 304)
 		add_header(req, "Content-Type",
 		    rs->content_type != NULL ? rs->content_type : "application/json");
-	if (r->srv->draining) {
+	/* The last answer of a connection says so (evhtp's own request limit closes the
+	 * connection after an answer that did not, and a client's next request is lost). */
+	if (r->srv->draining ||
+	    (r->hc != NULL && r->srv->opts.max_keepalive_requests > 0 &&
+		r->hc->nrequests >= (uint64_t)r->srv->opts.max_keepalive_requests)) {
 		/* evhtp_request_set_keepalive(req, 0) is a no-op in 1.2.18 (research B.1.5). */
 		evhtp_request_disable_flag(req, EVHTP_REQ_FLAG_KEEPALIVE);
 	}
@@ -244,6 +268,8 @@ send_early(struct http_req *r, struct resp *rs)
 		evhtp_header_rm_and_free(req->headers_in, ex);
 	evhtp_request_disable_flag(req, EVHTP_REQ_FLAG_KEEPALIVE);
 	r->mode = BODY_DISCARD;
+	if (r->hc != NULL)
+		r->hc->linger = true;
 	send_resp(r, rs);
 }
 
@@ -556,6 +582,7 @@ on_headers(evhtp_request_t *req, evhtp_headers_t *hdrs, void *arg)
 	bool headers_over = hc->headers_over;
 	uint64_t clen;
 
+	hc->nrequests++;
 	/* The next request on this connection starts counting afresh. */
 	hc->nheaders = 0;
 	hc->header_bytes = 0;
@@ -698,14 +725,15 @@ parser_reply(struct http_conn *hc, evhtp_connection_t *conn)
 	if (hc->headers_hard) {
 		status = 431;
 		msg = "request header fields too large";
-	} else if (err == htparse_error_too_big &&
-	    (conn->request == NULL || conn->request->uri == NULL ||
-		conn->request->uri->path == NULL)) {
+	} else if (err == htparse_error_too_big && hc->nheaders == 0) {
+		/* No header parsed yet: the request line (clients send Host first, short). */
 		status = 414;
 		msg = "request URL too long: the request line is over 8 KiB";
 	} else if (err == htparse_error_too_big) {
+		/* The parser says too_big for a Content-Length that is not a number too. */
 		status = 431;
-		msg = "request header fields too large: a header line is over 8 KiB";
+		msg = "request header fields too large: a header line is over 8 KiB (or a"
+		      " Content-Length is not a number)";
 	} else {
 		status = 400;
 		msg = "malformed HTTP request";
@@ -724,8 +752,66 @@ parser_reply(struct http_conn *hc, evhtp_connection_t *conn)
 	    strlen(msg) + 12, msg);
 	/* A fresh socket's buffer takes a few hundred bytes at once; a client that does not
 	 * take them gets nothing, as before. */
-	if (len > 0 && send(fd, out, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
+	if (len > 0 && send(fd, out, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL) > 0) {
 		shutdown(fd, SHUT_WR);
+		hc->linger = true; /* the rest of what the client sends is read, not reset */
+	}
+}
+
+/* Ends a lingering close. */
+static void
+linger_end(struct lingering *l)
+{
+	TAILQ_REMOVE(&l->srv->lingers, l, entry);
+	l->srv->nlingers--;
+	event_free(l->ev);
+	close(l->fd);
+	free(l);
+}
+
+/* What a refused client still sends is read and dropped until it closes its side, an
+ * error, or LINGER_MS. */
+static void
+on_linger(evutil_socket_t fd, short what, void *arg)
+{
+	struct lingering *l = arg;
+	char buf[16384];
+	ssize_t n;
+
+	if ((what & EV_TIMEOUT) || now_ms() >= l->until_ms) {
+		linger_end(l);
+		return;
+	}
+	while ((n = recv(fd, buf, sizeof buf, MSG_DONTWAIT)) > 0)
+		;
+	if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+		linger_end(l);
+}
+
+/* Lingering close (RFC 9112 §9.6): closing a socket whose client is still sending (a
+ * body refused before it was read, a request the parser rejected) makes the kernel
+ * answer its next bytes with a reset, and a reset can make the client's stack drop our
+ * reply unread: the client then sees a broken connection instead of its 413. So the
+ * socket outlives evhtp's descriptor (a duplicate), is half-closed for writing (our
+ * reply, already in the kernel, goes out with a FIN after it), and is read to the end. */
+static void
+linger_start(struct http_server *srv, evutil_socket_t fd)
+{
+	struct lingering *l;
+	struct timeval tv = {LINGER_MS / 1000, (LINGER_MS % 1000) * 1000};
+	int dupfd;
+
+	if (srv->nlingers >= LINGER_MAX || (dupfd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		return;
+	shutdown(dupfd, SHUT_WR);
+	l = xcalloc(1, sizeof *l);
+	l->srv = srv;
+	l->fd = dupfd;
+	l->until_ms = now_ms() + LINGER_MS;
+	l->ev = event_new(srv->base, dupfd, EV_READ | EV_PERSIST, on_linger, l);
+	TAILQ_INSERT_TAIL(&srv->lingers, l, entry);
+	srv->nlingers++;
+	event_add(l->ev, &tv);
 }
 
 /* Connection-level fini: answer a parser error, forget the connection. */
@@ -736,6 +822,8 @@ on_connection_fini(evhtp_connection_t *conn, void *arg)
 	struct http_server *srv = hc->srv;
 
 	parser_reply(hc, conn);
+	if (hc->linger && conn->bev != NULL && bufferevent_getfd(conn->bev) >= 0)
+		linger_start(srv, bufferevent_getfd(conn->bev));
 	if (hc->req != NULL)
 		hc->req->hc = NULL; /* its own fini runs next, when the connection is gone */
 	TAILQ_REMOVE(&srv->conns, hc, entry);
@@ -963,12 +1051,14 @@ http_server_new(struct event_base *base, const struct http_opts *opts,
 	s->cb = *cb;
 	s->arg = arg;
 	TAILQ_INIT(&s->conns);
+	TAILQ_INIT(&s->lingers);
 	s->htp = evhtp_new(base, s);
 	if (s->htp == NULL)
 		abort(); /* only fails on OOM */
 	/* No timeouts and unlimited keep-alive are evhtp's defaults (research B.1.9). Its
 	 * timeouts stay off: on_sweep keeps the deadlines instead. */
-	evhtp_set_max_keepalive_requests(s->htp, (uint64_t)opts->max_keepalive_requests);
+	/* Counted here (send_resp), not by evhtp: see there. */
+	evhtp_set_max_keepalive_requests(s->htp, 0);
 	/* Safety net only: it cuts the connection without a reply (research B.1.5). */
 	evhtp_set_max_body_size(s->htp, (uint64_t)opts->max_body + 1 + BODY_CAP_MARGIN);
 	evhtp_set_gencb(s->htp, on_request, NULL);
@@ -1162,6 +1252,8 @@ http_server_free(struct http_server *s, bool close_connections)
 	evhtp_free(s->htp);
 	event_free(s->accept_timer);
 	event_free(s->sweep_timer);
+	while (!TAILQ_EMPTY(&s->lingers))
+		linger_end(TAILQ_FIRST(&s->lingers));
 	if (!close_connections || s->inflight != 0) {
 		/* Connections outlive the server only when the process is exiting anyway. */
 		while ((hc = TAILQ_FIRST(&s->conns)) != NULL) {

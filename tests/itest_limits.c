@@ -6,6 +6,7 @@
  * expanded bytes anywhere), and the bundle size (the cook fails naming the limit). Each
  * answer is JSON naming its configuration key, and a request under the limits passes. */
 #include <check.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -136,7 +137,93 @@ START_TEST(test_url)
 	p[600] = 'a';
 	p[9000] = '\0';
 	expect_req(xasprintf(GET_PATH, p), 414, "URL too long");
+	/* The same in the query: the path is parsed, the line is still the request line. */
+	expect_req(xasprintf("GET /status?q=%s HTTP/1.1\r\nHost: localhost\r\n\r\n", p), 414,
+	    "URL too long");
 	free(p);
+	/* A Content-Length that is not a number: libevhtp's parser calls it too big. */
+	expect_req(
+	    xstrdup("GET /status HTTP/1.1\r\nHost: localhost\r\nContent-Length: abc\r\n\r\n"), 431,
+	    "Content-Length is not a number");
+}
+END_TEST
+
+/* A client that sends its whole body before it reads (as many do) gets the early 413 of a
+ * body over the limit, every time: the server reads and drops the rest after its answer
+ * (lingering close) instead of resetting the connection, which could destroy the answer
+ * in the client's buffer. */
+START_TEST(test_refused_body_read_after_send)
+{
+	size_t n = 9000000;
+	struct buf b;
+	char *body = xcalloc(1, n);
+
+	buf_init(&b);
+	buf_printf(&b,
+	    "POST /directories HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+	    "Content-Type: application/x-tar\r\nContent-Length: %zu\r\n\r\n",
+	    IT_USER, n);
+	buf_add(&b, body, n);
+	for (int i = 0; i < 10; i++)
+		expect_raw(b.data, b.len, 413, "limit is 8388608");
+	buf_free(&b);
+	free(body);
+}
+END_TEST
+
+/* Reads one answer (headers and a Content-Length body) from fd into out; its length, 0
+ * when the connection closed first. */
+static size_t
+read_answer(int fd, char *out, size_t n)
+{
+	size_t got = 0;
+	char *end;
+
+	out[0] = '\0';
+	while (got < n - 1) {
+		ssize_t k = recv(fd, out + got, n - 1 - got, 0);
+		if (k <= 0)
+			return 0;
+		got += (size_t)k;
+		out[got] = '\0';
+		if ((end = strstr(out, "\r\n\r\n")) != NULL) {
+			const char *cl = strcasestr(out, "Content-Length: ");
+			size_t want =
+			    (size_t)(end + 4 - out) + (cl ? strtoul(cl + 16, NULL, 10) : 0);
+			if (got >= want)
+				return got;
+		}
+	}
+	return got;
+}
+
+/* max_keepalive_requests=3: the third answer on a connection says "Connection: close"
+ * and the connection then closes; the first two keep it open. A client that reuses the
+ * connection after an answer without it never loses a request. */
+START_TEST(test_keepalive_limit)
+{
+	struct sockaddr_in sa;
+	struct timeval tv = {3, 0};
+	static const char req[] = "GET /status/short HTTP/1.1\r\nHost: x\r\n\r\n";
+	char out[4096];
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	memset(&sa, 0, sizeof sa);
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)atoi(strchr(IT.listen, ':') + 1));
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	for (int i = 1; i <= 3; i++) {
+		ck_assert_int_eq(
+		    send(fd, req, sizeof req - 1, MSG_NOSIGNAL), (ssize_t)sizeof req - 1);
+		ck_assert_msg(read_answer(fd, out, sizeof out) > 0, "answer %d lost", i);
+		ck_assert_msg(strncmp(out, "HTTP/1.1 ", 9) == 0, "%s", out);
+		bool closing = strcasestr(out, "Connection: close") != NULL;
+		ck_assert_msg(closing == (i == 3), "answer %d: %s", i, out);
+	}
+	ck_assert_int_eq(recv(fd, out, sizeof out, 0), 0); /* closed after the third */
+	close(fd);
 }
 END_TEST
 
@@ -290,7 +377,8 @@ setup(void)
 	    "BITSVAULT_MAX_URL_LENGTH=512", "BITSVAULT_MAX_JSON_SIZE=4K",
 	    "BITSVAULT_MAX_JSON_DEPTH=8", "BITSVAULT_MAX_UPLOAD_SIZE=8M",
 	    "BITSVAULT_MAX_ARCHIVE_ENTRIES=50", "BITSVAULT_MAX_ARCHIVE_UNPACKED=3M",
-	    "BITSVAULT_MAX_ARCHIVE_RATIO=50", "BITSVAULT_MAX_BUNDLE_SIZE=1K"};
+	    "BITSVAULT_MAX_ARCHIVE_RATIO=50", "BITSVAULT_MAX_BUNDLE_SIZE=1K",
+	    "BITSVAULT_MAX_KEEPALIVE_REQUESTS=3"};
 
 	for (size_t i = 0; i < BV_NELEM(env); i++)
 		itest_env(env[i]);
@@ -308,7 +396,9 @@ main(void)
 	tcase_add_test(tc, test_url);
 	tcase_add_test(tc, test_json);
 	tcase_add_test(tc, test_archives);
+	tcase_add_test(tc, test_refused_body_read_after_send);
 	tcase_add_test(tc, test_bundle_size);
+	tcase_add_test(tc, test_keepalive_limit);
 	suite_add_tcase(s, tc);
 	int rc = itest_run(s);
 	itest_teardown();
