@@ -586,7 +586,9 @@ static void
 call_submit(struct app *a, struct call *c)
 {
 	c->in_pool = true;
-	if (pool_submit(a->pool, call_work, call_done, c))
+	/* Workers' reports go first: a job's progress (and its end, which long-polls and
+	 * the next job wait for) must not queue behind clients polling for it. */
+	if (pool_submit_to(a->pool, c->role == AUTH_WORKER, call_work, call_done, c))
 		return;
 	c->in_pool = false;
 	log_warn_id(c->logid, "pool queue full: answering 503");

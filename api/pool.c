@@ -29,6 +29,7 @@ struct pool {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct task *queue_head, *queue_tail; /* waiting for a thread */
+	struct task *urgent_head, *urgent_tail; /* the same, taken first */
 	size_t queued;
 	size_t max_queue;
 	struct task *done_head, *done_tail; /* waiting for the loop */
@@ -66,16 +67,23 @@ thread_main(void *arg)
 
 	for (;;) {
 		pthread_mutex_lock(&p->lock);
-		while (p->queue_head == NULL && !p->stopping)
+		while (p->queue_head == NULL && p->urgent_head == NULL && !p->stopping)
 			pthread_cond_wait(&p->cond, &p->lock);
 		if (p->stopping) {
 			pthread_mutex_unlock(&p->lock);
 			break;
 		}
-		t = p->queue_head;
-		p->queue_head = t->next;
-		if (p->queue_head == NULL)
-			p->queue_tail = NULL;
+		if (p->urgent_head != NULL) {
+			t = p->urgent_head;
+			p->urgent_head = t->next;
+			if (p->urgent_head == NULL)
+				p->urgent_tail = NULL;
+		} else {
+			t = p->queue_head;
+			p->queue_head = t->next;
+			if (p->queue_head == NULL)
+				p->queue_tail = NULL;
+		}
 		p->queued--;
 		pthread_mutex_unlock(&p->lock);
 
@@ -156,9 +164,9 @@ fail:
 	return NULL;
 }
 
-/* Queues one task. */
+/* Queues one task, at the back of the urgent queue or of the other. */
 bool
-pool_submit(struct pool *p, pool_work_fn work, pool_done_fn done, void *arg)
+pool_submit_to(struct pool *p, bool urgent, pool_work_fn work, pool_done_fn done, void *arg)
 {
 	struct task *t;
 
@@ -171,7 +179,10 @@ pool_submit(struct pool *p, pool_work_fn work, pool_done_fn done, void *arg)
 	t->work = work;
 	t->done = done;
 	t->arg = arg;
-	list_push(&p->queue_head, &p->queue_tail, t);
+	if (urgent)
+		list_push(&p->urgent_head, &p->urgent_tail, t);
+	else
+		list_push(&p->queue_head, &p->queue_tail, t);
 	p->queued++;
 	pthread_cond_signal(&p->cond);
 	pthread_mutex_unlock(&p->lock);
@@ -206,6 +217,7 @@ pool_free(struct pool *p)
 		if (p->threads[i].started)
 			pthread_join(p->threads[i].tid, NULL);
 	drop_list(p->queue_head);
+	drop_list(p->urgent_head);
 	drop_list(p->done_head);
 	if (p->ev != NULL)
 		event_free(p->ev);

@@ -27,8 +27,11 @@ typedef void (*pool_done_fn)(void *arg);
  * when a thread or the eventfd cannot be created. */
 struct pool *pool_new(struct event_base *base, int nthreads, size_t max_queue,
     const char *database_url, const char *redis_url, char **errstr) BV_MUSTCHECK;
-/* Queues a task; false when the queue is full or the pool is stopping (answer 503). */
-bool pool_submit(struct pool *p, pool_work_fn work, pool_done_fn done, void *arg) BV_MUSTCHECK;
+/* Queues a task; false when the queue is full or the pool is stopping (answer 503). An
+ * urgent task is taken before any other waiting (workers' reports: a job's progress must
+ * not wait behind clients polling for it). */
+bool pool_submit_to(
+    struct pool *p, bool urgent, pool_work_fn work, pool_done_fn done, void *arg) BV_MUSTCHECK;
 /* Stops the threads once their current task returns and joins them. Tasks still queued
  * and done callbacks not yet run are dropped (their args are not freed): call it when no
  * request is in flight any more. */

@@ -3,6 +3,8 @@
  * paths and timestamps (api/call.c), listen addresses, Content-Length values and the
  * connection cap (api/http.c), and the check of a worker's PATCH body (api/jobjson.c). */
 #include <check.h>
+#include <pthread.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +14,7 @@
 #include "api/call.h"
 #include "api/http.h"
 #include "api/jobjson.h"
+#include "api/pool.h"
 
 #define ADMIN "admin-token-0123456789"
 #define WORKER "worker-token-0123456789"
@@ -663,6 +666,58 @@ START_TEST(test_bitsup_error_utf8)
 }
 END_TEST
 
+/* The pool's order: with its one thread busy, an urgent task queued after two others
+ * runs before them (workers' reports pass clients' polls). */
+static pthread_mutex_t order_lock = PTHREAD_MUTEX_INITIALIZER;
+static char order[8];
+static volatile int gate;
+
+static void
+task_gate(void *arg, struct pool_thread *t)
+{
+	(void)arg;
+	(void)t;
+	while (!gate)
+		usleep(1000);
+}
+
+static void
+task_mark(void *arg, struct pool_thread *t)
+{
+	(void)t;
+	pthread_mutex_lock(&order_lock);
+	order[strlen(order)] = *(const char *)arg;
+	pthread_mutex_unlock(&order_lock);
+}
+
+static void
+task_done(void *arg)
+{
+	(void)arg;
+}
+
+START_TEST(test_pool_urgent_first)
+{
+	struct event_base *base = event_base_new();
+	char *err = NULL;
+	struct pool *p = pool_new(base, 1, 16, "postgresql://none", "redis://127.0.0.1:1", &err);
+
+	ck_assert_ptr_nonnull(p);
+	ck_assert(pool_submit_to(p, false, task_gate, task_done, NULL));
+	usleep(20000); /* the thread holds the gate task */
+	static char names[] = "abW";
+	ck_assert(pool_submit_to(p, false, task_mark, task_done, &names[0]));
+	ck_assert(pool_submit_to(p, false, task_mark, task_done, &names[1]));
+	ck_assert(pool_submit_to(p, true, task_mark, task_done, &names[2]));
+	gate = 1;
+	for (int i = 0; i < 500 && strlen(order) < 3; i++)
+		usleep(2000);
+	ck_assert_str_eq(order, "Wab");
+	pool_free(p);
+	event_base_free(base);
+}
+END_TEST
+
 static Suite *
 api_suite(void)
 {
@@ -687,6 +742,7 @@ api_suite(void)
 	tcase_add_test(tc, test_bits_host_is);
 	tcase_add_test(tc, test_bits_auth_config);
 	tcase_add_test(tc, test_bitsup_error_utf8);
+	tcase_add_test(tc, test_pool_urgent_first);
 	tcase_add_loop_test(tc, test_patch_check, 0, (int)BV_NELEM(patch_cases));
 	suite_add_tcase(s, tc);
 	return s;
