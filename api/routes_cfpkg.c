@@ -721,9 +721,10 @@ routes_cfpkg_upload_work(struct call *c, struct pool_thread *t)
 		return;
 	}
 	cf_package_clear(&p);
-	params = json_pack("{s:O}", "resources",
-	    json_object_get(c->aux, "resources") != NULL ? json_object_get(c->aux, "resources")
-							 : json_array());
+	/* "O" takes a reference of its own: a fresh empty array goes in with "o". */
+	json_t *resources = json_object_get(c->aux, "resources");
+	params = resources != NULL ? json_pack("{s:O}", "resources", resources)
+				   : json_pack("{s:o}", "resources", json_array());
 	if (bitsup_has_file(c->upload)) {
 		if (bitsup_commit(c->upload, sha256, sha1, &size, &err) != 0) {
 			bool full = bitsup_disk_full(err);

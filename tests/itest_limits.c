@@ -21,14 +21,12 @@
 #define GET_STATUS "GET /status HTTP/1.1\r\nHost: x\r\n%s\r\n"
 #define GET_PATH "GET /%s HTTP/1.1\r\nHost: x\r\n\r\n"
 
-/* One raw request on a new connection; the whole answer (until the server closes, or 3 s
- * pass) into out. Returns the status, 0 when there was none. */
+/* A new connection to the API whose reads give up after 3 s. */
 static int
-raw(const char *req, size_t len, char *out, size_t n)
+connect_api(void)
 {
 	struct sockaddr_in sa;
 	struct timeval tv = {3, 0};
-	size_t got = 0;
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
 	ck_assert_int_ge(fd, 0);
@@ -38,6 +36,17 @@ raw(const char *req, size_t len, char *out, size_t n)
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+	return fd;
+}
+
+/* One raw request on a new connection; the whole answer (until the server closes, or 3 s
+ * pass) into out. Returns the status, 0 when there was none. */
+static int
+raw(const char *req, size_t len, char *out, size_t n)
+{
+	size_t got = 0;
+	int fd = connect_api();
+
 	while (len > 0) {
 		ssize_t k = send(fd, req, len, MSG_NOSIGNAL);
 		if (k <= 0)
@@ -202,18 +211,10 @@ read_answer(int fd, char *out, size_t n)
  * connection after an answer without it never loses a request. */
 START_TEST(test_keepalive_limit)
 {
-	struct sockaddr_in sa;
-	struct timeval tv = {3, 0};
 	static const char req[] = "GET /status/short HTTP/1.1\r\nHost: x\r\n\r\n";
 	char out[4096];
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int fd = connect_api();
 
-	memset(&sa, 0, sizeof sa);
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons((uint16_t)atoi(strchr(IT.listen, ':') + 1));
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	for (int i = 1; i <= 3; i++) {
 		ck_assert_int_eq(
 		    send(fd, req, sizeof req - 1, MSG_NOSIGNAL), (ssize_t)sizeof req - 1);

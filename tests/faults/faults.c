@@ -81,6 +81,24 @@ faults_worker_replace(int i)
 	pthread_mutex_unlock(&workers_lock);
 }
 
+/* The first value of a query's first row, or NULL (no row, or Postgres unreachable: the
+ * threads below must not fail the test from their thread). Caller frees. */
+static char *
+sql_try(const char *sql)
+{
+	char *v = NULL;
+	PGconn *c = PQconnectdb(IT.db_url);
+
+	if (PQstatus(c) == CONNECTION_OK) {
+		PGresult *r = PQexec(c, sql);
+		if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+			v = xstrdup(PQgetvalue(r, 0, 0));
+		PQclear(r);
+	}
+	PQfinish(c);
+	return v;
+}
+
 /* Every other kill takes a worker that holds a running job (so kills land mid-job even
  * when jobs are short), the others a random one. */
 static int
@@ -92,17 +110,12 @@ pick_victim(unsigned *seed)
 	char *sql = xasprintf("SELECT coalesce((SELECT worker FROM jobs WHERE state = 'running'"
 			      " AND worker LIKE '%s-%%' ORDER BY random() LIMIT 1), '')",
 	    W.prefix);
-	PGconn *c = PQconnectdb(IT.db_url);
-	if (PQstatus(c) == CONNECTION_OK) {
-		PGresult *r = PQexec(c, sql);
-		int s;
-		if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
-		    sscanf(PQgetvalue(r, 0, 0) + strlen(W.prefix), "-%d.%d", &s, &gen) == 2 &&
-		    s >= 0 && s < W.n)
-			slot = s;
-		PQclear(r);
-	}
-	PQfinish(c);
+	char *holder = sql_try(sql);
+	int s;
+	if (holder != NULL && *holder != '\0' &&
+	    sscanf(holder + strlen(W.prefix), "-%d.%d", &s, &gen) == 2 && s >= 0 && s < W.n)
+		slot = s;
+	free(holder);
 	free(sql);
 	return slot;
 }
@@ -157,18 +170,12 @@ monitor_main(void *arg)
 			      " ', '), '') FROM jobs WHERE state = 'running' AND updated_at <"
 			      " now() - interval '%d seconds'",
 			monitor_max_stale);
-		PGconn *c = PQconnectdb(IT.db_url);
-		if (PQstatus(c) == CONNECTION_OK) {
-			PGresult *r = PQexec(c, sql);
-			if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
-			    *PQgetvalue(r, 0, 0) != '\0') {
-				fprintf(stderr, "lease monitor: running past the lease: %s\n",
-				    PQgetvalue(r, 0, 0));
-				stale_seen++;
-			}
-			PQclear(r);
+		char *late = sql_try(sql);
+		if (late != NULL && *late != '\0') {
+			fprintf(stderr, "lease monitor: running past the lease: %s\n", late);
+			stale_seen++;
 		}
-		PQfinish(c);
+		free(late);
 		free(sql);
 		usleep(500000);
 	}
