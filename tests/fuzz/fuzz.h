@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/app.h"
+#include "api/call.h"
+#include "api/router.h"
 #include "shared/log.h"
 #include "shared/util.h"
 
@@ -53,6 +56,20 @@ fuzz_field(const uint8_t **data, size_t *size, char sep)
 	*data += p != NULL ? n + 1 : n;
 	*size -= p != NULL ? n + 1 : n;
 	return s;
+}
+
+/* The API's own route table (app_routes) in a router whose ids are its indexes: a new
+ * route is fuzzed as soon as it exists. */
+static inline struct router *
+fuzz_api_router(const struct call_route **routes, size_t *n)
+{
+	struct router *rt = router_new();
+
+	*routes = app_routes(n);
+	for (size_t i = 0; i < *n; i++)
+		if (!router_add(rt, (*routes)[i].method, (*routes)[i].pattern, (int)i))
+			abort();
+	return rt;
 }
 
 #endif

@@ -17,11 +17,7 @@ int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	fuzz_quiet();
-	fuzz_routes = app_routes(&nroutes); /* the API's own table */
-	rt = router_new();
-	for (size_t i = 0; i < nroutes; i++)
-		if (!router_add(rt, fuzz_routes[i].method, fuzz_routes[i].pattern, (int)i))
-			abort();
+	rt = fuzz_api_router(&fuzz_routes, &nroutes);
 	return 0;
 }
 
