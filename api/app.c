@@ -21,6 +21,7 @@
 #include "api/pool.h"
 #include "api/router.h"
 #include "api/routes.h"
+#include "api/statuscache.h"
 #include "api/waiter.h"
 #include "shared/db.h"
 #include "shared/log.h"
@@ -42,172 +43,175 @@ static int bits_sign_prepare(struct call *c);
 
 static const struct call_route routes[] = {
     {"POST", "/directories", ACCESS_USER, CALL_BODY_UPLOAD, routes_dirs_upload_prepare,
-	routes_dirs_upload_work, NULL},
+	routes_dirs_upload_work, NULL, NULL},
     {"GET", "/directories/{id}", ACCESS_READ, CALL_BODY_NONE, routes_dirs_get_prepare,
-	routes_dirs_get_work, NULL},
+	routes_dirs_get_work, NULL, NULL},
     {"GET", "/vault/{kind}", ACCESS_READ, CALL_BODY_NONE, routes_vault_list_prepare,
-	routes_vault_list_work, NULL},
+	routes_vault_list_work, NULL, NULL},
     {"POST", "/vault/{kind}/{id}", ACCESS_USER, CALL_BODY_JSON, routes_vault_cook_prepare,
-	routes_vault_cook_work, NULL},
+	routes_vault_cook_work, NULL, NULL},
     {"GET", "/vault/{kind}/{id}/status", ACCESS_READ, CALL_BODY_NONE,
-	routes_vault_status_wait_prepare, routes_vault_status_wait_work, NULL},
+	routes_vault_status_wait_prepare, routes_vault_status_wait_work, NULL,
+	routes_vault_status_cached},
     {"GET", "/vault/{kind}/{id}", ACCESS_READ, CALL_BODY_NONE, routes_vault_read_prepare,
-	routes_vault_fetch_work, NULL},
+	routes_vault_fetch_work, NULL, NULL},
     {"POST", "/api/1/vault/{type}/{swhid}/", ACCESS_COOK, CALL_BODY_NONE, routes_swh_prepare,
-	routes_swh_cook_work, NULL},
+	routes_swh_cook_work, NULL, NULL},
     {"GET", "/api/1/vault/{type}/{swhid}/", ACCESS_READ, CALL_BODY_NONE, routes_swh_prepare,
-	routes_swh_status_work, NULL},
+	routes_swh_status_work, NULL, routes_vault_status_cached},
     {"GET", "/api/1/vault/{type}/{swhid}/raw/", ACCESS_READ, CALL_BODY_NONE, routes_swh_prepare,
-	routes_swh_fetch_work, NULL},
+	routes_swh_fetch_work, NULL, NULL},
     {"PUT", "/vault/{kind}/{id}/sticky", ACCESS_ADMIN, CALL_BODY_NONE, routes_vault_sticky_prepare,
-	routes_vault_sticky_work, NULL},
+	routes_vault_sticky_work, NULL, NULL},
     {"DELETE", "/vault/{kind}/{id}/sticky", ACCESS_ADMIN, CALL_BODY_NONE,
-	routes_vault_sticky_prepare, routes_vault_sticky_work, NULL},
+	routes_vault_sticky_prepare, routes_vault_sticky_work, NULL, NULL},
     {"POST", "/loads", ACCESS_USER, CALL_BODY_JSON, routes_loads_create_prepare,
-	routes_loads_create_work, NULL},
+	routes_loads_create_work, NULL, NULL},
     {"GET", "/loads/{id}", ACCESS_READ, CALL_BODY_NONE, routes_loads_get_prepare,
-	routes_loads_get_work, NULL},
+	routes_loads_get_work, NULL, NULL},
     {"PATCH", "/jobs/{id}", ACCESS_WORKER, CALL_BODY_JSON, routes_jobs_patch_prepare,
-	routes_jobs_patch_work, NULL},
+	routes_jobs_patch_work, NULL, NULL},
     {"GET", "/jobs/{id}", ACCESS_WORKER_ADMIN, CALL_BODY_NONE, routes_jobs_get_prepare,
-	routes_jobs_get_work, NULL},
-    {"GET", "/status", ACCESS_READ, CALL_BODY_NONE, NULL, routes_status_work, NULL},
-    {"GET", "/status/short", ACCESS_READ, CALL_BODY_NONE, NULL, routes_status_short_work, NULL},
+	routes_jobs_get_work, NULL, NULL},
+    {"GET", "/status", ACCESS_READ, CALL_BODY_NONE, NULL, routes_status_work, NULL, NULL},
+    {"GET", "/status/short", ACCESS_READ, CALL_BODY_NONE, NULL, routes_status_short_work, NULL,
+	NULL},
     /* Cachito's API v1 (docs/api.md "Requests"); latest before {id}. */
     {"POST", "/api/v1/requests", ACCESS_REQUEST_CREATE, CALL_BODY_JSON,
-	routes_requests_create_prepare, routes_requests_create_work, NULL},
+	routes_requests_create_prepare, routes_requests_create_work, NULL, NULL},
     {"GET", "/api/v1/requests", ACCESS_READ, CALL_BODY_NONE, routes_requests_list_prepare,
-	routes_requests_list_work, NULL},
+	routes_requests_list_work, NULL, NULL},
     {"GET", "/api/v1/requests/latest", ACCESS_READ, CALL_BODY_NONE, routes_requests_latest_prepare,
-	routes_requests_latest_work, NULL},
+	routes_requests_latest_work, NULL, NULL},
     {"GET", "/api/v1/requests/{id}", ACCESS_READ, CALL_BODY_NONE, routes_requests_id_prepare,
-	routes_requests_get_work, NULL},
+	routes_requests_get_work, NULL, NULL},
     {"PATCH", "/api/v1/requests/{id}", ACCESS_CACHITO_WORKER, CALL_BODY_JSON,
-	routes_requests_patch_prepare, routes_requests_patch_work, NULL},
+	routes_requests_patch_prepare, routes_requests_patch_work, NULL, NULL},
     {"GET", "/api/v1/requests/{id}/download", ACCESS_READ, CALL_BODY_NONE,
-	routes_requests_id_prepare, routes_requests_download_work, NULL},
+	routes_requests_id_prepare, routes_requests_download_work, NULL, NULL},
     {"GET", "/api/v1/requests/{id}/environment-variables", ACCESS_READ, CALL_BODY_NONE,
-	routes_requests_id_prepare, routes_requests_env_work, NULL},
+	routes_requests_id_prepare, routes_requests_env_work, NULL, NULL},
     {"GET", "/api/v1/requests/{id}/configuration-files", ACCESS_READ, CALL_BODY_NONE,
-	routes_requests_id_prepare, routes_requests_config_get_work, NULL},
+	routes_requests_id_prepare, routes_requests_config_get_work, NULL, NULL},
     {"POST", "/api/v1/requests/{id}/configuration-files", ACCESS_CACHITO_WORKER, CALL_BODY_JSON,
-	routes_requests_config_post_prepare, routes_requests_config_post_work, NULL},
+	routes_requests_config_post_prepare, routes_requests_config_post_work, NULL, NULL},
     {"GET", "/api/v1/requests/{id}/logs", ACCESS_READ, CALL_BODY_NONE, routes_requests_id_prepare,
-	routes_requests_logs_work, NULL},
+	routes_requests_logs_work, NULL, NULL},
     {"GET", "/api/v1/requests/{id}/content-manifest", ACCESS_READ, CALL_BODY_NONE,
-	routes_requests_id_prepare, routes_requests_icm_work, NULL},
+	routes_requests_id_prepare, routes_requests_icm_work, NULL, NULL},
     {"GET", "/api/v1/content-manifest", ACCESS_READ, CALL_BODY_NONE, routes_requests_multi_prepare,
-	routes_requests_icm_multi_work, NULL},
+	routes_requests_icm_multi_work, NULL, NULL},
     {"GET", "/api/v1/sbom", ACCESS_READ, CALL_BODY_NONE, routes_requests_multi_prepare,
-	routes_requests_sbom_work, NULL},
-    {"GET", "/api/v1/status", ACCESS_READ, CALL_BODY_NONE, NULL, routes_status_v1_work, NULL},
+	routes_requests_sbom_work, NULL, NULL},
+    {"GET", "/api/v1/status", ACCESS_READ, CALL_BODY_NONE, NULL, routes_status_v1_work, NULL, NULL},
     {"GET", "/api/v1/status/short", ACCESS_READ, CALL_BODY_NONE, NULL, routes_status_short_work,
-	NULL},
+	NULL, NULL},
     /* CF v3 packages (routes_cfpkg.c) */
     {"POST", "/v3/packages", ACCESS_USER, CALL_BODY_JSON, routes_cfpkg_create_prepare,
-	routes_cfpkg_create_work, NULL},
+	routes_cfpkg_create_work, NULL, NULL},
     {"GET", "/v3/packages", ACCESS_USER, CALL_BODY_NONE, routes_cfpkg_list_prepare,
-	routes_cfpkg_list_work, NULL},
+	routes_cfpkg_list_work, NULL, NULL},
     {"GET", "/v3/packages/{guid}", ACCESS_USER, CALL_BODY_NONE, routes_cfpkg_guid_prepare,
-	routes_cfpkg_get_work, NULL},
+	routes_cfpkg_get_work, NULL, NULL},
     {"DELETE", "/v3/packages/{guid}", ACCESS_USER, CALL_BODY_NONE, routes_cfpkg_guid_prepare,
-	routes_cfpkg_delete_work, NULL},
+	routes_cfpkg_delete_work, NULL, NULL},
     {"POST", "/v3/packages/{guid}/upload", ACCESS_USER, CALL_BODY_BITS, routes_cfpkg_upload_prepare,
-	routes_cfpkg_upload_work, routes_cfpkg_upload_headers},
+	routes_cfpkg_upload_work, routes_cfpkg_upload_headers, NULL},
     {"GET", "/v3/packages/{guid}/download", ACCESS_USER, CALL_BODY_NONE, routes_cfpkg_guid_prepare,
-	routes_cfpkg_download_work, NULL},
+	routes_cfpkg_download_work, NULL, NULL},
     {"POST", "/v3/apps/{guid}/packages", ACCESS_USER, CALL_BODY_JSON,
-	routes_cfpkg_create_legacy_prepare, routes_cfpkg_create_work, NULL},
+	routes_cfpkg_create_legacy_prepare, routes_cfpkg_create_work, NULL, NULL},
     {"GET", "/v3/apps/{guid}/packages", ACCESS_USER, CALL_BODY_NONE, routes_cfpkg_list_prepare,
-	routes_cfpkg_list_work, NULL},
+	routes_cfpkg_list_work, NULL, NULL},
     /* Bits (routes_bits.c; access by host: api/bitsauth.c) */
     {"PUT", "/packages/{guid}", ACCESS_BITS, CALL_BODY_BITS, routes_bits_put_prepare,
-	routes_bits_put_work, routes_bits_put_headers},
+	routes_bits_put_work, routes_bits_put_headers, NULL},
     {"GET", "/packages/{guid}", ACCESS_BITS, CALL_BODY_NONE, routes_bits_key_prepare,
-	routes_bits_get_work, NULL},
+	routes_bits_get_work, NULL, NULL},
     {"DELETE", "/packages/{guid}", ACCESS_BITS, CALL_BODY_NONE, routes_bits_key_prepare,
-	routes_bits_delete_work, NULL},
+	routes_bits_delete_work, NULL, NULL},
     {"PUT", "/droplets/{guid}", ACCESS_BITS, CALL_BODY_BITS, routes_bits_put_prepare,
-	routes_bits_put_work, routes_bits_digest_headers},
+	routes_bits_put_work, routes_bits_digest_headers, NULL},
     {"GET", "/droplets/{guid}", ACCESS_BITS, CALL_BODY_NONE, routes_bits_key_prepare,
-	routes_bits_get_work, NULL},
+	routes_bits_get_work, NULL, NULL},
     {"DELETE", "/droplets/{guid}", ACCESS_BITS, CALL_BODY_NONE, routes_bits_key_prepare,
-	routes_bits_delete_work, NULL},
+	routes_bits_delete_work, NULL, NULL},
     {"PUT", "/droplets/{guid}/{checksum}", ACCESS_BITS, CALL_BODY_BITS, routes_bits_put_prepare,
-	routes_bits_put_work, routes_bits_put_headers},
+	routes_bits_put_work, routes_bits_put_headers, NULL},
     {"GET", "/droplets/{guid}/{checksum}", ACCESS_BITS, CALL_BODY_NONE, routes_bits_key_prepare,
-	routes_bits_get_work, NULL},
+	routes_bits_get_work, NULL, NULL},
     {"DELETE", "/droplets/{guid}/{checksum}", ACCESS_BITS, CALL_BODY_NONE, routes_bits_key_prepare,
-	routes_bits_delete_work, NULL},
+	routes_bits_delete_work, NULL, NULL},
     {"POST", "/buildpacks", ACCESS_BITS, CALL_BODY_BITS, routes_buildpacks_post_prepare,
-	routes_buildpacks_post_work, routes_buildpacks_post_headers},
+	routes_buildpacks_post_work, routes_buildpacks_post_headers, NULL},
     {"POST", "/buildpacks/", ACCESS_BITS, CALL_BODY_BITS, routes_buildpacks_post_prepare,
-	routes_buildpacks_post_work, routes_buildpacks_post_headers},
+	routes_buildpacks_post_work, routes_buildpacks_post_headers, NULL},
     {"GET", "/buildpacks/{guid}/metadata", ACCESS_BITS, CALL_BODY_NONE,
-	routes_buildpacks_metadata_prepare, routes_buildpacks_metadata_work, NULL},
+	routes_buildpacks_metadata_prepare, routes_buildpacks_metadata_work, NULL, NULL},
     {"PUT", "/buildpacks/{guid}", ACCESS_BITS, CALL_BODY_BITS, routes_bits_put_prepare,
-	routes_bits_put_work, routes_bits_put_headers},
+	routes_bits_put_work, routes_bits_put_headers, NULL},
     {"GET", "/buildpacks/{guid}", ACCESS_BITS, CALL_BODY_NONE, routes_bits_key_prepare,
-	routes_bits_get_work, NULL},
+	routes_bits_get_work, NULL, NULL},
     {"DELETE", "/buildpacks/{guid}", ACCESS_BITS, CALL_BODY_NONE, routes_bits_key_prepare,
-	routes_bits_delete_work, NULL},
+	routes_bits_delete_work, NULL, NULL},
     {"PUT", "/buildpack_cache/entries/{app}/{stack}", ACCESS_BITS, CALL_BODY_BITS,
-	routes_bits_put_prepare, routes_bits_put_work, routes_bits_put_headers},
+	routes_bits_put_prepare, routes_bits_put_work, routes_bits_put_headers, NULL},
     {"GET", "/buildpack_cache/entries/{app}/{stack}", ACCESS_BITS, CALL_BODY_NONE,
-	routes_bits_key_prepare, routes_bits_get_work, NULL},
+	routes_bits_key_prepare, routes_bits_get_work, NULL, NULL},
     {"DELETE", "/buildpack_cache/entries/{app}/{stack}", ACCESS_BITS, CALL_BODY_NONE,
-	routes_bits_key_prepare, routes_bits_delete_work, NULL},
+	routes_bits_key_prepare, routes_bits_delete_work, NULL, NULL},
     {"DELETE", "/buildpack_cache/entries/{app}", ACCESS_BITS, CALL_BODY_NONE,
-	routes_bits_key_prepare, routes_bits_delete_dir_work, NULL},
+	routes_bits_key_prepare, routes_bits_delete_dir_work, NULL, NULL},
     {"DELETE", "/buildpack_cache/entries", ACCESS_BITS, CALL_BODY_NONE, routes_bits_key_prepare,
-	routes_bits_delete_dir_work, NULL},
+	routes_bits_delete_dir_work, NULL, NULL},
     {"DELETE", "/buildpack_cache/entries/", ACCESS_BITS, CALL_BODY_NONE, routes_bits_key_prepare,
-	routes_bits_delete_dir_work, NULL},
+	routes_bits_delete_dir_work, NULL, NULL},
     {"POST", "/app_stash/matches", ACCESS_BITS, CALL_BODY_BITS, routes_stash_matches_prepare,
-	routes_stash_matches_work, routes_stash_json_headers},
+	routes_stash_matches_work, routes_stash_json_headers, NULL},
     {"POST", "/app_stash/entries", ACCESS_BITS, CALL_BODY_BITS, routes_stash_entries_prepare,
-	routes_stash_entries_work, routes_stash_entries_headers},
+	routes_stash_entries_work, routes_stash_entries_headers, NULL},
     {"POST", "/app_stash/bundles", ACCESS_BITS, CALL_BODY_BITS, routes_stash_bundles_prepare,
-	routes_stash_bundles_work, routes_stash_bundles_headers},
+	routes_stash_bundles_work, routes_stash_bundles_headers, NULL},
     /* The Droplet Archiver (routes_archiver.c; GET /droplets/{app}/{sha1} is the Bits GET) */
     {"POST", "/droplets/{app}/{sha1}", ACCESS_ARCHIVER, CALL_BODY_BITS, NULL,
-	routes_archiver_post_work, routes_archiver_put_headers},
+	routes_archiver_post_work, routes_archiver_put_headers, NULL},
     {"POST", "/sync/have", ACCESS_ARCHIVER, CALL_BODY_JSON, routes_archiver_have_prepare,
-	routes_archiver_have_work, NULL},
+	routes_archiver_have_work, NULL, NULL},
     {"POST", "/sync/{app}/{sha1}", ACCESS_ARCHIVER, CALL_BODY_BITS, NULL, routes_archiver_sync_work,
-	routes_archiver_put_headers},
+	routes_archiver_put_headers, NULL},
     /* The Ruby bits-service's /signed/<path> (md5+expires URLs, research §2.4): the same
      * resources, reached through the public host with the prefix kept in the signed path */
     {"PUT", "/signed/packages/{guid}", ACCESS_BITS, CALL_BODY_BITS, routes_bits_put_prepare,
-	routes_bits_put_work, routes_bits_put_headers},
+	routes_bits_put_work, routes_bits_put_headers, NULL},
     {"GET", "/signed/packages/{guid}", ACCESS_BITS, CALL_BODY_NONE, routes_bits_key_prepare,
-	routes_bits_get_work, NULL},
+	routes_bits_get_work, NULL, NULL},
     {"PUT", "/signed/droplets/{guid}/{checksum}", ACCESS_BITS, CALL_BODY_BITS,
-	routes_bits_put_prepare, routes_bits_put_work, routes_bits_put_headers},
+	routes_bits_put_prepare, routes_bits_put_work, routes_bits_put_headers, NULL},
     {"GET", "/signed/droplets/{guid}/{checksum}", ACCESS_BITS, CALL_BODY_NONE,
-	routes_bits_key_prepare, routes_bits_get_work, NULL},
+	routes_bits_key_prepare, routes_bits_get_work, NULL, NULL},
     {"PUT", "/signed/buildpacks/{guid}", ACCESS_BITS, CALL_BODY_BITS, routes_bits_put_prepare,
-	routes_bits_put_work, routes_bits_put_headers},
+	routes_bits_put_work, routes_bits_put_headers, NULL},
     {"GET", "/signed/buildpacks/{guid}", ACCESS_BITS, CALL_BODY_NONE, routes_bits_key_prepare,
-	routes_bits_get_work, NULL},
+	routes_bits_get_work, NULL, NULL},
     {"PUT", "/signed/buildpack_cache/entries/{app}/{stack}", ACCESS_BITS, CALL_BODY_BITS,
-	routes_bits_put_prepare, routes_bits_put_work, routes_bits_put_headers},
+	routes_bits_put_prepare, routes_bits_put_work, routes_bits_put_headers, NULL},
     {"GET", "/signed/buildpack_cache/entries/{app}/{stack}", ACCESS_BITS, CALL_BODY_NONE,
-	routes_bits_key_prepare, routes_bits_get_work, NULL},
+	routes_bits_key_prepare, routes_bits_get_work, NULL, NULL},
     /* /sign/<a Bits path>?verb=get|put|post: the signed URL (bits_sign_prepare) */
     {"GET", "/sign/packages/{guid}", ACCESS_BITS_SIGN, CALL_BODY_NONE, bits_sign_prepare, NULL,
-	NULL},
-    {"GET", "/sign/droplets/{guid}", ACCESS_BITS_SIGN, CALL_BODY_NONE, bits_sign_prepare, NULL,
-	NULL},
-    {"GET", "/sign/droplets/{guid}/{checksum}", ACCESS_BITS_SIGN, CALL_BODY_NONE, bits_sign_prepare,
 	NULL, NULL},
-    {"GET", "/sign/buildpacks", ACCESS_BITS_SIGN, CALL_BODY_NONE, bits_sign_prepare, NULL, NULL},
+    {"GET", "/sign/droplets/{guid}", ACCESS_BITS_SIGN, CALL_BODY_NONE, bits_sign_prepare, NULL,
+	NULL, NULL},
+    {"GET", "/sign/droplets/{guid}/{checksum}", ACCESS_BITS_SIGN, CALL_BODY_NONE, bits_sign_prepare,
+	NULL, NULL, NULL},
+    {"GET", "/sign/buildpacks", ACCESS_BITS_SIGN, CALL_BODY_NONE, bits_sign_prepare, NULL, NULL,
+	NULL},
     {"GET", "/sign/buildpacks/{guid}", ACCESS_BITS_SIGN, CALL_BODY_NONE, bits_sign_prepare, NULL,
-	NULL},
+	NULL, NULL},
     {"GET", "/sign/buildpack_cache/entries/{app}/{stack}", ACCESS_BITS_SIGN, CALL_BODY_NONE,
-	bits_sign_prepare, NULL, NULL},
+	bits_sign_prepare, NULL, NULL, NULL},
     {"GET", "/sign/app_stash/entries", ACCESS_BITS_SIGN, CALL_BODY_NONE, bits_sign_prepare, NULL,
-	NULL},
+	NULL, NULL},
 };
 
 struct app {
@@ -234,6 +238,8 @@ struct app {
 	/* Long-polls: parked calls, woken by job notifications from Postgres. */
 	struct waiter *waiter;
 	struct db_listener *listener;
+	/* Finished cooks' status documents, answered on the loop (api/statuscache.h). */
+	struct statuscache *scache;
 };
 
 /* GET /sign/<path>?verb=get|put|post (research bits-service.md §2.2): the signed URL of
@@ -586,6 +592,7 @@ static void
 call_submit(struct app *a, struct call *c)
 {
 	c->in_pool = true;
+	c->cache_seq = statuscache_seq(a->scache);
 	/* Workers' reports go first: a job's progress (and its end, which long-polls and
 	 * the next job wait for) must not queue behind clients polling for it. */
 	if (pool_submit_to(a->pool, c->role == AUTH_WORKER, call_work, call_done, c))
@@ -611,16 +618,23 @@ on_wake(void *arg, struct call *c)
 	call_submit(a, c);
 }
 
-/* A job changed state or progress: {"id": N, "state": "..."} from the jobs trigger. */
+/* A job changed state or progress: {"id": N, "state": "...", "key": "..."} from the jobs
+ * trigger (db/migrations/0010). A payload without a key (a job without one has no cached
+ * status) costs nothing; one that cannot be read clears the status cache. */
 static void
 on_job_notify(void *arg, const char *payload)
 {
 	struct app *a = arg;
 	json_t *o = json_loads(payload, 0, NULL);
 	json_t *id = json_object_get(o, "id");
+	json_t *key = json_object_get(o, "key");
 
 	if (json_is_integer(id))
 		waiter_notify(a->waiter, (int64_t)json_integer_value(id));
+	if (json_is_string(key))
+		statuscache_notify(a->scache, json_string_value(key));
+	else if (!json_is_integer(id))
+		statuscache_clear(a->scache);
 	json_decref(o);
 }
 
@@ -635,6 +649,8 @@ on_listener_ready(void *arg)
 		log_info(
 		    "job-update listener ready: waking %zu waiting calls", waiter_count(a->waiter));
 	waiter_wake_all(a->waiter);
+	/* What the cache holds may have changed unheard. */
+	statuscache_clear(a->scache);
 }
 
 /* Starts waiting uploads while upload slots are free, oldest first. */
@@ -718,6 +734,27 @@ call_done(void *arg)
 		c->upload_slot = false;
 		a->uploads_running--;
 	}
+	if (c->cache_drop && c->cache_key != NULL)
+		statuscache_notify(a->scache, c->cache_key);
+	if (c->cache_text != NULL) {
+		/* A finished job's status, read with notifications heard throughout. */
+		if (c->resp.status == 200 && db_listener_ready(a->listener))
+			statuscache_put(a->scache, c->cache_key, &c->cache_doc, c->cache_seq);
+		free(c->cache_text);
+		c->cache_text = NULL;
+	}
+	if (!c->orphaned && c->resp.status == 503 && c->route->cached != NULL) {
+		/* Postgres is away (or the pool full): a finished job's status is still known. */
+		struct resp rs;
+
+		resp_init(&rs);
+		if (c->route->cached(c, a->scache, &rs)) {
+			log_info_id(
+			    c->logid, "answered from the status cache (%d)", c->resp.status);
+			resp_clear(&c->resp);
+			c->resp = rs;
+		}
+	}
 	if (c->orphaned) {
 		/* The request was freed while its work ran (see on_finished). */
 		call_free(c);
@@ -784,6 +821,13 @@ on_request(struct http_req *r, void *arg)
 		}
 	}
 	if (c->route->prepare != NULL && c->route->prepare(c) != 0) {
+		http_req_reply(r, &c->resp);
+		return;
+	}
+	/* A finished cook's status, answered here: no thread, no Postgres. Only while the
+	 * listener hears every change (a reconnect clears the cache). */
+	if (c->route->cached != NULL && db_listener_ready(a->listener) &&
+	    c->route->cached(c, a->scache, &c->resp)) {
 		http_req_reply(r, &c->resp);
 		return;
 	}
@@ -918,6 +962,7 @@ app_new(const struct config *cfg, struct event_base *base, struct store *st, cha
 	a->upload_slots = cfg->api_threads / 2 > 1 ? (int)(cfg->api_threads / 2) : 1;
 	a->http = http_server_new(base, &opts, &cb, a);
 	a->waiter = waiter_new(base, on_wake, a);
+	a->scache = statuscache_new((size_t)cfg->status_cache_entries);
 	a->listener = db_listener_new(
 	    base, cfg->database_url, "job_state", on_job_notify, on_listener_ready, a);
 	return a;
@@ -977,6 +1022,7 @@ app_free(struct app *a)
 		return;
 	db_listener_free(a->listener);
 	waiter_free(a->waiter);
+	statuscache_free(a->scache);
 	http_server_free(a->http, true);
 	pool_free(a->pool);
 	auth_free(a->auth);

@@ -44,6 +44,8 @@ call_free(struct call *c)
 	free(c->digest);
 	free(c->range);
 	free(c->if_none_modify);
+	free(c->cache_key);
+	free(c->cache_text);
 	free(c->bits_key);
 	bitsup_free(c->upload);
 	json_decref(c->json);

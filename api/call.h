@@ -14,6 +14,7 @@
 #include "api/auth.h"
 #include "api/pool.h"
 #include "api/resp.h"
+#include "api/statuscache.h"
 #include "api/router.h"
 #include "shared/config.h"
 #include "shared/gitobj.h"
@@ -44,6 +45,12 @@ enum call_bits_body {
 /* Runs in the headers phase of a CALL_BODY_BITS route (c holds the copied headers). */
 typedef enum call_bits_body (*call_headers_fn)(struct call *c);
 
+struct statuscache;
+/* Loop thread, after prepare: true with the answer in *out when sc holds the document
+ * (api/statuscache.h); on a miss the function leaves c->cache_key set, and the work may
+ * hand a document to keep through c->cache_text. */
+typedef bool (*call_cached_fn)(struct call *c, struct statuscache *sc, struct resp *out);
+
 struct call_route {
 	const char *method;
 	const char *pattern;
@@ -52,6 +59,7 @@ struct call_route {
 	call_prepare_fn prepare; /* may be NULL */
 	call_work_fn work;
 	call_headers_fn headers; /* CALL_BODY_BITS only */
+	call_cached_fn cached; /* answers from the status cache; NULL for most routes */
 };
 
 struct vault_format;
@@ -117,6 +125,14 @@ struct call {
 	int64_t wait_job_id; /* set by the work when the job may still change */
 	uint64_t wait_seq; /* waiter_seq() before the status was read */
 	void *wait_entry; /* while parked in api/waiter.c */
+	/* the status cache (api/statuscache.h): the key, set by the route's cached function;
+	 * statuscache_seq() before the work read the document; a document to keep, set by the
+	 * work (cache_doc.doc points into cache_text) */
+	char *cache_key;
+	uint64_t cache_seq;
+	char *cache_text;
+	struct statuscache_doc cache_doc;
+	bool cache_drop; /* the work may have changed the job of cache_key: drop its entry */
 };
 
 struct call *call_new(

@@ -22,6 +22,8 @@ int routes_vault_cook_prepare(struct call *c);
 void routes_vault_cook_work(struct call *c, struct pool_thread *t);
 int routes_vault_read_prepare(struct call *c);
 void routes_vault_status_work(struct call *c, struct pool_thread *t);
+/* The status of a finished cook from the status cache (call_cached_fn), on both faces. */
+bool routes_vault_status_cached(struct call *c, struct statuscache *sc, struct resp *out);
 void routes_vault_fetch_work(struct call *c, struct pool_thread *t);
 
 /* The helpers other Vault routes share: validates {kind}, {id} and ?format= (answers

@@ -139,25 +139,99 @@ routes_vault_dedup_key(struct call *c)
 	return xasprintf("cook:%s:%s:%s", c->obj_kind_name, c->obj_hex, routes_vault_format(c));
 }
 
-/* The status document, with the fetch URL built from the request's base URL: SWH's raw
- * path for a call on SWH's paths, ours otherwise (with ?format= for a format other than
- * the default). */
-static void
-reply_status(struct call *c, int status, const struct job *job)
+/* Where the bundle is fetched, from the request's base URL: SWH's raw path for a call on
+ * SWH's paths, ours otherwise (with ?format= for a format other than the default). */
+static char *
+fetch_url(struct call *c)
 {
 	const struct vault_format *fmt = call_fmt(c);
 	bool dflt = fmt == default_format(c->obj_kind);
 	const char *swh_type = fmt == FMT_TARGZ ? "flat" : fmt->name;
-	char *fetch = c->swh_face
-	    ? xasprintf("%s/api/1/vault/%s/%s/raw/", c->base_url, swh_type, c->swhid)
-	    : xasprintf("%s/vault/%s/%s%s%s", c->base_url, c->obj_kind_name, c->obj_hex,
-		  dflt ? "" : "?format=", dflt ? "" : fmt->name);
-	json_t *o =
-	    jobjson_vault_status(job, c->swhid, c->obj_kind_name, c->obj_hex, fmt->name, fetch);
 
-	resp_json(&c->resp, status, o);
-	json_decref(o);
+	return c->swh_face ? xasprintf("%s/api/1/vault/%s/%s/raw/", c->base_url, swh_type, c->swhid)
+			   : xasprintf("%s/vault/%s/%s%s%s", c->base_url, c->obj_kind_name,
+				 c->obj_hex, dflt ? "" : "?format=", dflt ? "" : fmt->name);
+}
+
+/* s as a JSON string into out (at least 6 * strlen(s) + 3 bytes): quotes, backslashes and
+ * control characters escaped, other bytes as they are (as jansson writes them). */
+static size_t
+json_quote(const char *s, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	char *o = out;
+
+	*o++ = '"';
+	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\') {
+			*o++ = '\\';
+			*o++ = (char)*p;
+		} else if (*p < 0x20) {
+			memcpy(o, "\\u00", 4);
+			o[4] = hex[*p >> 4];
+			o[5] = hex[*p & 15];
+			o += 6;
+		} else {
+			*o++ = (char)*p;
+		}
+	}
+	*o++ = '"';
+	return (size_t)(o - out);
+}
+
+/* A status answer: the document with the call's fetch URL in its hole (the only part
+ * that depends on how the client called; see reply_status). */
+static void
+render_status(struct call *c, struct resp *rs, int status, const char *doc, size_t len, size_t hole)
+{
+	char *fetch = fetch_url(c);
+	size_t flen = strlen(fetch), qlen;
+
+	free(rs->body);
+	rs->body = xmalloc(len + 6 * flen + 3);
+	memcpy(rs->body, doc, hole);
+	qlen = json_quote(fetch, rs->body + hole);
+	memcpy(rs->body + hole + qlen, doc + hole, len - hole);
+	rs->body_len = len + qlen;
+	rs->body[rs->body_len] = '\0';
+	rs->status = status;
+	rs->content_type = "application/json";
 	free(fetch);
+}
+
+/* Stands for the fetch URL in a document: the one string value a hole is cut at. */
+#define FETCH_HOLE "\"fetch_url\":\"@fetch_url@\""
+
+/* The status document. It is made once with a stand-in for fetch_url and cut there; a
+ * finished job's document (it changes only when the job does) is handed to the status
+ * cache through c->cache_text, for call_done to keep (api/statuscache.h). */
+static void
+reply_status(struct call *c, int status, const struct job *job)
+{
+	json_t *o = jobjson_vault_status(
+	    job, c->swhid, c->obj_kind_name, c->obj_hex, call_fmt(c)->name, "@fetch_url@");
+	char *text = json_dumps(o, JSON_COMPACT | JSON_ENCODE_ANY);
+	/* A string's own quotes are escaped: '"fetch_url":"' can only be the member. */
+	char *at = text != NULL ? strstr(text, FETCH_HOLE) : NULL;
+	size_t hole, len;
+
+	json_decref(o);
+	if (at == NULL)
+		abort(); /* jobjson_vault_status always writes fetch_url: a broken invariant */
+	hole = (size_t)(at - text) + strlen("\"fetch_url\":");
+	len = strlen(text);
+	memmove(text + hole, text + hole + strlen("\"@fetch_url@\""),
+	    len - hole - strlen("\"@fetch_url@\"") + 1);
+	len -= strlen("\"@fetch_url@\"");
+	render_status(c, &c->resp, status, text, len, hole);
+	if (status == 200 && c->cache_key != NULL && !c->cache_drop &&
+	    (job->state == JOB_DONE || job->state == JOB_FAILED)) {
+		free(c->cache_text);
+		c->cache_text = text;
+		c->cache_doc = (struct statuscache_doc){text, len, hole, job->id};
+	} else {
+		free(text);
+	}
 }
 
 /* The longest notify_url accepted. */
@@ -301,6 +375,12 @@ routes_vault_cook_work(struct call *c, struct pool_thread *t)
 	params = json_pack("{s:s,s:s,s:s}", "object_kind", c->obj_kind_name, "object_id",
 	    c->obj_hex, "format", routes_vault_format(c));
 	key = routes_vault_dedup_key(c);
+	/* A new job may take the key of a failed one: this API's cached status of the key
+	 * goes when the answer does (call_done), before the client can poll again; other
+	 * APIs drop it on the job's notification. */
+	free(c->cache_key);
+	c->cache_key = xstrdup(key);
+	c->cache_drop = true;
 	rc = jobstore_create(db, "cook", key, params, &job, &created, &err);
 	if (rc == 0 && !created && job->state == JOB_DONE && !bundle_present(c, job)) {
 		if (expire_lost_bundle(c, db, job) != 0) {
@@ -379,6 +459,22 @@ routes_vault_status_work(struct call *c, struct pool_thread *t)
 	}
 	reply_status(c, 200, job);
 	job_free(job);
+}
+
+/* GET /vault/{kind}/{id}/status and SWH's GET /api/1/vault/{type}/{swhid}/ from the
+ * status cache: keyed like the jobs (one document per bundle), rendered with this call's
+ * fetch URL. */
+bool
+routes_vault_status_cached(struct call *c, struct statuscache *sc, struct resp *out)
+{
+	struct statuscache_doc d;
+
+	if (c->cache_key == NULL)
+		c->cache_key = routes_vault_dedup_key(c);
+	if (!statuscache_get(sc, c->cache_key, &d))
+		return false;
+	render_status(c, out, 200, d.doc, d.len, d.hole);
+	return true;
 }
 
 /* True when an If-None-Match value names etag (or is "*"); weak tags compare too, as

@@ -1,6 +1,7 @@
 /* fault_postgres.c: Postgres crashes (pg_ctl stop -m immediate) and comes back while two
  * clients upload trees and ask for cooks and two workers cook them. While it is down every
- * call gets a prompt 503 with a JSON reason (never a hang, never a crash); once it is back
+ * call gets a prompt 503 with a JSON reason (never a hang, never a crash) but the status of
+ * a finished cook, which the API still knows (api/statuscache.c); once it is back
  * the same API and workers recover by themselves, every cook ends, and no row stands for
  * a blob the store does not hold. */
 #include <check.h>
@@ -118,10 +119,30 @@ START_TEST(test_postgres_restart)
 	for (int i = 0; i < CLIENTS; i++)
 		ck_assert_int_eq(pthread_create(&th[i], NULL, client_main, NULL), 0);
 	sleep(3);
+	/* A finished cook's status, polled until done: the API keeps it (api/statuscache.c)
+	 * and must still answer it while Postgres is down. */
+	pthread_mutex_lock(&lock);
+	char *done_id = ncooks > 0 ? xstrdup(cook_ids[0]) : NULL;
+	pthread_mutex_unlock(&lock);
+	ck_assert_msg(done_id != NULL, "no cook was asked for in 3 s");
+	json_t *dst = itest_wait_cook("directory", done_id, 60);
+	ck_assert_str_eq(json_string_value(json_object_get(dst, "status")), "done");
+	json_decref(dst);
 	int before = ncooks;
 	down_from = faults_ms();
 	faults_ctl("pg-stop immediate");
-	usleep(DOWN_MS * 1000);
+	usleep(1000 * 1000);
+	struct itest_resp cr;
+	char *cpath = xasprintf("/vault/directory/%s/status", done_id);
+	itest_http(&cr, "GET", cpath, NULL, NULL, 0, NULL);
+	ck_assert_msg(cr.status == 200 && cr.json != NULL &&
+		strcmp(json_string_value(json_object_get(cr.json, "status")), "done") == 0,
+	    "a done cook's status while Postgres is down: %ld %.300s", cr.status,
+	    cr.body.data != NULL ? cr.body.data : "");
+	itest_resp_free(&cr);
+	free(cpath);
+	free(done_id);
+	usleep((DOWN_MS - 1000) * 1000);
 	faults_ctl("pg-start");
 	down_until = faults_ms();
 	int during = ncooks;
