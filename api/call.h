@@ -72,7 +72,7 @@ struct call {
 	struct store *store;
 	const struct call_route *route;
 	struct http_req *req; /* loop thread only; NULL once the request is gone */
-	char logid[80]; /* "req=<request id>" for log_*_id */
+	char logid[72]; /* "req=<request id>" for log_*_id (ids are at most 64 bytes) */
 	enum auth_role role;
 	bool head; /* HEAD request: same answer, no body */
 	struct router_match m;

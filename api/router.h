@@ -11,7 +11,7 @@
 
 #include "shared/util.h"
 
-#define ROUTER_MAX_PARAMS 8
+#define ROUTER_MAX_PARAMS 4
 #define ROUTER_MAX_SEGMENTS 32
 
 struct router;
@@ -28,7 +28,7 @@ struct router_match {
 	int nparams;
 	const char *names[ROUTER_MAX_PARAMS]; /* point into the route table */
 	char *values[ROUTER_MAX_PARAMS]; /* decoded; owned, freed by router_match_clear */
-	char allow[96]; /* "GET, HEAD, POST" for 405 */
+	char allow[64]; /* "GET, HEAD, POST" for 405 */
 };
 
 struct router *router_new(void);

@@ -1,5 +1,7 @@
 /* log.c: one line per event on stderr: time, level, process, optional id, message.
  * Lines are written with a single write(2) so concurrent threads do not interleave. */
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,12 +18,32 @@ static char log_progname[32] = "bitsvault";
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
+/* The "2024-05-01T12:00:00" part of lines, made once a second per thread (a request's
+ * line is on the API's hot path), and the process id with it. */
+static __thread time_t cached_sec = -1;
+static __thread char cached_stamp[32];
+static __thread size_t cached_len;
+static __thread int cached_pid;
+
+/* In a forked child: its own pid on its next line. */
+static void
+log_atfork_child(void)
+{
+	cached_sec = -1;
+}
+
 /* Sets the name and the threshold. */
 void
 log_init(const char *progname, enum log_level level)
 {
+	static bool registered;
+
 	snprintf(log_progname, sizeof log_progname, "%s", progname);
 	log_threshold = level;
+	if (!registered) {
+		registered = true;
+		pthread_atfork(NULL, NULL, log_atfork_child);
+	}
 }
 
 /* Level by name. */
@@ -40,15 +62,22 @@ log_vwrite(enum log_level level, const char *id, const char *fmt, va_list ap)
 {
 	char line[4096];
 	struct timeval tv;
-	struct tm tm;
 	size_t n;
 	int r;
 
 	gettimeofday(&tv, NULL);
-	gmtime_r(&tv.tv_sec, &tm);
-	n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (tv.tv_sec != cached_sec) {
+		struct tm tm;
+
+		gmtime_r(&tv.tv_sec, &tm);
+		cached_len = strftime(cached_stamp, sizeof cached_stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+		cached_sec = tv.tv_sec;
+		cached_pid = (int)getpid();
+	}
+	memcpy(line, cached_stamp, cached_len);
+	n = cached_len;
 	r = snprintf(line + n, sizeof line - n, ".%03dZ %s %s[%d]%s%s ", (int)(tv.tv_usec / 1000),
-	    level_names[level], log_progname, (int)getpid(), id ? " " : "", id ? id : "");
+	    level_names[level], log_progname, cached_pid, id ? " " : "", id ? id : "");
 	if (r > 0)
 		n += (size_t)r < sizeof line - n ? (size_t)r : sizeof line - n - 1;
 	r = vsnprintf(line + n, sizeof line - n, fmt, ap);
