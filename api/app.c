@@ -737,14 +737,14 @@ call_done(void *arg)
 	if (c->cache_drop && c->cache_key != NULL)
 		statuscache_notify(a->scache, c->cache_key);
 	if (c->cache_text != NULL) {
-		/* A finished job's status, read with notifications heard throughout. */
+		/* A done job's status, read with notifications heard throughout. */
 		if (c->resp.status == 200 && db_listener_ready(a->listener))
 			statuscache_put(a->scache, c->cache_key, &c->cache_doc, c->cache_seq);
 		free(c->cache_text);
 		c->cache_text = NULL;
 	}
 	if (!c->orphaned && c->resp.status == 503 && c->route->cached != NULL) {
-		/* Postgres is away (or the pool full): a finished job's status is still known. */
+		/* Postgres is away (or the pool full): a done job's status is still known. */
 		struct resp rs;
 
 		resp_init(&rs);
@@ -824,7 +824,7 @@ on_request(struct http_req *r, void *arg)
 		http_req_reply(r, &c->resp);
 		return;
 	}
-	/* A finished cook's status, answered here: no thread, no Postgres. Only while the
+	/* A done cook's status, answered here: no thread, no Postgres. Only while the
 	 * listener hears every change (a reconnect clears the cache). */
 	if (c->route->cached != NULL && db_listener_ready(a->listener) &&
 	    c->route->cached(c, a->scache, &c->resp)) {

@@ -203,7 +203,7 @@ render_status(struct call *c, struct resp *rs, int status, const char *doc, size
 #define FETCH_HOLE "\"fetch_url\":\"@fetch_url@\""
 
 /* The status document. It is made once with a stand-in for fetch_url and cut there; a
- * finished job's document (it changes only when the job does) is handed to the status
+ * done job's document (it changes only when the job expires) is handed to the status
  * cache through c->cache_text, for call_done to keep (api/statuscache.h). */
 static void
 reply_status(struct call *c, int status, const struct job *job)
@@ -224,8 +224,7 @@ reply_status(struct call *c, int status, const struct job *job)
 	    len - hole - strlen("\"@fetch_url@\"") + 1);
 	len -= strlen("\"@fetch_url@\"");
 	render_status(c, &c->resp, status, text, len, hole);
-	if (status == 200 && c->cache_key != NULL && !c->cache_drop &&
-	    (job->state == JOB_DONE || job->state == JOB_FAILED)) {
+	if (status == 200 && c->cache_key != NULL && !c->cache_drop && job->state == JOB_DONE) {
 		free(c->cache_text);
 		c->cache_text = text;
 		c->cache_doc = (struct statuscache_doc){text, len, hole, job->id};

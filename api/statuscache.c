@@ -1,4 +1,4 @@
-/* statuscache.c: finished jobs' status documents by key (see statuscache.h). A chained
+/* statuscache.c: done jobs' status documents by key (see statuscache.h). A chained
  * hash table for lookups, a doubly linked list for least-recently-used eviction, and a
  * ring of the latest notifications (as in api/waiter.c) for the seq check. */
 #include <stdlib.h>

@@ -1,9 +1,11 @@
-/* statuscache.h: the status documents of finished jobs, kept on the event loop so that a
- * poll of a done or failed job is answered without a pool thread or Postgres.
+/* statuscache.h: the status documents of done jobs, kept on the event loop so that a poll
+ * of a done job is answered without a pool thread or Postgres.
  *
- * A done or failed job's document only changes when the job does (it expires, or a new job
- * takes its key), and every such change is a NOTIFY job_state the API hears on its
- * listener: statuscache_notify drops the entry. A document read before a change and
+ * A done job's document only changes when the job expires (only then can a new job take
+ * its key), and every such change is a NOTIFY job_state the API hears on its listener:
+ * statuscache_notify drops the entry. Failed jobs are not kept: a new cook may take a
+ * failed job's key at any time, through any API, and a client that saw the old "failed"
+ * for the milliseconds a notification takes would give up on a cook that is running. A document read before a change and
  * handed in after it is refused (the seq check), and a listener that reconnects (it may
  * have missed notifications) clears the whole cache. Loop thread only: no locks. */
 #ifndef BV_STATUSCACHE_H

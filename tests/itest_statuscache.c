@@ -1,9 +1,9 @@
-/* itest_statuscache.c: the API's cache of finished cooks' statuses (api/statuscache.c),
+/* itest_statuscache.c: the API's cache of done cooks' statuses (api/statuscache.c),
  * end to end. A done job's status is answered without Postgres (shown by holding a lock
  * on the jobs table: a cached poll answers at once, an uncached one waits), with the
  * fetch URL of each call's host and face; and no cached answer outlives a change of the
- * job: an expiry (the notification drops it), a new cook of a failed bundle (the POST
- * drops it before it answers), or a change made while the API's listener was away (the
+ * job: an expiry (the notification drops it), a failure (failed jobs are never kept: a
+ * new cook may take their key), or a change made while the API's listener was away (the
  * reconnect clears the cache). */
 #include <check.h>
 #include <stdbool.h>
@@ -119,7 +119,7 @@ START_TEST(test_hits_render_per_call)
 }
 END_TEST
 
-/* With the jobs table locked, a finished cook's status still answers at once, and a
+/* With the jobs table locked, a done cook's status still answers at once, and a
  * status the cache cannot hold (never requested: a 404 read from Postgres) waits for the
  * lock: the cached answer did not touch Postgres. */
 START_TEST(test_hit_needs_no_postgres)
@@ -193,8 +193,9 @@ START_TEST(test_expiry_drops)
 }
 END_TEST
 
-/* A failed cook's status is cached too; a new POST takes the key, and the very next poll
- * shows the new job, not the failed one. */
+/* A done job made to fail: the cached done status goes with its notification; the failed
+ * one is read from Postgres each time (never kept), so with the jobs table locked it
+ * waits; a new POST takes the key, and the very next poll shows the new job. */
 START_TEST(test_recook_after_failure)
 {
 	json_int_t job, job2;
@@ -219,9 +220,19 @@ START_TEST(test_recook_after_failure)
 		ck_assert_msg(i < 99, "the failure was never seen");
 		usleep(50000);
 	}
-	ck_assert_int_eq(get(path, NULL, &doc), 200); /* served from the cache */
+	ck_assert_int_eq(get(path, NULL, &doc), 200);
 	ck_assert_str_eq(json_string_value(json_object_get(doc, "status")), "failed");
 	json_decref(doc);
+	/* Not from memory: with the jobs table locked the failed status waits. */
+	PGconn *pg = PQconnectdb(IT.db_url);
+	ck_assert_int_eq(PQstatus(pg), CONNECTION_OK);
+	PQclear(PQexec(pg, "BEGIN; LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE"));
+	char *code =
+	    itest_sh_out("curl -s -o /dev/null -m 2 -w '%%{http_code}' '%s%s'", IT.url, path);
+	ck_assert_msg(strcmp(code, "000") == 0, "a failed status answered %s under the lock", code);
+	free(code);
+	PQclear(PQexec(pg, "ROLLBACK"));
+	PQfinish(pg);
 
 	job2 = itest_cook(id);
 	ck_assert_int_ne(job2, job);
