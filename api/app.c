@@ -981,6 +981,16 @@ app_listen(struct app *a, char **errstr)
 	return 0;
 }
 
+/* Serves on a listening socket shared with the other API processes (api/main.c). */
+int
+app_listen_fd(struct app *a, int fd, char **errstr)
+{
+	if (http_server_accept(a->http, fd, a->cfg->listen, &a->bound, errstr) != 0)
+		return -1;
+	log_info("serving http://%s", a->bound);
+	return 0;
+}
+
 /* Starts a graceful shutdown. */
 void
 app_shutdown(struct app *a)

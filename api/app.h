@@ -20,6 +20,8 @@ struct app *app_new(const struct config *cfg, struct event_base *base, struct st
     char **errstr) BV_MUSTCHECK;
 /* Binds cfg->listen and logs "listening on http://HOST:PORT". */
 int app_listen(struct app *a, char **errstr) BV_MUSTCHECK;
+/* Serves on fd, a listening socket made before this process forked (api_processes). */
+int app_listen_fd(struct app *a, int fd, char **errstr) BV_MUSTCHECK;
 /* SIGTERM/SIGINT: stop accepting, let in-flight requests finish (bounded by
  * shutdown_timeout), then leave the event loop. */
 void app_shutdown(struct app *a);

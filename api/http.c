@@ -1179,18 +1179,15 @@ http_connection_cap(uint64_t fd_limit, int64_t reserved)
 	return cap > HTTP_MAX_CONNECTIONS ? HTTP_MAX_CONNECTIONS : (int64_t)cap;
 }
 
-/* Resolves and binds the listen address. evhtp_bind_socket only takes numeric IPv4 (or
- * "ipv6:"-prefixed) strings, so names are resolved here and bound with
- * evhtp_bind_sockaddr. */
-int
-http_server_listen(struct http_server *s, const char *listen, char **bound, char **errstr)
+/* Resolves listen ("host:port", names allowed: evhtp_bind_socket only takes numeric IPv4
+ * or "ipv6:"-prefixed strings). 0 with *res (freeaddrinfo) or -1. */
+static int
+resolve_listen(const char *listen, struct addrinfo **res, char **errstr)
 {
-	struct addrinfo hints, *res = NULL;
-	struct sockaddr_storage ss;
-	socklen_t sslen = sizeof ss;
-	char portstr[16], hostbuf[INET6_ADDRSTRLEN];
+	struct addrinfo hints;
+	char portstr[16];
 	char *host = NULL;
-	int port, rc, fd;
+	int port, rc;
 
 	if (!http_parse_listen(listen, &host, &port)) {
 		*errstr = xasprintf(
@@ -1202,36 +1199,99 @@ http_server_listen(struct http_server *s, const char *listen, char **bound, char
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
 	snprintf(portstr, sizeof portstr, "%d", port);
-	rc = getaddrinfo(host[0] != '\0' ? host : NULL, portstr, &hints, &res);
+	rc = getaddrinfo(host[0] != '\0' ? host : NULL, portstr, &hints, res);
 	if (rc != 0) {
 		*errstr = xasprintf("listen: cannot resolve \"%s\": %s", host, gai_strerror(rc));
 		free(host);
 		return -1;
 	}
 	free(host);
+	return 0;
+}
+
+/* The address a socket is bound to, "host:port" or "[v6]:port"; fallback when unknown. */
+static char *
+sock_name(int fd, const char *fallback)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof ss;
+	char hostbuf[INET6_ADDRSTRLEN];
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sslen) != 0)
+		return xstrdup(fallback);
+	if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+
+		inet_ntop(AF_INET6, &a6->sin6_addr, hostbuf, sizeof hostbuf);
+		return xasprintf("[%s]:%d", hostbuf, ntohs(a6->sin6_port));
+	}
+	struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+
+	inet_ntop(AF_INET, &a4->sin_addr, hostbuf, sizeof hostbuf);
+	return xasprintf("%s:%d", hostbuf, ntohs(a4->sin_port));
+}
+
+/* After the listener exists: its error callback, and the address it got (the port the
+ * kernel chose for port 0) in *bound. */
+static void
+listener_ready(struct http_server *s, const char *listen, char **bound)
+{
+	evconnlistener_set_error_cb(s->htp->server, on_accept_error);
+	*bound = sock_name(evconnlistener_get_fd(s->htp->server), listen);
+}
+
+/* Resolves and binds the listen address. */
+int
+http_server_listen(struct http_server *s, const char *listen, char **bound, char **errstr)
+{
+	struct addrinfo *res = NULL;
+
+	if (resolve_listen(listen, &res, errstr) != 0)
+		return -1;
 	if (evhtp_bind_sockaddr(s->htp, res->ai_addr, res->ai_addrlen, 1024) != 0) {
 		*errstr = xasprintf("listen: cannot bind %s: %s", listen, strerror(errno));
 		freeaddrinfo(res);
 		return -1;
 	}
 	freeaddrinfo(res);
-	evconnlistener_set_error_cb(s->htp->server, on_accept_error);
-	fd = evconnlistener_get_fd(s->htp->server);
-	if (getsockname(fd, (struct sockaddr *)&ss, &sslen) != 0) {
-		*bound = xstrdup(listen);
-		return 0;
-	}
-	if (ss.ss_family == AF_INET6) {
-		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+	listener_ready(s, listen, bound);
+	return 0;
+}
 
-		inet_ntop(AF_INET6, &a6->sin6_addr, hostbuf, sizeof hostbuf);
-		*bound = xasprintf("[%s]:%d", hostbuf, ntohs(a6->sin6_port));
-	} else {
-		struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+/* A bound, listening socket for listen, made before the API's processes fork so that
+ * they all accept from it (api_processes). 0 with *fd, or -1. */
+int
+http_listen_socket(const char *addr, int *fd, char **bound, char **errstr)
+{
+	struct addrinfo *res = NULL;
+	int one = 1, s;
 
-		inet_ntop(AF_INET, &a4->sin_addr, hostbuf, sizeof hostbuf);
-		*bound = xasprintf("%s:%d", hostbuf, ntohs(a4->sin_port));
+	if (resolve_listen(addr, &res, errstr) != 0)
+		return -1;
+	s = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (s < 0 || setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+	    bind(s, res->ai_addr, res->ai_addrlen) != 0 || listen(s, 1024) != 0) {
+		*errstr = xasprintf("listen: cannot bind %s: %s", addr, strerror(errno));
+		if (s >= 0)
+			close(s);
+		freeaddrinfo(res);
+		return -1;
 	}
+	freeaddrinfo(res);
+	*fd = s;
+	*bound = sock_name(s, addr);
+	return 0;
+}
+
+/* Serves on a listening socket made by http_listen_socket (this process's copy of it). */
+int
+http_server_accept(struct http_server *s, int fd, const char *listen, char **bound, char **errstr)
+{
+	if (evhtp_accept_socket(s->htp, fd, 1024) != 0) {
+		*errstr = xasprintf("listen: cannot accept on %s: %s", listen, strerror(errno));
+		return -1;
+	}
+	listener_ready(s, listen, bound);
 	return 0;
 }
 

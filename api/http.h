@@ -65,6 +65,12 @@ struct http_server *http_server_new(struct event_base *base, const struct http_o
  * real port when 0 was asked), for the "listening on" line; caller frees. 0 or -1. */
 int http_server_listen(
     struct http_server *s, const char *listen, char **bound, char **errstr) BV_MUSTCHECK;
+/* A bound, listening socket for listen, shared by processes that fork after it is made
+ * (api_processes); 0 with *fd and *bound (as for http_server_listen), or -1. */
+int http_listen_socket(const char *listen, int *fd, char **bound, char **errstr) BV_MUSTCHECK;
+/* Serves on such a socket instead of binding one; *bound as for http_server_listen. */
+int http_server_accept(
+    struct http_server *s, int fd, const char *listen, char **bound, char **errstr) BV_MUSTCHECK;
 /* Stops accepting connections; replies from now on carry Connection: close. */
 void http_server_drain(struct http_server *s);
 /* Requests between their headers and their end. */

@@ -1,13 +1,16 @@
 /* main.c: bitsvault-api [-c FILE] [--migrate-only] [--routes]: loads the config, applies the
  * database migrations (waiting for Postgres to come up), cleans stale temp files, and
- * serves the HTTP API on one event loop until SIGTERM or SIGINT. */
+ * serves the HTTP API on one event loop until SIGTERM or SIGINT; with api_processes > 1,
+ * as that many processes on one listening socket under a supervisor. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -69,6 +72,148 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	log_info("received %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	app_shutdown(arg);
+}
+
+/* --- api_processes > 1: a supervisor and its serving processes ------------------------- */
+
+/* Signals the supervisor waits for (set by its handler, read with them blocked). */
+static volatile sig_atomic_t sup_term, sup_chld;
+
+/* The supervisor's handler: notes the signal. */
+static void
+on_sup_signal(int sig)
+{
+	if (sig == SIGCHLD)
+		sup_chld = 1;
+	else
+		sup_term = sig;
+}
+
+/* Forks serving process i. In the child: 0, with its signals as a plain process's. In the
+ * parent: 1 (pids[i] set), or -1. */
+static int
+spawn(pid_t *pids, uint64_t *started, int i, pid_t parent, const sigset_t *old)
+{
+	pid_t pid = fork();
+
+	if (pid < 0) {
+		log_error("cannot start an API process: %s", strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		/* The supervisor gone (even by SIGKILL), its processes go too. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(1);
+		signal(SIGCHLD, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGINT, SIG_DFL);
+		sigprocmask(SIG_SETMASK, old, NULL);
+		return 0;
+	}
+	pids[i] = pid;
+	started[i] = now_ms();
+	return 1;
+}
+
+/* Runs cfg->api_processes serving processes on the listening socket fd until SIGTERM or
+ * SIGINT, which each of them gets in turn (they finish their requests, as one process
+ * does). A process that dies is replaced, unless it died within 2 s of its start: then
+ * something is wrong that a new one would hit too, and the whole API stops. Returns in
+ * each child with *child set (it goes on to serve); in the supervisor, once every process
+ * is gone, with the exit status. */
+static int
+supervise(const struct config *cfg, bool *child)
+{
+	int n = (int)cfg->api_processes, alive = 0, rc = 0;
+	pid_t pids[64] = {0}, parent = getpid(), pid;
+	uint64_t started[64] = {0};
+	bool stopping = false;
+	struct sigaction sa;
+	sigset_t block, old;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_sup_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGCHLD, &sa, NULL);
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	*child = false;
+	for (int i = 0; i < n; i++) {
+		int r = spawn(pids, started, i, parent, &old);
+
+		if (r == 0) {
+			*child = true;
+			return 0;
+		}
+		if (r > 0)
+			alive++;
+		else
+			sup_term = SIGTERM;
+	}
+	log_info("%d API processes serving (pids from %d)", alive, (int)pids[0]);
+	for (;;) {
+		int wst;
+
+		while (!sup_term && !sup_chld && !(stopping && alive == 0))
+			sigsuspend(&old);
+		if (sup_term && !stopping) {
+			stopping = true;
+			log_info("received %s: stopping %d API processes",
+			    sup_term == SIGINT ? "SIGINT" : "SIGTERM", alive);
+			for (int i = 0; i < n; i++)
+				if (pids[i] > 0)
+					kill(pids[i], SIGTERM);
+		}
+		sup_chld = 0;
+		while ((pid = waitpid(-1, &wst, WNOHANG)) > 0) {
+			int i = 0;
+
+			while (i < n && pids[i] != pid)
+				i++;
+			if (i == n)
+				continue;
+			pids[i] = 0;
+			alive--;
+			bool clean = WIFEXITED(wst) && WEXITSTATUS(wst) == 0;
+			if (stopping) {
+				if (!clean)
+					rc = 1;
+				continue;
+			}
+			log_warn("API process %d %s %d", (int)pid,
+			    WIFSIGNALED(wst) ? "was killed by signal" : "exited with status",
+			    WIFSIGNALED(wst) ? WTERMSIG(wst) : WEXITSTATUS(wst));
+			if (now_ms() - started[i] < 2000) {
+				log_error("it died within 2 s of its start: stopping the API");
+				rc = 1;
+				sup_term = SIGTERM;
+				continue;
+			}
+			int r = spawn(pids, started, i, parent, &old);
+			if (r == 0) {
+				*child = true;
+				return 0;
+			}
+			if (r > 0) {
+				alive++;
+				log_info("started API process %d in its place", (int)pids[i]);
+			} else {
+				rc = 1;
+				sup_term = SIGTERM;
+			}
+		}
+		if (stopping && alive == 0)
+			break;
+	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	log_info("stopped");
+	return rc;
 }
 
 /* Settings that config.c checks only for shape are parsed fully here, before anything
@@ -189,7 +334,7 @@ main(int argc, char **argv)
 	struct event *sigterm = NULL, *sigint = NULL;
 	struct app *app = NULL;
 	char *err = NULL, *root;
-	int opt, level, rc = 1, removed;
+	int opt, level, rc = 1, removed, listen_fd = -1;
 
 	while ((opt = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -252,6 +397,23 @@ main(int argc, char **argv)
 		log_info("store: removed %d stale temp file(s)", removed);
 	}
 
+	if (cfg.api_processes > 1) {
+		/* One listening socket for all; the supervisor serves nothing itself. */
+		bool child;
+		char *bound = NULL;
+
+		if (http_listen_socket(cfg.listen, &listen_fd, &bound, &err) != 0) {
+			log_error("%s", err);
+			goto out;
+		}
+		log_info(
+		    "listening on http://%s (%lld processes)", bound, (long long)cfg.api_processes);
+		free(bound);
+		rc = supervise(&cfg, &child);
+		if (!child)
+			goto out;
+		rc = 1;
+	}
 	if ((base = event_base_new()) == NULL) {
 		log_error("cannot create the event loop");
 		goto out;
@@ -260,7 +422,7 @@ main(int argc, char **argv)
 		log_error("%s", err);
 		goto out;
 	}
-	if (app_listen(app, &err) != 0) {
+	if ((listen_fd >= 0 ? app_listen_fd(app, listen_fd, &err) : app_listen(app, &err)) != 0) {
 		log_error("%s", err);
 		goto out;
 	}

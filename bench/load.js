@@ -320,7 +320,7 @@ function procStat(pid) {
 	}
 }
 
-const procs = [...C.pids.api.map((p) => ['api', p]), ...C.pids.workers.map((p, i) => [`worker-${i + 1}`, p])];
+const procs = [...C.pids.api.map((p, i) => [C.pids.api.length > 1 ? `api-${i + 1}` : 'api', p]), ...C.pids.workers.map((p, i) => [`worker-${i + 1}`, p])];
 const mem = {}; // name -> {start, peak, end (KiB), cpu0, cpu1, fds_peak}
 function sample(which) {
 	for (const [name, pid] of procs) {
@@ -379,7 +379,7 @@ async function main() {
 	const ticker = setInterval(() => {
 		const n = Object.values(kinds).reduce((a, k) => a + k.n, 0);
 		const f = Object.values(kinds).reduce((a, k) => a + k.fail, 0);
-		say(`${((Date.now() - t0) / 1000).toFixed(0)} s: ${n} requests, ${f} failed, ${inflight} in flight, ${cooksDone} cooks done, ${pending.size} cooks pending, api rss ${mem.api ? (mem.api.end_kb / 1024).toFixed(1) : '?'} MiB`);
+		say(`${((Date.now() - t0) / 1000).toFixed(0)} s: ${n} requests, ${f} failed, ${inflight} in flight, ${cooksDone} cooks done, ${pending.size} cooks pending, api rss ${Object.keys(mem).filter((k) => k.startsWith('api')).map((k) => (mem[k].end_kb / 1024).toFixed(1)).join('/') || '?'} MiB`);
 	}, 10000);
 	const running = [];
 	for (let i = 0; i < C.uploaders; i++)

@@ -59,6 +59,7 @@ static const struct ckey keys[] = {
     K(max_keepalive_requests, C_INT, "1000", 1, 1000000, false),
     K(shutdown_timeout, C_SECS, "30", 0, 3600, false),
     K(api_threads, C_INT, "4", 1, 64, false),
+    K(api_processes, C_INT, "1", 1, 64, false),
     K(status_cache_entries, C_INT, "20000", 0, 100000000, false),
     K(max_archive_entries, C_INT, "1000000", 1, 100000000, false),
     K(max_archive_unpacked, C_SIZE, "10G", 1 * KIB, 64 * TIB, false),

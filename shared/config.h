@@ -39,6 +39,7 @@ struct config {
 	int64_t max_keepalive_requests;
 	int64_t shutdown_timeout; /* seconds to finish in-flight requests on SIGTERM */
 	int64_t api_threads; /* blocking pool threads, each with its own Postgres/Redis */
+	int64_t api_processes; /* API processes sharing the listening socket */
 	int64_t status_cache_entries; /* finished jobs' status documents kept; 0 = none */
 	/* archive uploads */
 	int64_t max_archive_entries;
