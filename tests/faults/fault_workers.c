@@ -445,5 +445,10 @@ main(void)
 	TCase *tc = tcase_create("faults");
 	tcase_add_test(tc, test_workers_killed_redis_lost);
 	suite_add_tcase(s, tc);
-	return itest_run(s);
+	int rc = itest_run(s);
+
+	/* Stops the API and workers (none may outlive the program), scans their logs for
+	 * secrets and drops the database, as the fixtures of the other programs do. */
+	itest_teardown();
+	return rc;
 }
