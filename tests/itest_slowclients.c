@@ -363,9 +363,10 @@ START_TEST(test_slow_reader)
 	    gone_ms >= HTTP_TIMEOUT * 1000 - 600 && gone_ms <= HTTP_TIMEOUT * 1000 + SLACK_MS,
 	    "the stopped reader was closed after %llu ms (http_timeout %d s)",
 	    (unsigned long long)gone_ms, HTTP_TIMEOUT);
-	/* The file is not buffered: 16 MiB would show. */
-	ck_assert_msg(
-	    rss_max - rss0 < 4096, "API RSS grew by %ld kB during the downloads", rss_max - rss0);
+	/* The file is not buffered: 16 MiB would show (not under ASan or valgrind, whose own
+	 * bookkeeping grows with every allocation). */
+	ck_assert_msg(rss_max - rss0 < 4096 || itest_instrumented(),
+	    "API RSS grew by %ld kB during the downloads", rss_max - rss0);
 
 	/* The slow reader speeds up and gets the whole file. */
 	for (;;) {
@@ -436,8 +437,9 @@ START_TEST(test_idle_keepalive)
 	    "itest_slowclients: %d idle connections: API VmRSS %ld -> %ld kB, "
 	    "VmHWM %ld kB, answered in %llu ms\n",
 	    IDLE_CONNS, rss0, rss1, hwm, (unsigned long long)(idle_from - t0));
-	ck_assert_msg(rss1 - rss0 < IDLE_CONNS * 16L, "RSS grew by %ld kB for %d connections",
-	    rss1 - rss0, IDLE_CONNS);
+	/* A memory bound: an instrumented server's is the tool's, not the product's. */
+	ck_assert_msg(rss1 - rss0 < IDLE_CONNS * 16L || itest_instrumented(),
+	    "RSS grew by %ld kB for %d connections", rss1 - rss0, IDLE_CONNS);
 	for (int i = 0; i < 3; i++)
 		assert_served("2,000 idle connections");
 
