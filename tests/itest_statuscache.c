@@ -84,6 +84,50 @@ poll_until(const char *path, long want, int timeout_ms)
 	}
 }
 
+/* GET path answers status (the body is not kept). */
+static void
+expect(const char *path, long status)
+{
+	json_t *doc;
+
+	ck_assert_int_eq(get(path, NULL, &doc), status);
+	json_decref(doc);
+}
+
+/* A transaction that holds the jobs table locked against every read (commit with
+ * unlock_jobs): what then answers at once did not read Postgres. */
+static PGconn *
+lock_jobs(void)
+{
+	PGconn *pg = PQconnectdb(IT.db_url);
+	PGresult *res;
+
+	ck_assert_int_eq(PQstatus(pg), CONNECTION_OK);
+	res = PQexec(pg, "BEGIN; LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE");
+	ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
+	PQclear(res);
+	return pg;
+}
+
+static void
+unlock_jobs(PGconn *pg)
+{
+	PQclear(PQexec(pg, "ROLLBACK"));
+	PQfinish(pg);
+}
+
+/* True when GET path got no answer in 2 s (curl gave up): it waits on the lock. */
+static bool
+waits(const char *path)
+{
+	char *code =
+	    itest_sh_out("curl -s -o /dev/null -m 2 -w '%%{http_code}' '%s%s'", IT.url, path);
+	bool w = strcmp(code, "000") == 0;
+
+	free(code);
+	return w;
+}
+
 /* Hits answer the same document as the miss, with each call's own fetch URL: another
  * Host, and SWH's face (its raw/ path). */
 START_TEST(test_hits_render_per_call)
@@ -128,18 +172,12 @@ START_TEST(test_hit_needs_no_postgres)
 	char *id = cooked("nopg", &job);
 	char *path = xasprintf("/vault/directory/%s/status", id);
 	char *zip = xasprintf("/vault/directory/%s/status?format=zip", id);
-	char *cmd;
 	json_t *doc;
-	PGconn *pg = PQconnectdb(IT.db_url);
-	PGresult *res;
+	PGconn *pg;
 	uint64_t t0, took;
 
-	ck_assert_int_eq(get(path, NULL, &doc), 200); /* now cached */
-	json_decref(doc);
-	ck_assert_int_eq(PQstatus(pg), CONNECTION_OK);
-	res = PQexec(pg, "BEGIN; LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE");
-	ck_assert_int_eq(PQresultStatus(res), PGRES_COMMAND_OK);
-	PQclear(res);
+	expect(path, 200); /* now cached */
+	pg = lock_jobs();
 
 	t0 = ms_now();
 	ck_assert_int_eq(get(path, NULL, &doc), 200);
@@ -148,17 +186,9 @@ START_TEST(test_hit_needs_no_postgres)
 	json_decref(doc);
 	ck_assert_msg(took < (itest_instrumented() ? 5000 : 1000),
 	    "a cached status took %llu ms with the jobs table locked", (unsigned long long)took);
-	/* The control: a read from Postgres is still waiting after 2 s (curl gives up). */
-	cmd = xasprintf("curl -s -o /dev/null -m 2 -w '%%{http_code}' '%s%s'", IT.url, zip);
-	char *code = itest_sh_out("%s", cmd);
-	ck_assert_msg(
-	    strcmp(code, "000") == 0, "an uncached status answered %s under the lock", code);
-	free(code);
-	free(cmd);
-
-	res = PQexec(pg, "ROLLBACK");
-	PQclear(res);
-	PQfinish(pg);
+	/* The control: a read from Postgres is still waiting after 2 s. */
+	ck_assert_msg(waits(zip), "an uncached status answered under the lock");
+	unlock_jobs(pg);
 	ck_assert_int_eq(poll_until(zip, 404, 15000), 404);
 	free(zip);
 	free(path);
@@ -174,20 +204,15 @@ START_TEST(test_expiry_drops)
 	char *id = cooked("expire", &job);
 	char *path = xasprintf("/vault/directory/%s/status", id);
 	char *sql;
-	json_t *doc;
 
-	ck_assert_int_eq(get(path, NULL, &doc), 200);
-	json_decref(doc);
-	ck_assert_int_eq(get(path, NULL, &doc), 200);
-	json_decref(doc);
+	expect(path, 200);
+	expect(path, 200);
 	sql = xasprintf("UPDATE jobs SET state = 'expired' WHERE id = %lld", (long long)job);
 	sql_exec(sql);
 	free(sql);
 	ck_assert_int_eq(poll_until(path, 404, 5000), 404);
-	for (int i = 0; i < 20; i++) {
-		ck_assert_int_eq(get(path, NULL, &doc), 404);
-		json_decref(doc);
-	}
+	for (int i = 0; i < 20; i++)
+		expect(path, 404);
 	free(path);
 	free(id);
 }
@@ -224,15 +249,9 @@ START_TEST(test_recook_after_failure)
 	ck_assert_str_eq(json_string_value(json_object_get(doc, "status")), "failed");
 	json_decref(doc);
 	/* Not from memory: with the jobs table locked the failed status waits. */
-	PGconn *pg = PQconnectdb(IT.db_url);
-	ck_assert_int_eq(PQstatus(pg), CONNECTION_OK);
-	PQclear(PQexec(pg, "BEGIN; LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE"));
-	char *code =
-	    itest_sh_out("curl -s -o /dev/null -m 2 -w '%%{http_code}' '%s%s'", IT.url, path);
-	ck_assert_msg(strcmp(code, "000") == 0, "a failed status answered %s under the lock", code);
-	free(code);
-	PQclear(PQexec(pg, "ROLLBACK"));
-	PQfinish(pg);
+	PGconn *pg = lock_jobs();
+	ck_assert_msg(waits(path), "a failed status answered under the lock");
+	unlock_jobs(pg);
 
 	job2 = itest_cook(id);
 	ck_assert_int_ne(job2, job);
@@ -257,13 +276,10 @@ START_TEST(test_listener_reconnect_clears)
 	char *id = cooked("relisten", &job);
 	char *path = xasprintf("/vault/directory/%s/status", id);
 	char *sql, *n;
-	json_t *doc;
 	uint64_t end;
 
-	ck_assert_int_eq(get(path, NULL, &doc), 200);
-	json_decref(doc);
-	ck_assert_int_eq(get(path, NULL, &doc), 200);
-	json_decref(doc);
+	expect(path, 200);
+	expect(path, 200);
 	/* The listener is the one backend of this database in LISTEN. */
 	n = itest_sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
 		      " WHERE datname = current_database() AND query ILIKE 'LISTEN%'");
@@ -285,10 +301,8 @@ START_TEST(test_listener_reconnect_clears)
 		usleep(100000);
 	}
 	usleep(500000);
-	for (int i = 0; i < 20; i++) {
-		ck_assert_int_eq(get(path, NULL, &doc), 404);
-		json_decref(doc);
-	}
+	for (int i = 0; i < 20; i++)
+		expect(path, 404);
 	free(path);
 	free(id);
 }
