@@ -233,7 +233,7 @@ START_TEST(test_bad_inputs)
 	ck_assert_str_eq(sec, "0");
 	free(sec);
 	/* Nor in any log line. */
-	ck_assert_msg(itest_sh("grep -rl -e tok3n -e secret@ logs >&2") != 0,
+	ck_assert_msg(itest_sh("grep -Rl -e tok3n -e secret@ logs >&2") != 0,
 	    "a refused URL's secret is in the logs");
 
 	ck_assert_int_eq(get_status("/loads/999999"), 404);

@@ -239,7 +239,7 @@ START_TEST(test_notify_on_done)
 	ck_assert_str_eq(row, "sent:1");
 	free(row);
 	free(sql);
-	ck_assert_int_ne(itest_sh("grep -r s3cr3t-tok logs >/dev/null"), 0);
+	ck_assert_int_ne(itest_sh("grep -R s3cr3t-tok logs >/dev/null"), 0);
 	free(body);
 	free(id);
 }
@@ -278,11 +278,11 @@ START_TEST(test_notify_retries)
 	free(sql);
 	usleep(1500000);
 	ck_assert_int_eq(count_for("/retry"), 3);
-	ck_assert_int_eq(itest_sh("grep -r 'notification to http://127.0.0.1:%d/retry failed'"
+	ck_assert_int_eq(itest_sh("grep -R 'notification to http://127.0.0.1:%d/retry failed'"
 				  " logs >/dev/null",
 			     rx.port),
 	    0);
-	ck_assert_int_ne(itest_sh("grep -r hush-hush logs >/dev/null"), 0);
+	ck_assert_int_ne(itest_sh("grep -R hush-hush logs >/dev/null"), 0);
 	/* The job is untouched by its notifications. */
 	json_t *st = itest_wait_cook("directory", id, 5);
 	ck_assert_str_eq(json_string_value(json_object_get(st, "status")), "done");

@@ -656,7 +656,7 @@ END_TEST
 START_TEST(test_no_secrets_in_logs)
 {
 	ck_assert_int_ne(
-	    itest_sh("grep -r -l -e '%s' -e '%s' -e '%s' logs", IT_ADMIN, IT_WORKER, IT_USER), 0);
+	    itest_sh("grep -R -l -e '%s' -e '%s' -e '%s' logs", IT_ADMIN, IT_WORKER, IT_USER), 0);
 }
 END_TEST
 
