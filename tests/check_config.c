@@ -102,8 +102,9 @@ START_TEST(test_bad_values)
 }
 END_TEST
 
-/* The limits and timeouts of issue 6: their defaults, a value inside the bounds, and one
- * past each bound, refused naming the key. */
+/* The limits and timeouts of issue 6 (and the status cache's size, the API's processes):
+ * their defaults, a value inside the bounds, and one past each bound, refused naming the
+ * key. */
 START_TEST(test_limits)
 {
 	static const struct {
@@ -122,6 +123,8 @@ START_TEST(test_limits)
 	    {"BITSVAULT_MAX_ARCHIVE_UNPACKED", "1M", "1023", "65T", "'max_archive_unpacked'"},
 	    {"BITSVAULT_MAX_ARCHIVE_RATIO", "0", "-1", "1000001", "'max_archive_ratio'"},
 	    {"BITSVAULT_MAX_BUNDLE_SIZE", "1K", "1023", "65T", "'max_bundle_size'"},
+	    {"BITSVAULT_STATUS_CACHE_ENTRIES", "0", "-1", "100000001", "'status_cache_entries'"},
+	    {"BITSVAULT_API_PROCESSES", "2", "0", "65", "'api_processes'"},
 	};
 	struct config cfg;
 	char *err = NULL;
@@ -136,6 +139,8 @@ START_TEST(test_limits)
 	ck_assert_int_eq(cfg.max_url_length, 4096);
 	ck_assert_int_eq(cfg.max_json_depth, 64);
 	ck_assert_int_eq(cfg.max_archive_ratio, 200);
+	ck_assert_int_eq(cfg.status_cache_entries, 20000);
+	ck_assert_int_eq(cfg.api_processes, 1);
 	config_free(&cfg);
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		const char *bad[] = {cases[i].low, cases[i].high};
