@@ -23,7 +23,8 @@
 
 struct itest IT;
 static char *admin_db_url;
-static int time_factor(void);
+/* While the API starts, requests are expected to find no one: not worth a line each. */
+static bool quiet_no_answer;
 
 const char *__asan_default_options(void);
 /* Under ASan (tests/sanitize.sh) the test driver itself is not leak-checked: a failed check
@@ -141,7 +142,7 @@ itest_init(const char *name, int redis_db)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGALRM, on_alarm);
-	alarm(600 * time_factor());
+	alarm(600 * itest_time_factor());
 
 	/* Our own database, made fresh. */
 	admin_db_url = itest_conninfo_with_db(dburl, "postgres");
@@ -366,8 +367,8 @@ child_env(void)
 
 /* How much slower than a plain build the servers run: BITSVAULT_TEST_TIME_FACTOR, else 10
  * under a BITSVAULT_TEST_WRAPPER (valgrind), else 1. Start, stop and wait timeouts scale. */
-static int
-time_factor(void)
+int
+itest_time_factor(void)
 {
 	const char *f = getenv("BITSVAULT_TEST_TIME_FACTOR");
 	const char *w = getenv("BITSVAULT_TEST_WRAPPER");
@@ -447,9 +448,11 @@ void
 itest_start_api(void)
 {
 	IT.api = spawn("api/bitsvault-api", "api", NULL);
-	for (int i = 0; i < 300 * time_factor(); i++) {
+	for (int i = 0; i < 300 * itest_time_factor(); i++) {
 		struct itest_resp r;
+		quiet_no_answer = true;
 		itest_http(&r, "GET", "/status", NULL, NULL, 0, NULL);
+		quiet_no_answer = false;
 		long st = r.status;
 		itest_resp_free(&r);
 		if (st > 0)
@@ -462,7 +465,7 @@ itest_start_api(void)
 		usleep(50000);
 	}
 	itest_sh("tail -n 30 logs/api.log >&2");
-	ck_abort_msg("bitsvault-api did not answer within %d s", 15 * time_factor());
+	ck_abort_msg("bitsvault-api did not answer within %d s", 15 * itest_time_factor());
 }
 
 int
@@ -485,7 +488,7 @@ static void
 reap(pid_t pid, int ms)
 {
 	int st;
-	ms *= time_factor();
+	ms *= itest_time_factor();
 	for (int waited = 0; waited < ms; waited += 20) {
 		if (waitpid(pid, &st, WNOHANG) == pid)
 			return;
@@ -552,6 +555,36 @@ on_body(char *data, size_t size, size_t nmemb, void *arg)
 	return size * nmemb;
 }
 
+/* A request got no HTTP answer at all (status 0): says why on stderr, curl's reason and
+ * whether the API process is still there (and how it ended if not, without reaping it: a
+ * test may wait for it), so that "upload: 0" in a failed check can be explained. A few
+ * lines per program at most: some tests expect no answer (a killed API). */
+static void
+report_no_answer(const char *method, const char *path, CURLcode rc, const char *errbuf)
+{
+	static int reported;
+	siginfo_t si;
+	char state[160];
+
+	if (quiet_no_answer || reported++ >= 10)
+		return;
+	memset(&si, 0, sizeof si);
+	if (IT.api <= 0)
+		snprintf(state, sizeof state, "no API started by the harness");
+	else if (waitid(P_PID, (id_t)IT.api, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+	    si.si_pid == IT.api)
+		snprintf(state, sizeof state,
+		    "the API (pid %d) has %s %d, not stopped by the harness (by the test itself, "
+		    "or by a signal from outside)",
+		    (int)IT.api,
+		    si.si_code == CLD_EXITED ? "exited with status" : "been killed by signal",
+		    si.si_status);
+	else
+		snprintf(state, sizeof state, "the API (pid %d) is running", (int)IT.api);
+	fprintf(stderr, "%s: %s %s: no HTTP answer (curl: %s); %s\n", IT.name, method, path,
+	    errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc), state);
+}
+
 /* Runs one request already set up on c. */
 static void
 perform(CURL *c, struct itest_resp *r, const char *method, const char *path, const char *token,
@@ -559,6 +592,8 @@ perform(CURL *c, struct itest_resp *r, const char *method, const char *path, con
 {
 	char *url = xasprintf("%s%s", IT.url, path);
 	char *auth = token ? xasprintf("Authorization: Bearer %s", token) : NULL;
+	char errbuf[CURL_ERROR_SIZE] = "";
+	CURLcode rc;
 
 	memset(r, 0, sizeof *r);
 	buf_init(&r->body);
@@ -568,7 +603,9 @@ perform(CURL *c, struct itest_resp *r, const char *method, const char *path, con
 		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
 	else
 		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
+	/* 120 s for a plain build; an instrumented server takes longer over big bodies. */
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L * itest_time_factor());
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &r->body);
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_body);
@@ -581,8 +618,10 @@ perform(CURL *c, struct itest_resp *r, const char *method, const char *path, con
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 	/* A server that answers early (413) may make curl report a send error: the status
 	 * line it read is what the test checks. */
-	(void)curl_easy_perform(c);
+	rc = curl_easy_perform(c);
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+	if (r->status == 0)
+		report_no_answer(method, path, rc, errbuf);
 	curl_slist_free_all(hdrs);
 	curl_easy_cleanup(c);
 	/* Objects and arrays (a list of configuration files) are parsed; other bodies not. */
@@ -756,7 +795,7 @@ json_t *
 itest_wait_status(const char *path, int timeout_s)
 {
 	json_t *last = NULL;
-	uint64_t end = now_ms() + (uint64_t)timeout_s * 1000 * time_factor();
+	uint64_t end = now_ms() + (uint64_t)timeout_s * 1000 * itest_time_factor();
 
 	while (now_ms() < end) {
 		struct itest_resp r;

@@ -62,6 +62,11 @@ void itest_stop_worker(int i, int sig);
 /* True when the servers run instrumented (ASan build, or under BITSVAULT_TEST_WRAPPER such
  * as valgrind): their memory and speed figures are not the product's, tests skip bounds. */
 bool itest_instrumented(void);
+/* How many times slower than a plain build the servers run (BITSVAULT_TEST_TIME_FACTOR; 10
+ * under a wrapper without it, else 1). The harness's own waits scale with it already; a
+ * test multiplies its own waits and latency bounds by it (never a memory bound, never a
+ * lower bound that proves something waited). */
+int itest_time_factor(void);
 /* Stops everything, drops the database, removes the folder (kept when the run failed). */
 void itest_teardown(void);
 

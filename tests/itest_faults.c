@@ -25,7 +25,7 @@ START_TEST(test_worker_killed_mid_cook)
 	json_int_t job = itest_cook(id);
 	/* Wait until w1 holds it. */
 	bool running = false;
-	for (int i = 0; i < 400 && !running; i++) {
+	for (int i = 0; i < 400 * itest_time_factor() && !running; i++) {
 		json_t *j = itest_job(job);
 		running = strcmp(json_string_value(json_object_get(j, "state")), "running") == 0;
 		json_decref(j);
@@ -208,10 +208,14 @@ poll_thread(void *arg)
 }
 
 /* ?wait=N holds the status request until the job changes (woken by Postgres, not by a
- * loop) or N seconds pass; a finished job answers at once; N is bounded. */
+ * loop) or N seconds pass; a finished job answers at once; N is bounded. The upper bounds
+ * scale with the servers' slowness (itest_time_factor), up to 15 s: a wake-up must still
+ * come well before the 20 s wait would end on its own. */
 START_TEST(test_long_poll)
 {
 	char st[256];
+	const uint64_t f = (uint64_t)itest_time_factor();
+	const uint64_t woken_max = 5000 * f < 15000 ? 5000 * f : 15000;
 	for (int i = 0; i < IT.nworkers; i++)
 		itest_stop_worker(i, SIGTERM);
 	free(itest_make_tree("poll", 100));
@@ -230,7 +234,7 @@ START_TEST(test_long_poll)
 	ck_assert_int_eq(a.status, 200);
 	ck_assert_str_eq(a.state, "pending");
 	ck_assert_msg(
-	    a.ms >= 700 && a.ms < 5000, "answered after %llu ms", (unsigned long long)a.ms);
+	    a.ms >= 700 && a.ms < woken_max, "answered after %llu ms", (unsigned long long)a.ms);
 
 	/* A progress message is a change too. */
 	memset(&a, 0, sizeof a);
@@ -242,7 +246,7 @@ START_TEST(test_long_poll)
 	    200);
 	pthread_join(th, NULL);
 	ck_assert_msg(
-	    a.ms >= 400 && a.ms < 5000, "answered after %llu ms", (unsigned long long)a.ms);
+	    a.ms >= 400 && a.ms < woken_max, "answered after %llu ms", (unsigned long long)a.ms);
 
 	/* Nothing happens: the answer comes when the time is up. */
 	char *short_wait = xasprintf("/vault/directory/%s/status?wait=2", id);
@@ -251,8 +255,8 @@ START_TEST(test_long_poll)
 	poll_thread(&a);
 	ck_assert_int_eq(a.status, 200);
 	ck_assert_str_eq(a.state, "pending");
-	ck_assert_msg(
-	    a.ms >= 1900 && a.ms < 4000, "answered after %llu ms", (unsigned long long)a.ms);
+	ck_assert_msg(a.ms >= 1900 && a.ms < 2000 + 2000 * f, "answered after %llu ms",
+	    (unsigned long long)a.ms);
 
 	/* Finished: no waiting at all. */
 	ck_assert_int_eq(
@@ -263,7 +267,7 @@ START_TEST(test_long_poll)
 	a.path = path;
 	poll_thread(&a);
 	ck_assert_str_eq(a.state, "failed");
-	ck_assert_msg(a.ms < 1000, "answered after %llu ms", (unsigned long long)a.ms);
+	ck_assert_msg(a.ms < 1000 * f, "answered after %llu ms", (unsigned long long)a.ms);
 
 	static const char *const bad[] = {"61", "-1", "abc", "1.5"};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

@@ -719,7 +719,9 @@ START_TEST(test_stall_and_limits)
 			     IT.data_dir),
 	    0);
 	itest_start_worker("w2");
-	for (int i = 0; i < 100 && itest_sh("test ! -e '%s/tmp/load-9-old'", IT.data_dir) != 0; i++)
+	for (int i = 0; i < 100 * itest_time_factor() &&
+	     itest_sh("test ! -e '%s/tmp/load-9-old'", IT.data_dir) != 0;
+	     i++)
 		usleep(50000);
 	char *kept = itest_sh_out("cd '%s/tmp' && ls | grep -e '^load-9' -e '^gitbare-' | paste "
 				  "-sd' ' -",
@@ -746,7 +748,8 @@ START_TEST(test_stall_and_limits)
 	ck_assert_msg(
 	    strcmp(status_of(doc), "failed") == 0, "stalled: %s", json_dumps(doc, JSON_COMPACT));
 	ck_assert_msg(e != NULL && strstr(e, "longer than load_timeout (3 s)") != NULL, "%s", e);
-	ck_assert_msg(took < 10000, "the stalled load took %llu ms", (unsigned long long)took);
+	ck_assert_msg(took < 10000 * (uint64_t)itest_time_factor(), "the stalled load took %llu ms",
+	    (unsigned long long)took);
 	char *left = itest_sh_out("ls '%s/tmp' 2>/dev/null | grep '^load-'", IT.data_dir);
 	ck_assert_msg(*left == '\0', "left in <data_dir>/tmp: %s", left);
 	free(left);

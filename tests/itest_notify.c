@@ -217,9 +217,9 @@ START_TEST(test_notify_on_done)
 	ck_assert_str_eq(json_string_value(json_object_get(st, "status")), "done");
 	json_decref(st);
 	uint64_t ms = 0;
-	ck_assert_int_eq(wait_for("/done", 1, 10000, &ms), 1);
-	ck_assert_msg(
-	    ms < 3000, "notified %llu ms after the poll saw done", (unsigned long long)ms);
+	ck_assert_int_eq(wait_for("/done", 1, 10000 * itest_time_factor(), &ms), 1);
+	ck_assert_msg(ms < 3000 * (uint64_t)itest_time_factor(),
+	    "notified %llu ms after the poll saw done", (unsigned long long)ms);
 	char ctype[128];
 	json_t *doc = last_body("/done?token=s3cr3t-tok", ctype, sizeof ctype);
 	ck_assert_ptr_nonnull(doc);
@@ -257,7 +257,7 @@ START_TEST(test_notify_retries)
 	rx.fail_next = 2;
 	pthread_mutex_unlock(&rx.mu);
 	ck_assert_int_eq(cook_with(id, body, &job, NULL, 0), 201);
-	ck_assert_int_eq(wait_for("/retry", 3, 30000, NULL), 3);
+	ck_assert_int_eq(wait_for("/retry", 3, 30000 * itest_time_factor(), NULL), 3);
 	char ctype[128];
 	json_t *doc = last_body("/retry", ctype, sizeof ctype);
 	ck_assert_str_eq(json_string_value(json_object_get(doc, "status")), "done");
@@ -266,7 +266,7 @@ START_TEST(test_notify_retries)
 			      " WHERE job_id = %lld",
 	    (long long)job);
 	char *row = NULL;
-	for (int i = 0; i < 50; i++) {
+	for (int i = 0; i < 50 * itest_time_factor(); i++) {
 		free(row);
 		row = itest_sql(sql);
 		if (strcmp(row, "sent:3") == 0)
@@ -350,8 +350,9 @@ START_TEST(test_notify_already_done)
 	ck_assert_int_eq(cook_with(id, body, &again, NULL, 0), 200);
 	ck_assert_int_eq(again, job);
 	uint64_t ms = 0;
-	ck_assert_int_eq(wait_for("/again", 1, 10000, &ms), 1);
-	ck_assert_msg(ms < 3000, "notified after %llu ms", (unsigned long long)ms);
+	ck_assert_int_eq(wait_for("/again", 1, 10000 * itest_time_factor(), &ms), 1);
+	ck_assert_msg(ms < 3000 * (uint64_t)itest_time_factor(), "notified after %llu ms",
+	    (unsigned long long)ms);
 	char ctype[128];
 	json_t *doc = last_body("/again", ctype, sizeof ctype);
 	ck_assert_str_eq(json_string_value(json_object_get(doc, "status")), "done");
