@@ -10,22 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "tests/itest.h"
 
 #define PROCS 3
-
-/* Milliseconds of a monotonic clock. */
-static uint64_t
-ms_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* The supervisor's children (pids, up to max); their number. */
 static int
@@ -44,10 +33,10 @@ children(pid_t parent, pid_t *out, int max)
 static int
 wait_children(pid_t parent, int want, int timeout_ms, pid_t *out)
 {
-	uint64_t end = ms_now() + (uint64_t)timeout_ms;
+	uint64_t end = now_ms() + (uint64_t)timeout_ms;
 	int n;
 
-	while ((n = children(parent, out, 16)) != want && ms_now() < end)
+	while ((n = children(parent, out, 16)) != want && now_ms() < end)
 		usleep(100000);
 	return n;
 }
@@ -126,9 +115,9 @@ START_TEST(test_killed_process_replaced)
 	ck_assert_int_eq(kill(kids[0], SIGKILL), 0);
 	/* The others serve meanwhile. */
 	ck_assert_int_eq(polls("/status/short", 20), 0);
-	uint64_t end = ms_now() + 10000;
+	uint64_t end = now_ms() + 10000;
 	bool replaced = false;
-	while (!replaced && ms_now() < end) {
+	while (!replaced && now_ms() < end) {
 		n = children(IT.api, after, 16);
 		replaced = n == PROCS;
 		for (int i = 0; i < n; i++)
@@ -154,8 +143,8 @@ START_TEST(test_sigterm_stops_all)
 
 	ck_assert_int_eq(n, PROCS);
 	ck_assert_int_eq(kill(IT.api, SIGTERM), 0);
-	end = ms_now() + 20000;
-	while (waitpid(IT.api, &wst, WNOHANG) == 0 && ms_now() < end)
+	end = now_ms() + 20000;
+	while (waitpid(IT.api, &wst, WNOHANG) == 0 && now_ms() < end)
 		usleep(50000);
 	ck_assert_msg(WIFEXITED(wst) && WEXITSTATUS(wst) == 0, "the supervisor ended with %d", wst);
 	IT.api = 0;
@@ -178,8 +167,8 @@ START_TEST(test_sigkill_takes_all)
 	ck_assert_int_eq(kill(IT.api, SIGKILL), 0);
 	waitpid(IT.api, &wst, 0);
 	IT.api = 0;
-	end = ms_now() + 5000;
-	while (!gone && ms_now() < end) {
+	end = now_ms() + 5000;
+	while (!gone && now_ms() < end) {
 		gone = true;
 		for (int i = 0; i < n; i++)
 			if (kill(kids[i], 0) == 0 &&

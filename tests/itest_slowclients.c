@@ -36,15 +36,6 @@ static int slack_ms = 1500;
 #define IDLE_CONNS 2000
 #define BIG_SIZE (16 * 1024 * 1024)
 
-static uint64_t
-ms_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* A field of the API's /proc/PID/status in kB ("VmRSS", "VmHWM"). */
 static long
 api_kb(const char *field)
@@ -153,11 +144,11 @@ static void
 assert_served(const char *when)
 {
 	struct itest_resp r;
-	uint64_t t0 = ms_now(), took;
+	uint64_t t0 = now_ms(), took;
 
 	itest_http(&r, "GET", "/directories/0000000000000000000000000000000000000000", NULL, NULL,
 	    0, NULL);
-	took = ms_now() - t0;
+	took = now_ms() - t0;
 	ck_assert_msg(r.status == 404, "%s: normal client got %ld", when, r.status);
 	ck_assert_msg(took < 1000 * (uint64_t)itest_time_factor(),
 	    "%s: normal client waited %llu ms", when, (unsigned long long)took);
@@ -183,7 +174,7 @@ START_TEST(test_slowloris)
 	enum { NSLOW = 20, NSILENT = 5, N = NSLOW + NSILENT };
 	static const char head[] = "GET /status HTTP/1.1\r\nHost: x\r\nX-Slow: ";
 	int fds[N];
-	uint64_t closed_at[N], t0 = ms_now(), last_served = 0;
+	uint64_t closed_at[N], t0 = now_ms(), last_served = 0;
 	int open_n = N;
 
 	for (int i = 0; i < N; i++) {
@@ -192,24 +183,24 @@ START_TEST(test_slowloris)
 		if (i < NSLOW)
 			ck_assert(send_all(fds[i], head, sizeof head - 1));
 	}
-	while (open_n > 0 && ms_now() - t0 < HEADER_TIMEOUT * 1000 + SLACK_MS + 2000) {
+	while (open_n > 0 && now_ms() - t0 < HEADER_TIMEOUT * 1000 + SLACK_MS + 2000) {
 		for (int i = 0; i < N; i++) {
 			if (closed_at[i] != 0)
 				continue;
 			if ((i < NSLOW && !send_all(fds[i], "a", 1)) || closed_now(fds[i])) {
-				closed_at[i] = ms_now() - t0;
+				closed_at[i] = now_ms() - t0;
 				open_n--;
 			}
 		}
-		if (open_n > 0 && ms_now() - last_served >= 1000) {
+		if (open_n > 0 && now_ms() - last_served >= 1000) {
 			assert_served("slowloris");
-			last_served = ms_now();
+			last_served = now_ms();
 		}
 		usleep(500 * 1000);
 	}
 	for (int i = 0; i < N; i++) {
 		ck_assert_msg(closed_at[i] != 0, "connection %d (%s) still open after %llu ms", i,
-		    i < NSLOW ? "slowloris" : "silent", (unsigned long long)(ms_now() - t0));
+		    i < NSLOW ? "slowloris" : "silent", (unsigned long long)(now_ms() - t0));
 		ck_assert_msg(closed_at[i] >= HEADER_TIMEOUT * 1000 - 600 &&
 			closed_at[i] <= HEADER_TIMEOUT * 1000 + SLACK_MS,
 		    "connection %d closed after %llu ms (http_header_timeout %d s)", i,
@@ -247,15 +238,15 @@ START_TEST(test_body_stops)
 		ck_assert(send_all(fds[i], chunk, sizeof chunk));
 		free(head[i]);
 	}
-	t0 = ms_now();
+	t0 = now_ms();
 	/* Both bodies are under way: their partial files exist. */
 	usleep(300 * 1000);
 	ck_assert_int_eq(count_files("tmp/uploads"), 1);
 	ck_assert_int_ge(count_files("store/tmp"), 1);
-	while (open_n > 0 && ms_now() - t0 < HTTP_TIMEOUT * 1000 + SLACK_MS + 2000) {
+	while (open_n > 0 && now_ms() - t0 < HTTP_TIMEOUT * 1000 + SLACK_MS + 2000) {
 		for (int i = 0; i < 2; i++)
 			if (closed_at[i] == 0 && closed_now(fds[i])) {
-				closed_at[i] = ms_now() - t0;
+				closed_at[i] = now_ms() - t0;
 				open_n--;
 			}
 		if (open_n > 0)
@@ -340,30 +331,30 @@ START_TEST(test_slow_reader)
 	len = read_head(slow, &got_slow);
 	ck_assert_int_eq(len, BIG_SIZE);
 	ck_assert_int_eq(read_head(stopped, &got_stopped), BIG_SIZE);
-	t0 = ms_now();
+	t0 = now_ms();
 	stopped_ms = t0; /* the stopped reader takes nothing from here on */
 	ck_assert_int_eq(api_blob_fds(), base_fds + 2);
 
 	/* 256 bytes every 250 ms: 1 KB/s. */
-	while (ms_now() - t0 < 4 * HTTP_TIMEOUT * 1000) {
+	while (now_ms() - t0 < 4 * HTTP_TIMEOUT * 1000) {
 		ssize_t n = recv(slow, buf, 256, 0);
 		long rss;
 
 		ck_assert_msg(n > 0, "the slow reader was cut after %llu ms and %zu bytes",
-		    (unsigned long long)(ms_now() - t0), got_slow);
+		    (unsigned long long)(now_ms() - t0), got_slow);
 		got_slow += (size_t)n;
 		if (gone_ms == 0 && api_blob_fds() == base_fds + 1)
-			gone_ms = ms_now() - stopped_ms;
+			gone_ms = now_ms() - stopped_ms;
 		rss = api_kb("VmRSS");
 		rss_max = rss > rss_max ? rss : rss_max;
-		if (ms_now() - last_served >= 1000) {
+		if (now_ms() - last_served >= 1000) {
 			assert_served("slow reader");
-			last_served = ms_now();
+			last_served = now_ms();
 		}
 		usleep(250 * 1000);
 	}
 	ck_assert_msg(gone_ms != 0, "the stopped reader is still served after %llu ms",
-	    (unsigned long long)(ms_now() - stopped_ms));
+	    (unsigned long long)(now_ms() - stopped_ms));
 	ck_assert_msg(
 	    gone_ms >= HTTP_TIMEOUT * 1000 - 600 && gone_ms <= HTTP_TIMEOUT * 1000 + SLACK_MS,
 	    "the stopped reader was closed after %llu ms (http_timeout %d s)",
@@ -408,20 +399,20 @@ START_TEST(test_idle_keepalive)
 	static uint64_t sent_at[IDLE_CONNS], idle_at[IDLE_CONNS];
 	long rss0 = api_kb("VmRSS"), rss1, hwm;
 	int answered = 0, open_n = IDLE_CONNS;
-	uint64_t t0 = ms_now(), idle_from, shortest = UINT64_MAX, longest = 0;
+	uint64_t t0 = now_ms(), idle_from, shortest = UINT64_MAX, longest = 0;
 	char b[4096];
 
 	for (int i = 0; i < IDLE_CONNS; i++) {
 		fds[i] = connect_api(0);
 		ck_assert(send_all(fds[i], req, sizeof req - 1));
-		sent_at[i] = ms_now();
+		sent_at[i] = now_ms();
 	}
 	/* Every connection gets its 404 and stays open. */
 	for (int i = 0; i < IDLE_CONNS; i++) {
 		pf[i].fd = fds[i];
 		pf[i].events = POLLIN;
 	}
-	while (answered < IDLE_CONNS && ms_now() - t0 < 20000) {
+	while (answered < IDLE_CONNS && now_ms() - t0 < 20000) {
 		ck_assert_int_ge(poll(pf, IDLE_CONNS, 1000), 0);
 		for (int i = 0; i < IDLE_CONNS; i++) {
 			if (pf[i].fd < 0 || !(pf[i].revents & (POLLIN | POLLHUP | POLLERR)))
@@ -430,12 +421,12 @@ START_TEST(test_idle_keepalive)
 			ck_assert_msg(n > 12 && strncmp(b, "HTTP/1.1 404", 12) == 0,
 			    "connection %d: %zd bytes", i, n);
 			pf[i].fd = -1;
-			idle_at[i] = ms_now();
+			idle_at[i] = now_ms();
 			answered++;
 		}
 	}
 	ck_assert_int_eq(answered, IDLE_CONNS);
-	idle_from = ms_now();
+	idle_from = now_ms();
 	rss1 = api_kb("VmRSS");
 	hwm = api_kb("VmHWM");
 	fprintf(stderr,
@@ -452,7 +443,7 @@ START_TEST(test_idle_keepalive)
 		pf[i].fd = fds[i];
 		pf[i].events = POLLIN;
 	}
-	while (open_n > 0 && ms_now() - idle_from < KEEPALIVE_TIMEOUT * 1000 + SLACK_MS + 2000) {
+	while (open_n > 0 && now_ms() - idle_from < KEEPALIVE_TIMEOUT * 1000 + SLACK_MS + 2000) {
 		ck_assert_int_ge(poll(pf, IDLE_CONNS, 200), 0);
 		for (int i = 0; i < IDLE_CONNS; i++) {
 			if (pf[i].fd < 0 || !(pf[i].revents & (POLLIN | POLLHUP | POLLERR)))
@@ -460,8 +451,8 @@ START_TEST(test_idle_keepalive)
 			if (closed_now(fds[i])) {
 				/* The server went idle after the request was sent and
 				 * before the answer was read here. */
-				uint64_t most = ms_now() - sent_at[i],
-					 least = ms_now() - idle_at[i];
+				uint64_t most = now_ms() - sent_at[i],
+					 least = now_ms() - idle_at[i];
 				shortest = most < shortest ? most : shortest;
 				longest = least > longest ? least : longest;
 				pf[i].fd = -1;
@@ -470,7 +461,7 @@ START_TEST(test_idle_keepalive)
 		}
 	}
 	ck_assert_msg(open_n == 0, "%d idle connections still open after %llu ms", open_n,
-	    (unsigned long long)(ms_now() - idle_from));
+	    (unsigned long long)(now_ms() - idle_from));
 	/* Each connection's idle time, bounded by its request's sending and its answer's
 	 * reading on one side and its close on the other (2,000 requests take a while). */
 	ck_assert_msg(shortest >= KEEPALIVE_TIMEOUT * 1000 - 600 &&

@@ -10,20 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "tests/itest.h"
-
-/* Milliseconds of a monotonic clock. */
-static uint64_t
-ms_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* Runs a statement that returns no rows (UPDATE ...) on this program's database. */
 static void
@@ -71,14 +60,14 @@ get(const char *path, const char *extra_header, json_t **doc)
 static long
 poll_until(const char *path, long want, int timeout_ms)
 {
-	uint64_t end = ms_now() + (uint64_t)timeout_ms;
+	uint64_t end = now_ms() + (uint64_t)timeout_ms;
 	long st;
 	json_t *doc;
 
 	for (;;) {
 		st = get(path, NULL, &doc);
 		json_decref(doc);
-		if (st == want || ms_now() > end)
+		if (st == want || now_ms() > end)
 			return st;
 		usleep(50000);
 	}
@@ -179,9 +168,9 @@ START_TEST(test_hit_needs_no_postgres)
 	expect(path, 200); /* now cached */
 	pg = lock_jobs();
 
-	t0 = ms_now();
+	t0 = now_ms();
 	ck_assert_int_eq(get(path, NULL, &doc), 200);
-	took = ms_now() - t0;
+	took = now_ms() - t0;
 	ck_assert_str_eq(json_string_value(json_object_get(doc, "status")), "done");
 	json_decref(doc);
 	ck_assert_msg(took < (itest_instrumented() ? 5000 : 1000),
@@ -289,7 +278,7 @@ START_TEST(test_listener_reconnect_clears)
 	sql_exec(sql);
 	free(sql);
 	/* Until the listener is back (a new LISTEN backend), then a while more. */
-	end = ms_now() + 30000;
+	end = now_ms() + 30000;
 	for (;;) {
 		n = itest_sql("SELECT count(*) FROM pg_stat_activity WHERE datname ="
 			      " current_database() AND query ILIKE 'LISTEN%'");
@@ -297,7 +286,7 @@ START_TEST(test_listener_reconnect_clears)
 		free(n);
 		if (back)
 			break;
-		ck_assert_msg(ms_now() < end, "the listener did not come back in 30 s");
+		ck_assert_msg(now_ms() < end, "the listener did not come back in 30 s");
 		usleep(100000);
 	}
 	usleep(500000);
